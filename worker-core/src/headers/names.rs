@@ -1,0 +1,36 @@
+//! Header names the framework reads and writes.
+//!
+//! Our own headers start with `rw-`, never `x-`: the broker owns `x-`
+//! headers, and RabbitMQ 4 no longer honours an `x-death` that a client
+//! republishes.
+
+/// The broker's dead-letter history.
+pub const X_DEATH: &str = "x-death";
+/// The quorum queue's count of earlier unsettled deliveries.
+pub const X_DELIVERY_COUNT: &str = "x-delivery-count";
+/// Attempts made before this copy was published (our retry counter).
+pub const ATTEMPTS: &str = "rw-attempts";
+/// Trips through the delay tiers so far.
+pub const REDELIVERIES: &str = "rw-redeliveries";
+/// Times a parked message was replayed.
+pub const REPLAYS: &str = "rw-replays";
+/// Task name of a parked message.
+pub const PARK_TASK: &str = "rw-park-task";
+/// Why it was parked: a [`ParkReason`](crate::ParkReason) name.
+pub const PARK_REASON: &str = "rw-park-reason";
+/// The failure kind of the last error.
+pub const ERROR_KIND: &str = "rw-error-kind";
+/// The last error's message (cut to a bounded size).
+pub const ERROR_MESSAGE: &str = "rw-error-message";
+/// Seconds since the epoch of the first failure.
+pub const FIRST_FAILURE: &str = "rw-first-failure";
+/// Seconds since the epoch of the last failure.
+pub const LAST_FAILURE: &str = "rw-last-failure";
+/// The exchange the original was published to.
+pub const ORIGINAL_EXCHANGE: &str = "rw-original-exchange";
+/// The routing key the original was published with.
+pub const ORIGINAL_ROUTING_KEY: &str = "rw-original-routing-key";
+/// The queue the message was parked from.
+pub const ORIGINAL_QUEUE: &str = "rw-original-queue";
+/// The host of the worker that parked it.
+pub const PARK_HOST: &str = "rw-park-host";

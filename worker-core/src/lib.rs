@@ -1,0 +1,44 @@
+//! The runtime of a RabbitMQ task worker.
+//!
+//! Write a handler as a plain `async fn`, mark it with [`task`], register it
+//! with a [`Worker`] and run. The framework consumes with manual acks and
+//! prefetch, decodes typed payloads, retries with backoff in process and
+//! through broker-side delay tiers, parks poison messages, enforces
+//! timeouts, survives panics, and stops cleanly.
+//!
+//! Modules, from the wire inwards: [`transport`] (the broker seam),
+//! [`worker`] (consume, dispatch, settle, stop), [`middleware`] (what
+//! happens between a delivery and its settlement), [`task`] (the user's
+//! handlers), [`headers`] and [`codec`] (reading messages), [`publisher`]
+//! (confirmed publishing) and [`topology`] (queues and bindings).
+
+pub mod backoff;
+pub mod codec;
+pub mod connection;
+mod duration;
+pub mod error;
+pub mod headers;
+mod host;
+pub mod message;
+pub mod middleware;
+pub mod publisher;
+pub mod runtime;
+pub mod task;
+pub mod topology;
+pub mod transport;
+pub mod worker;
+
+pub use backoff::Backoff;
+pub use connection::{ConnectionConfig, Connector};
+pub use duration::{format_duration, parse_duration};
+pub use error::{redact_url, Error};
+pub use headers::{Attempts, DeathReason, HeaderValue, Headers, XDeath};
+pub use message::{Delivery, Outgoing, Properties};
+pub use middleware::{Failure, FailureCause, Job, Outcome};
+pub use publisher::{EnqueueOptions, Publisher};
+pub use task::{
+    ExchangeBinding, ExchangeKind, FailureKind, QueueType, RetryPolicy, State, Task, TaskContext,
+    TaskError, TaskOptions,
+};
+pub use worker::Worker;
+pub use worker_macros::task;

@@ -1,0 +1,54 @@
+//! A panicking handler becomes a transient failure; the worker keeps running.
+
+use std::panic::AssertUnwindSafe;
+
+use futures_util::future::{BoxFuture, FutureExt};
+use tower::Service;
+
+use super::{always_ready, config_layer, Failure, FailureCause, Handled, Job, JobService, Outcome};
+use crate::task::FailureKind;
+
+/// Turns panics of the inner service into [`Outcome::Failed`] with cause [`FailureCause::Panic`].
+#[derive(Debug, Clone, Default)]
+pub struct CatchPanicLayer;
+
+config_layer!(CatchPanicLayer => CatchPanic);
+
+impl<S: JobService> Service<Job> for CatchPanic<S> {
+    type Response = Outcome;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<'static, Handled>;
+
+    always_ready!();
+
+    fn call(&mut self, job: Job) -> Self::Future {
+        let attempt = job.attempt();
+        let fut = self.inner.call(job);
+        Box::pin(async move {
+            match AssertUnwindSafe(fut).catch_unwind().await {
+                Ok(outcome) => outcome,
+                Err(panic) => {
+                    let message = panic_message(panic.as_ref());
+                    tracing::warn!(%message, attempt, "handler panicked");
+                    Ok(Outcome::Failed(Failure::new(
+                        FailureKind::Transient,
+                        FailureCause::Panic,
+                        format!("handler panicked: {message}"),
+                        attempt,
+                    )))
+                }
+            }
+        })
+    }
+}
+
+/// The text of a panic payload (`&str` or `String`), or a placeholder.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,51 @@
+//! Messages past their attempt budget are parked without running the handler.
+
+use futures_util::future::{self, BoxFuture, FutureExt};
+use tower::Service;
+
+use super::{always_ready, config_layer, Failure, FailureCause, Handled, Job, JobService, Outcome};
+use crate::task::FailureKind;
+
+/// Compares the delivery's attempt number (our header, the work queue's
+/// `x-death` rejections and the quorum `x-delivery-count`) with the task's
+/// `max_attempts`; over the limit the job fails permanently with
+/// [`FailureCause::DeliveryLimit`] and the inner service is not called.
+///
+/// This is what ends a crash loop: a message whose handler kills the
+/// process is returned unsettled each time, its `x-delivery-count` grows,
+/// and once it passes the limit it is parked before the handler runs again.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryLimitLayer;
+
+config_layer!(DeliveryLimitLayer => DeliveryLimit);
+
+impl<S: JobService> Service<Job> for DeliveryLimit<S> {
+    type Response = Outcome;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<'static, Handled>;
+
+    always_ready!();
+
+    fn call(&mut self, job: Job) -> Self::Future {
+        let max = job.spec().options.retry.max_attempts;
+        if job.attempt() <= max {
+            return self.inner.call(job).boxed();
+        }
+        let s = job.attempts().sources;
+        let message = format!(
+            "attempt {} exceeds the task's limit of {max} attempts ({} recorded by retries, {} broker rejections, {} unsettled deliveries)",
+            job.attempt(),
+            s.recorded,
+            s.dead_lettered,
+            s.returned
+        );
+        tracing::warn!(%message, "parking without running the handler");
+        future::ready(Ok(Outcome::Failed(Failure::new(
+            FailureKind::Permanent,
+            FailureCause::DeliveryLimit,
+            message,
+            job.attempt().saturating_sub(1),
+        ))))
+        .boxed()
+    }
+}

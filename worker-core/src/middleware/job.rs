@@ -1,0 +1,268 @@
+//! The request and response types every layer shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::headers::{Attempts, FIRST_FAILURE};
+use crate::message::Delivery;
+use crate::runtime::{Runtime, TaskSpec};
+use crate::task::{FailureKind, TaskError};
+use crate::transport::Transport;
+
+/// One delivery on its way through the middleware stack.
+///
+/// Cheap to clone (the delivery and everything shared sit behind `Arc`s),
+/// so the retry layer can run the inner stack again.
+#[derive(Clone)]
+pub struct Job {
+    shared: Arc<JobShared>,
+    attempt: u32,
+    tries_here: u32,
+}
+
+struct JobShared {
+    delivery: Arc<Delivery>,
+    spec: Arc<TaskSpec>,
+    transport: Arc<dyn Transport>,
+    runtime: Arc<Runtime>,
+    attempts: Attempts,
+    first_failure: Option<u64>,
+    unknown_task: Option<String>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("task", &self.shared.spec.name)
+            .field("tag", &self.shared.delivery.tag)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Job {
+    /// A job for a delivery of the task described by `spec`.
+    pub fn new(
+        delivery: Arc<Delivery>,
+        spec: Arc<TaskSpec>,
+        transport: Arc<dyn Transport>,
+        runtime: Arc<Runtime>,
+    ) -> Job {
+        let headers = delivery.properties.headers();
+        let attempts = Attempts::read(headers, &spec.queue);
+        let first_failure = headers.get_u64(FIRST_FAILURE);
+        Job {
+            attempt: attempts.current(),
+            tries_here: 1,
+            shared: Arc::new(JobShared {
+                delivery,
+                spec,
+                transport,
+                runtime,
+                attempts,
+                first_failure,
+                unknown_task: None,
+            }),
+        }
+    }
+
+    /// Marks the job as carrying a task name no task on this queue has.
+    pub(crate) fn with_unknown_task(mut self, name: String) -> Job {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.unknown_task = Some(name);
+        }
+        self
+    }
+
+    /// The delivery.
+    pub fn delivery(&self) -> &Arc<Delivery> {
+        &self.shared.delivery
+    }
+
+    /// The task's registration.
+    pub fn spec(&self) -> &Arc<TaskSpec> {
+        &self.shared.spec
+    }
+
+    /// The transport that settles and publishes.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.shared.transport
+    }
+
+    /// Worker-wide things: publisher, shared state, shutdown signal.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.shared.runtime
+    }
+
+    /// The counts read from the delivery's headers.
+    pub fn attempts(&self) -> Attempts {
+        self.shared.attempts
+    }
+
+    /// The 1-based number of the attempt about to run (or that just ran).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Runs of the handler within this delivery so far, this one included.
+    pub fn tries_here(&self) -> u32 {
+        self.tries_here
+    }
+
+    /// The job for the next in-process attempt.
+    pub fn next_attempt(&self) -> Job {
+        Job {
+            shared: self.shared.clone(),
+            attempt: self.attempt.saturating_add(1),
+            tries_here: self.tries_here + 1,
+        }
+    }
+
+    /// When this message first failed (seconds since the epoch), if it did before.
+    pub fn first_failure(&self) -> Option<u64> {
+        self.shared.first_failure
+    }
+
+    /// The unregistered task name this delivery carries, if any.
+    pub fn unknown_task(&self) -> Option<&str> {
+        self.shared.unknown_task.as_deref()
+    }
+}
+
+/// Why an attempt failed, beyond what the handler said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureCause {
+    /// The handler returned an error.
+    Handler,
+    /// The handler panicked.
+    Panic,
+    /// The handler ran past the task's timeout.
+    Timeout,
+    /// The body could not be decoded into the payload type.
+    Decode,
+    /// The body is larger than the task accepts.
+    TooLarge,
+    /// The message names a task this worker does not have.
+    UnknownTask,
+    /// The handler needs shared state the worker was not given.
+    MissingState,
+    /// The message had used up its attempts before this delivery.
+    DeliveryLimit,
+}
+
+impl FailureCause {
+    /// A short stable name for headers and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCause::Handler => "handler",
+            FailureCause::Panic => "panic",
+            FailureCause::Timeout => "timeout",
+            FailureCause::Decode => "undecodable",
+            FailureCause::TooLarge => "too-large",
+            FailureCause::UnknownTask => "unknown-task",
+            FailureCause::MissingState => "missing-state",
+            FailureCause::DeliveryLimit => "delivery-limit",
+        }
+    }
+}
+
+/// A failed attempt, classified.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// What happens next.
+    pub kind: FailureKind,
+    /// Where it came from.
+    pub cause: FailureCause,
+    /// The message for people.
+    pub message: String,
+    /// A wait the handler asked for.
+    pub retry_after: Option<Duration>,
+    /// The attempt that failed.
+    pub attempt: u32,
+}
+
+impl Failure {
+    /// A failure of attempt `attempt` with a resolved kind.
+    pub fn new(
+        kind: FailureKind,
+        cause: FailureCause,
+        message: impl Into<String>,
+        attempt: u32,
+    ) -> Failure {
+        Failure {
+            kind,
+            cause,
+            message: message.into(),
+            retry_after: None,
+            attempt,
+        }
+    }
+
+    /// Classifies a handler's error with the task's default for unclassified errors.
+    pub fn from_task_error(err: &TaskError, unclassified: FailureKind, attempt: u32) -> Failure {
+        Failure {
+            kind: err.kind_or(unclassified),
+            cause: FailureCause::Handler,
+            message: err.message().to_owned(),
+            retry_after: err.retry_delay(),
+            attempt,
+        }
+    }
+
+    /// The `rw-park-reason` this failure parks with.
+    pub fn park_reason(&self) -> &'static str {
+        match (self.kind, self.cause) {
+            (_, FailureCause::DeliveryLimit) => "delivery-limit",
+            (FailureKind::Transient, _) => "exhausted",
+            (_, FailureCause::Handler) => "permanent",
+            (_, cause) => cause.as_str(),
+        }
+    }
+}
+
+/// What became of a delivery; the worker settles it accordingly.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The handler succeeded: ack.
+    Succeeded,
+    /// The handler discarded the message: ack, counted apart.
+    Discarded(String),
+    /// Failed and not yet dealt with. Settled as `reject(requeue = false)`,
+    /// so the work queue's dead-letter target (parking) takes it.
+    Failed(Failure),
+    /// A copy waits in a delay tier (confirmed): ack.
+    Redelivered {
+        /// The tier's delay.
+        tier: Duration,
+        /// The attempt that failed.
+        attempt: u32,
+    },
+    /// A copy sits in the parking queue (confirmed): ack.
+    Parked {
+        /// The park reason header value.
+        reason: &'static str,
+        /// The attempt that failed.
+        attempt: u32,
+    },
+    /// Give the delivery back to the broker untouched: `nack(requeue = true)`.
+    Requeue,
+}
+
+impl Outcome {
+    /// A short stable name for metrics and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "ack",
+            Outcome::Discarded(_) => "discard",
+            Outcome::Failed(_) => "dead-letter",
+            Outcome::Redelivered { .. } => "redeliver",
+            Outcome::Parked { .. } => "park",
+            Outcome::Requeue => "requeue",
+        }
+    }
+}
+
+/// Result type of every layer: the stack never errors, it decides.
+pub type Handled = Result<Outcome, std::convert::Infallible>;

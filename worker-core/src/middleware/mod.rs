@@ -1,0 +1,104 @@
+//! The middleware between a decoded delivery and its settlement.
+//!
+//! Each concern is a tower [`Layer`](tower::Layer) and
+//! [`Service`](tower::Service) of its own, usable alone in a custom stack.
+//! Every layer takes a [`Job`] and answers an [`Outcome`]; the stack never
+//! returns an error, it decides what becomes of the delivery, and the
+//! worker settles the delivery once from that decision.
+//!
+//! [`default_stack`] builds the order the worker runs, outermost first:
+//!
+//! 1. [`TraceLayer`]: one span per delivery.
+//! 2. [`MetricsLayer`]: deliveries, outcomes, durations, in-flight.
+//! 3. [`ParkLayer`]: failures that are final go to the parking queue.
+//! 4. [`DeliveryLimitLayer`]: messages past their attempts park without running.
+//! 5. [`RedeliverLayer`]: transient failures wait in a broker-side delay tier.
+//! 6. [`RetryLayer`]: a few short in-process retries with backoff.
+//! 7. [`TimeoutLayer`]: an attempt running too long is a transient failure.
+//! 8. [`CatchPanicLayer`]: a panic is a transient failure.
+//! 9. user layers, then the handler ([`HandlerService`]).
+
+mod catch_panic;
+mod delivery_limit;
+mod handler;
+mod job;
+mod metrics;
+mod park;
+mod redeliver;
+mod retry;
+mod stack;
+mod timeout;
+mod trace;
+
+pub use catch_panic::{CatchPanic, CatchPanicLayer};
+pub use delivery_limit::{DeliveryLimit, DeliveryLimitLayer};
+pub use handler::HandlerService;
+pub use job::{Failure, FailureCause, Handled, Job, Outcome};
+pub use metrics::{Metrics, MetricsLayer};
+pub use park::{park, Park, ParkLayer};
+pub use redeliver::{Redeliver, RedeliverLayer};
+pub use retry::{Retry, RetryLayer};
+pub use stack::{default_stack, BoxJobService};
+pub use timeout::{Timeout, TimeoutLayer};
+pub use trace::{Trace, TraceLayer};
+
+use std::convert::Infallible;
+
+use tower::Service;
+
+/// A service the stack can wrap: takes a [`Job`], answers an [`Outcome`], never fails.
+pub trait JobService:
+    Service<Job, Response = Outcome, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> JobService for S where
+    S: Service<Job, Response = Outcome, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Implements `Layer` for a config struct whose service is `{ inner, config }`.
+macro_rules! config_layer {
+    ($layer:ident => $service:ident) => {
+        impl<S> tower::Layer<S> for $layer {
+            type Service = $service<S>;
+
+            fn layer(&self, inner: S) -> $service<S> {
+                $service {
+                    inner,
+                    config: self.clone(),
+                }
+            }
+        }
+
+        /// The service made by its layer.
+        #[derive(Debug, Clone)]
+        pub struct $service<S> {
+            inner: S,
+            #[allow(dead_code)]
+            config: $layer,
+        }
+    };
+}
+pub(crate) use config_layer;
+
+/// `poll_ready` for services whose inner service is always ready.
+macro_rules! always_ready {
+    () => {
+        fn poll_ready(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
+            self.inner.poll_ready(cx)
+        }
+    };
+}
+pub(crate) use always_ready;

@@ -1,0 +1,35 @@
+//! The default middleware stack, built by one function for the worker and the testkit alike.
+
+use std::convert::Infallible;
+
+use tower::util::BoxCloneSyncService;
+use tower::ServiceBuilder;
+
+use super::{
+    CatchPanicLayer, DeliveryLimitLayer, Job, MetricsLayer, Outcome, ParkLayer, RedeliverLayer,
+    RetryLayer, TimeoutLayer, TraceLayer,
+};
+use crate::runtime::TaskSpec;
+
+/// A type-erased job service, as the worker stores one per task.
+pub type BoxJobService = BoxCloneSyncService<Job, Outcome, Infallible>;
+
+/// Wraps `handler` (the task's [`HandlerService`](super::HandlerService),
+/// possibly inside user layers) in the default layers, outermost first:
+/// trace, metrics, park, delivery limit, redeliver, retry, timeout, catch panic.
+///
+/// `retry` is passed in so tests can seed its jitter.
+pub fn default_stack(spec: &TaskSpec, retry: RetryLayer, handler: BoxJobService) -> BoxJobService {
+    BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .layer(TraceLayer)
+            .layer(MetricsLayer::new(spec.name, &spec.queue))
+            .layer(ParkLayer)
+            .layer(DeliveryLimitLayer)
+            .layer(RedeliverLayer)
+            .layer(retry)
+            .layer(TimeoutLayer)
+            .layer(CatchPanicLayer)
+            .service(handler),
+    )
+}

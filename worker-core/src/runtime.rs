@@ -1,0 +1,119 @@
+//! Things shared by every delivery of a worker: registrations, publisher, state, shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::duration::format_duration;
+use crate::publisher::Publisher;
+use crate::task::{StateMap, TaskOptions};
+
+/// A registered task's name, queue names and options, computed once.
+#[derive(Debug)]
+pub struct TaskSpec {
+    /// The task name.
+    pub name: &'static str,
+    /// The work queue.
+    pub queue: Arc<str>,
+    /// The parking queue.
+    pub parking: String,
+    /// Delay tiers with their wait queue names, shortest first.
+    pub tiers: Vec<(Duration, String)>,
+    /// The options.
+    pub options: TaskOptions,
+}
+
+impl TaskSpec {
+    /// Computes queue names for a task.
+    pub fn new(name: &'static str, queue: &str, options: TaskOptions) -> TaskSpec {
+        TaskSpec {
+            name,
+            queue: Arc::from(queue),
+            parking: parking_queue(queue),
+            tiers: options
+                .retry
+                .tiers
+                .iter()
+                .map(|d| (*d, tier_queue(queue, *d)))
+                .collect(),
+            options,
+        }
+    }
+
+    /// The wait queue of a tier.
+    pub fn tier_queue(&self, tier: Duration) -> Option<&str> {
+        self.tiers
+            .iter()
+            .find(|(d, _)| *d == tier)
+            .map(|(_, q)| q.as_str())
+    }
+}
+
+/// `<queue>.parking`.
+pub fn parking_queue(queue: &str) -> String {
+    format!("{queue}.parking")
+}
+
+/// `<queue>.retry.<delay>`, for example `emails.retry.10s`.
+pub fn tier_queue(queue: &str, delay: Duration) -> String {
+    format!("{queue}.retry.{}", format_duration(delay))
+}
+
+/// Tells whether the worker is stopping.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    rx: watch::Receiver<bool>,
+}
+
+/// Triggers a [`Shutdown`].
+#[derive(Debug)]
+pub struct ShutdownTrigger {
+    tx: watch::Sender<bool>,
+}
+
+impl Shutdown {
+    /// A signal and its trigger.
+    pub fn new() -> (ShutdownTrigger, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (ShutdownTrigger { tx }, Shutdown { rx })
+    }
+
+    /// A signal that never fires (for tests and tools).
+    pub fn never() -> Shutdown {
+        let (_, rx) = watch::channel(false);
+        Shutdown { rx }
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_triggered(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Resolves once shutdown begins.
+    pub async fn triggered(&self) {
+        let mut rx = self.rx.clone();
+        if rx.wait_for(|stop| *stop).await.is_err() {
+            // The trigger is gone without firing: shutdown can never begin.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl ShutdownTrigger {
+    /// Begins shutdown.
+    pub fn trigger(&self) {
+        let _ = self.tx.send(true);
+    }
+}
+
+/// Worker-wide values every delivery can reach.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// Publishes follow-up tasks.
+    pub publisher: Publisher,
+    /// Shared application state.
+    pub state: Arc<StateMap>,
+    /// The worker's stop signal.
+    pub shutdown: Shutdown,
+}

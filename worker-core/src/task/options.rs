@@ -1,0 +1,214 @@
+//! Per-task settings: retries, timeout, concurrency, queue type and bindings.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use super::FailureKind;
+use crate::backoff::Backoff;
+
+/// The broker's consumer acknowledgement timeout default (30 minutes).
+///
+/// A delivery unacked for longer makes the broker close the channel and
+/// requeue everything on it; task timeouts beyond it are warned about.
+pub const BROKER_ACK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Which kind of RabbitMQ queue holds a task's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    /// Replicated, durable, with a delivery counter (the default).
+    #[default]
+    Quorum,
+    /// A classic durable queue: no delivery counter, only the redelivered flag.
+    Classic,
+}
+
+impl QueueType {
+    /// The value of the `x-queue-type` argument.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Quorum => "quorum",
+            QueueType::Classic => "classic",
+        }
+    }
+}
+
+/// The kind of a named exchange a task queue is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeKind {
+    /// Routes on exact routing key match.
+    Direct,
+    /// Routes on dotted patterns with `*` (one word) and `#` (zero or more words).
+    Topic,
+    /// Routes to every bound queue.
+    Fanout,
+    /// Routes on header values.
+    Headers,
+}
+
+impl ExchangeKind {
+    /// The AMQP exchange type name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExchangeKind::Direct => "direct",
+            ExchangeKind::Topic => "topic",
+            ExchangeKind::Fanout => "fanout",
+            ExchangeKind::Headers => "headers",
+        }
+    }
+}
+
+/// A binding of the task's queue to a named exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeBinding {
+    /// The exchange name; declared durable with `kind`.
+    pub exchange: Cow<'static, str>,
+    /// The exchange type.
+    pub kind: ExchangeKind,
+    /// Routing keys or patterns; one binding each (fanout and headers use one empty key).
+    pub routing_keys: Vec<Cow<'static, str>>,
+    /// For headers exchanges: the header values to match, as strings.
+    pub match_headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    /// For headers exchanges: `true` for `x-match: all`, `false` for `any`.
+    pub match_all: bool,
+}
+
+/// How a task retries transient failures.
+///
+/// Attempts are counted across the whole life of a message: every run of the
+/// handler is one attempt, whether it was retried in process or came back
+/// from a delay tier.
+///
+/// ```
+/// use std::time::Duration;
+/// use worker_core::RetryPolicy;
+///
+/// let policy = RetryPolicy::default()
+///     .in_process(3)
+///     .tiers([Duration::from_secs(10), Duration::from_secs(600)])
+///     .max_attempts(8);
+/// assert_eq!(policy.max_attempts, 8);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts made in process per delivery, the first included (1 = no in-process retry).
+    pub in_process_attempts: u32,
+    /// The wait between in-process attempts.
+    pub backoff: Backoff,
+    /// Delays of the broker-side wait queues, shortest first; one queue each.
+    pub tiers: Vec<Duration>,
+    /// Handler runs allowed over the message's whole life before it is parked.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            in_process_attempts: 3,
+            backoff: Backoff::default(),
+            tiers: default_tiers(),
+            max_attempts: 10,
+        }
+    }
+}
+
+/// The default delay tiers: 1 s, 10 s, 1 min, 10 min, 1 h.
+pub fn default_tiers() -> Vec<Duration> {
+    [1, 10, 60, 600, 3600]
+        .into_iter()
+        .map(Duration::from_secs)
+        .collect()
+}
+
+impl RetryPolicy {
+    /// No retries at all: the first transient failure parks the message.
+    pub fn none() -> Self {
+        RetryPolicy {
+            in_process_attempts: 1,
+            backoff: Backoff::default(),
+            tiers: Vec::new(),
+            max_attempts: 1,
+        }
+    }
+
+    /// Sets the in-process attempts per delivery (at least 1).
+    pub fn in_process(mut self, attempts: u32) -> Self {
+        self.in_process_attempts = attempts.max(1);
+        self
+    }
+
+    /// Sets the in-process backoff.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Sets the delay tiers (sorted, duplicates removed).
+    pub fn tiers(mut self, tiers: impl IntoIterator<Item = Duration>) -> Self {
+        let mut tiers: Vec<Duration> = tiers.into_iter().collect();
+        tiers.sort();
+        tiers.dedup();
+        self.tiers = tiers;
+        self
+    }
+
+    /// Sets the maximum total attempts (at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The tier to wait in after `redeliveries` earlier trips through the tiers.
+    ///
+    /// The last tier repeats once the list is used up; `None` when there are no tiers.
+    pub fn tier_for(&self, redeliveries: u32) -> Option<Duration> {
+        let last = self.tiers.len().checked_sub(1)?;
+        Some(self.tiers[(redeliveries as usize).min(last)])
+    }
+
+    /// The smallest tier at least `delay` long (or the longest tier).
+    pub fn tier_at_least(&self, delay: Duration) -> Option<Duration> {
+        self.tiers
+            .iter()
+            .copied()
+            .find(|t| *t >= delay)
+            .or_else(|| self.tiers.last().copied())
+    }
+}
+
+/// Everything about a task that is not its handler.
+///
+/// Built once at registration; the runtime shares it between deliveries.
+#[derive(Debug, Clone)]
+pub struct TaskOptions {
+    /// Retry settings.
+    pub retry: RetryPolicy,
+    /// Longest a single attempt may run; `None` for no limit.
+    pub timeout: Option<Duration>,
+    /// Broker prefetch for the task's consumer (1..=2000 for quorum queues).
+    pub prefetch: u16,
+    /// Handlers of this task running at once.
+    pub concurrency: usize,
+    /// The queue type of the work queue.
+    pub queue_type: QueueType,
+    /// How errors converted with `?` are classified.
+    pub unclassified: FailureKind,
+    /// An optional binding to a named exchange.
+    pub binding: Option<ExchangeBinding>,
+    /// Largest body accepted; bigger ones are parked undecoded.
+    pub max_body_bytes: usize,
+}
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        TaskOptions {
+            retry: RetryPolicy::default(),
+            timeout: None,
+            prefetch: 100,
+            concurrency: 100,
+            queue_type: QueueType::Quorum,
+            unclassified: FailureKind::Transient,
+            binding: None,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! The seam between the runtime and the broker.
+//!
+//! Everything the runtime does to a delivery goes through [`Transport`]:
+//! settle it (ack, nack with requeue, reject) or publish a confirmed copy
+//! (to a delay tier or to parking). The worker uses the lapin
+//! implementation; `worker-testkit` supplies a recording mock.
+
+mod lapin_transport;
+
+pub use lapin_transport::LapinTransport;
+
+use futures_util::future::BoxFuture;
+
+use crate::error::Error;
+use crate::message::Outgoing;
+
+/// Why a settlement could not be sent.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot settle delivery {tag}: {message}")]
+pub struct SettleError {
+    /// The delivery tag.
+    pub tag: u64,
+    /// What went wrong (usually: the channel is closed, so the broker will redeliver).
+    pub message: String,
+}
+
+/// The operations the runtime performs on deliveries of one channel.
+///
+/// Implementations must be cheap to share: the runtime holds one per
+/// consumer channel behind an `Arc` and calls it from many tasks.
+pub trait Transport: Send + Sync + 'static {
+    /// `basic.ack`; with `multiple`, every outstanding tag up to `tag`.
+    fn ack(&self, tag: u64, multiple: bool) -> BoxFuture<'_, Result<(), SettleError>>;
+    /// `basic.nack`; `requeue` returns it to the queue, otherwise it is dead-lettered.
+    fn nack(
+        &self,
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    ) -> BoxFuture<'_, Result<(), SettleError>>;
+    /// `basic.reject`; `requeue = false` dead-letters it.
+    fn reject(&self, tag: u64, requeue: bool) -> BoxFuture<'_, Result<(), SettleError>>;
+    /// Publishes a persistent, mandatory copy and waits for the broker's confirm.
+    ///
+    /// `Ok` means the broker has taken responsibility for the message.
+    fn publish(&self, message: Outgoing) -> BoxFuture<'_, Result<(), Error>>;
+}

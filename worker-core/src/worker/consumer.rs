@@ -1,0 +1,221 @@
+//! Consuming one queue on its own channel: dispatch, settle, stop cleanly.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::Connection;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+
+use super::settle::Settlement;
+use super::WorkerConfig;
+use crate::error::Error;
+use crate::message::Delivery;
+use crate::middleware::{BoxJobService, Job};
+use crate::publisher::Publisher;
+use crate::runtime::{Runtime, Shutdown, TaskSpec};
+use crate::transport::{LapinTransport, Transport};
+
+/// The tasks served by one queue; the first one is chosen when a message names no task.
+pub(crate) struct QueueGroup {
+    pub(crate) queue: Arc<str>,
+    pub(crate) prefetch: u16,
+    pub(crate) concurrency: usize,
+    pub(crate) tasks: Vec<(Arc<TaskSpec>, BoxJobService)>,
+}
+
+impl QueueGroup {
+    /// The task for a delivery, by its `type` property; an unknown name is
+    /// flagged so the handler service parks it.
+    fn pick(&self, delivery: &Delivery) -> (&Arc<TaskSpec>, &BoxJobService, Option<String>) {
+        let (first_spec, first_svc) = &self.tasks[0];
+        match delivery.properties.kind() {
+            None | Some("") => (first_spec, first_svc, None),
+            Some(name) => match self.tasks.iter().find(|(spec, _)| spec.name == name) {
+                Some((spec, svc)) => (spec, svc, None),
+                None => (first_spec, first_svc, Some(name.to_owned())),
+            },
+        }
+    }
+}
+
+/// Consumes `group.queue` until `stop` fires (then stops cleanly and returns
+/// `Ok`) or the channel is lost (returns `Err`; the broker redelivers whatever
+/// was not settled).
+pub(crate) async fn consume(
+    conn: &Connection,
+    group: &QueueGroup,
+    runtime: Arc<Runtime>,
+    publisher: Publisher,
+    config: &WorkerConfig,
+    stop: Shutdown,
+) -> Result<(), Error> {
+    let channel = conn
+        .create_channel()
+        .await
+        .map_err(|e| Error::broker("channel.open", e))?;
+    channel
+        .basic_qos(group.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(|e| Error::broker("basic.qos", e))?;
+    let consumer_tag = format!("{}-{}", group.queue, uuid::Uuid::new_v4().simple());
+    let mut consumer = channel
+        .basic_consume(
+            group.queue.as_ref().into(),
+            consumer_tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| Error::broker(format!("basic.consume {}", group.queue), e))?;
+    tracing::info!(queue = %group.queue, prefetch = group.prefetch, concurrency = group.concurrency, "consuming");
+
+    let transport: Arc<dyn Transport> = Arc::new(LapinTransport::new(channel.clone(), publisher));
+    let permits = Arc::new(Semaphore::new(group.concurrency.max(1)));
+    let mut running: JoinSet<()> = JoinSet::new();
+    let mut tags: HashMap<tokio::task::Id, u64> = HashMap::new();
+
+    let lost = loop {
+        tokio::select! {
+            biased;
+            () = stop.triggered() => break None,
+            Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                reap(done, &mut tags, &*transport).await;
+            }
+            next = consumer.next() => match next {
+                Some(Ok(raw)) => {
+                    let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
+                    let delivery = Arc::new(Delivery::from_lapin(raw));
+                    let tag = delivery.tag;
+                    let (spec, svc, unknown) = group.pick(&delivery);
+                    let mut job = Job::new(delivery, spec.clone(), transport.clone(), runtime.clone());
+                    if let Some(name) = unknown {
+                        job = job.with_unknown_task(name);
+                    }
+                    let svc = svc.clone();
+                    let transport = transport.clone();
+                    let handle = running.spawn(async move {
+                        let outcome = svc.oneshot(job).await.unwrap_or_else(|never| match never {});
+                        let settlement = Settlement::for_outcome(&outcome);
+                        if let Err(e) = settlement.apply(&*transport, tag).await {
+                            tracing::debug!(error = %e, "settlement dropped; the broker will redeliver");
+                        }
+                        drop(permit);
+                    });
+                    tags.insert(handle.id(), tag);
+                }
+                Some(Err(e)) => break Some(Error::broker(format!("consuming {}", group.queue), e)),
+                None => break Some(Error::Config(format!("the broker cancelled the consumer of {}", group.queue))),
+            },
+        }
+    };
+
+    if let Some(err) = lost {
+        // The channel is gone: nothing can be settled on it any more. Let
+        // running handlers finish (their settlements are dropped and the
+        // broker redelivers) but do not wait for them.
+        running.detach_all();
+        return Err(err);
+    }
+    stop_cleanly(
+        &channel,
+        &consumer_tag,
+        &mut consumer,
+        running,
+        tags,
+        &*transport,
+        group,
+        config,
+    )
+    .await;
+    Ok(())
+}
+
+async fn reap(
+    done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+    tags: &mut HashMap<tokio::task::Id, u64>,
+    transport: &dyn Transport,
+) {
+    match done {
+        Ok((id, ())) => {
+            tags.remove(&id);
+        }
+        Err(e) => {
+            // Only a bug in the settling code itself could get here (handler
+            // panics are caught inside the stack); never leave it unsettled.
+            if let Some(tag) = tags.remove(&e.id()) {
+                tracing::error!(error = %e, tag, "delivery task failed; requeueing");
+                let _ = transport.nack(tag, false, true).await;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stop_cleanly(
+    channel: &lapin::Channel,
+    consumer_tag: &str,
+    consumer: &mut lapin::Consumer,
+    mut running: JoinSet<()>,
+    mut tags: HashMap<tokio::task::Id, u64>,
+    transport: &dyn Transport,
+    group: &QueueGroup,
+    config: &WorkerConfig,
+) {
+    // 1. No new deliveries.
+    if let Err(e) = channel
+        .basic_cancel(consumer_tag.into(), BasicCancelOptions::default())
+        .await
+    {
+        tracing::warn!(error = %e, "basic.cancel failed");
+    }
+    // 2. Deliveries that arrived but never started go back to the queue.
+    let mut returned = 0usize;
+    while let Ok(Some(Ok(raw))) =
+        tokio::time::timeout(Duration::from_millis(20), consumer.next()).await
+    {
+        let _ = transport.nack(raw.delivery_tag, false, true).await;
+        returned += 1;
+    }
+    // 3. In-flight handlers get the grace period.
+    let in_flight = running.len();
+    let finished = tokio::time::timeout(config.grace_period, async {
+        while let Some(done) = running.join_next_with_id().await {
+            reap(done, &mut tags, transport).await;
+        }
+    })
+    .await
+    .is_ok();
+    // 4. Whatever is still running is cancelled and its delivery returned.
+    let mut abandoned = 0usize;
+    if !finished {
+        running.abort_all();
+        while let Some(done) = running.join_next_with_id().await {
+            let id = match &done {
+                Ok((id, ())) => *id,
+                Err(e) => e.id(),
+            };
+            if let Some(tag) = tags.remove(&id) {
+                if done.is_err() {
+                    let _ = transport.nack(tag, false, true).await;
+                    abandoned += 1;
+                }
+            }
+        }
+    }
+    // 5. Make sure the broker took our acks before the channel closes:
+    //    basic.qos is synchronous, so its reply follows every earlier frame;
+    //    then a short wait for quorum queues, which can drop acks that race
+    //    a channel close (rabbitmq-server #10327).
+    let _ = channel
+        .basic_qos(group.prefetch, BasicQosOptions::default())
+        .await;
+    tokio::time::sleep(config.settle_wait).await;
+    let _ = channel.close(200, "worker stopping".into()).await;
+    tracing::info!(queue = %group.queue, returned, in_flight, abandoned, "consumer stopped");
+}

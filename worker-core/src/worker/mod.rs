@@ -1,0 +1,471 @@
+//! The worker: register tasks, declare topology, consume, settle, stop, reconnect.
+
+mod consumer;
+mod settle;
+mod signal;
+
+pub use settle::Settlement;
+pub use signal::stop_signal;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tower::util::BoxCloneSyncService;
+
+use consumer::{consume, QueueGroup};
+
+use crate::connection::{ConnectionConfig, Connector};
+use crate::error::{redact_url, Error};
+use crate::middleware::{default_stack, BoxJobService, HandlerService, RetryLayer};
+use crate::publisher::Publisher;
+use crate::runtime::{Runtime, Shutdown, ShutdownTrigger, TaskSpec};
+use crate::task::{QueueType, StateMap, Task, BROKER_ACK_TIMEOUT};
+use crate::topology;
+
+/// How the worker stops and reconnects.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// How long in-flight handlers may run after a stop signal.
+    pub grace_period: Duration,
+    /// Pause after the last acks were confirmed by a round trip, before the
+    /// channel closes (works around quorum queues dropping acks that race a close).
+    pub settle_wait: Duration,
+    /// Declare queues and bindings at start and after each reconnect.
+    pub declare_topology: bool,
+    /// First reconnect delay; doubles up to `reconnect_max`.
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            grace_period: Duration::from_secs(30),
+            settle_wait: Duration::from_millis(200),
+            declare_topology: true,
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(30),
+        }
+    }
+}
+
+type WrapFn = Arc<dyn Fn(BoxJobService) -> BoxJobService + Send + Sync>;
+
+struct Registration {
+    spec: Arc<TaskSpec>,
+    handler: BoxJobService,
+    required_state: Vec<(std::any::TypeId, &'static str)>,
+}
+
+/// Runs registered tasks.
+///
+/// ```no_run
+/// # use worker_core::{Task, TaskContext, TaskError, Worker};
+/// # struct SendEmail;
+/// # impl Task for SendEmail {
+/// #     type Payload = String;
+/// #     const NAME: &'static str = "send_email";
+/// #     const QUEUE: &'static str = "emails";
+/// #     async fn run(&self, _: TaskContext, _: String) -> Result<(), TaskError> { Ok(()) }
+/// # }
+/// # async fn demo() -> Result<(), worker_core::Error> {
+/// Worker::from_env()
+///     .register(SendEmail)
+///     .run() // until SIGINT or SIGTERM
+///     .await
+/// # }
+/// ```
+pub struct Worker {
+    connector: Connector,
+    publisher: Publisher,
+    registrations: Vec<Registration>,
+    state: StateMap,
+    config: WorkerConfig,
+    wrap: Option<WrapFn>,
+    retry: RetryLayer,
+    only_queues: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("connector", &self.connector)
+            .field(
+                "tasks",
+                &self
+                    .registrations
+                    .iter()
+                    .map(|r| r.spec.name)
+                    .collect::<Vec<_>>(),
+            )
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// A worker on a connector (shared with its publisher).
+    pub fn new(connector: Connector) -> Self {
+        Worker {
+            publisher: Publisher::new(connector.clone()),
+            connector,
+            registrations: Vec::new(),
+            state: StateMap::default(),
+            config: WorkerConfig::default(),
+            wrap: None,
+            retry: RetryLayer::default(),
+            only_queues: None,
+        }
+    }
+
+    /// A worker for `AMQP_URL` (or the local default).
+    pub fn from_env() -> Self {
+        Worker::new(Connector::new(ConnectionConfig::from_env()))
+    }
+
+    /// Registers a task.
+    pub fn register<T: Task>(mut self, task: T) -> Self {
+        let options = task.options();
+        if options.timeout.is_some_and(|t| t > BROKER_ACK_TIMEOUT) {
+            tracing::warn!(
+                task = T::NAME,
+                "timeout exceeds RabbitMQ's default 30-minute consumer ack timeout; the broker may close the channel first (raise consumer_timeout or lower the task timeout)"
+            );
+        }
+        let required_state = task.required_state();
+        let spec = Arc::new(TaskSpec::new(T::NAME, T::QUEUE, options));
+        let handler = BoxCloneSyncService::new(HandlerService::new(Arc::new(task)));
+        self.registrations.push(Registration {
+            spec,
+            handler,
+            required_state,
+        });
+        self
+    }
+
+    /// Adds shared state handlers can take as `State<T>`.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// Replaces the stop and reconnect settings.
+    pub fn config(mut self, config: WorkerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Wraps every task's handler in user middleware (a rate limit, a
+    /// circuit breaker), inside the default stack.
+    pub fn wrap_handlers(
+        mut self,
+        wrap: impl Fn(BoxJobService) -> BoxJobService + Send + Sync + 'static,
+    ) -> Self {
+        self.wrap = Some(Arc::new(wrap));
+        self
+    }
+
+    /// Uses this retry layer (for example [`RetryLayer::seeded`]).
+    pub fn retry_layer(mut self, retry: RetryLayer) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Consumes only these queues (by queue or task name).
+    pub fn only(mut self, names: Vec<String>) -> Self {
+        self.only_queues = Some(names);
+        self
+    }
+
+    /// The publisher sharing this worker's connection.
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    /// The registered tasks' specs.
+    pub fn specs(&self) -> Vec<Arc<TaskSpec>> {
+        self.registrations.iter().map(|r| r.spec.clone()).collect()
+    }
+
+    /// Runs until SIGINT or SIGTERM, then stops cleanly.
+    pub async fn run(self) -> Result<(), Error> {
+        self.run_until(stop_signal()).await
+    }
+
+    /// Runs until `stop` resolves, then stops cleanly.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<(), Error> {
+        let running = self.start().await?;
+        let mut failed = running.join_result.clone();
+        tokio::select! {
+            () = stop => {}
+            _ = failed.wait_for(Option::is_some) => {}
+        }
+        running.shutdown().await
+    }
+
+    /// Connects, declares topology and starts consuming in the background.
+    pub async fn start(self) -> Result<RunningWorker, Error> {
+        for r in &self.registrations {
+            for (id, name) in &r.required_state {
+                if !self.state.contains(*id) {
+                    return Err(Error::Config(format!(
+                        "task {} needs shared state of type {name}; add it with Worker::state(...)",
+                        r.spec.name
+                    )));
+                }
+            }
+        }
+        let groups = self.groups()?;
+        if groups.is_empty() {
+            return Err(Error::Config(
+                "no tasks to consume: register tasks (or check the --queue/--task filter)".into(),
+            ));
+        }
+        let specs: Vec<Arc<TaskSpec>> = self.registrations.iter().map(|r| r.spec.clone()).collect();
+        let conn = self.connector.connection().await?;
+        if self.config.declare_topology {
+            declare_all(&conn, &specs).await?;
+        }
+        let (trigger, shutdown) = Shutdown::new();
+        let runtime = Arc::new(Runtime {
+            publisher: self.publisher.clone(),
+            state: Arc::new(self.state),
+            shutdown: shutdown.clone(),
+        });
+        let (ready_tx, ready) = watch::channel(false);
+        let (result_tx, join_result) = watch::channel(None);
+        let supervisor = Supervisor {
+            connector: self.connector.clone(),
+            publisher: self.publisher.clone(),
+            groups: Arc::new(groups),
+            specs,
+            runtime,
+            config: self.config,
+            shutdown,
+            ready: ready_tx,
+        };
+        let handle = tokio::spawn(async move {
+            let result = supervisor.run().await;
+            let _ = result_tx.send(Some(result.as_ref().map(|_| ()).map_err(|e| e.to_string())));
+            result
+        });
+        Ok(RunningWorker {
+            trigger,
+            handle,
+            ready,
+            join_result,
+            connector: self.connector,
+        })
+    }
+
+    fn groups(&self) -> Result<Vec<QueueGroup>, Error> {
+        let mut by_queue: BTreeMap<Arc<str>, QueueGroup> = BTreeMap::new();
+        for r in &self.registrations {
+            if let Some(only) = &self.only_queues {
+                if !only
+                    .iter()
+                    .any(|n| n == r.spec.name || **n == *r.spec.queue)
+                {
+                    continue;
+                }
+            }
+            let o = &r.spec.options;
+            let mut prefetch = o.prefetch.max(1);
+            if o.queue_type == QueueType::Quorum && prefetch > 2000 {
+                tracing::warn!(
+                    task = r.spec.name,
+                    prefetch,
+                    "quorum queues cap prefetch at 2000; using 2000"
+                );
+                prefetch = 2000;
+            }
+            let handler = match &self.wrap {
+                Some(wrap) => wrap(r.handler.clone()),
+                None => r.handler.clone(),
+            };
+            let svc = default_stack(&r.spec, self.retry.clone(), handler);
+            let group = by_queue
+                .entry(r.spec.queue.clone())
+                .or_insert_with(|| QueueGroup {
+                    queue: r.spec.queue.clone(),
+                    prefetch,
+                    concurrency: o.concurrency,
+                    tasks: Vec::new(),
+                });
+            if let Some((first, _)) = group.tasks.first() {
+                let f = &first.options;
+                if f.queue_type != o.queue_type
+                    || f.retry.tiers != o.retry.tiers
+                    || f.retry.max_attempts != o.retry.max_attempts
+                {
+                    return Err(Error::Config(format!(
+                        "tasks {} and {} share queue {} but differ in queue type, delay tiers or max attempts; give them the same queue options or separate queues",
+                        first.name, r.spec.name, r.spec.queue
+                    )));
+                }
+            }
+            group.tasks.push((r.spec.clone(), svc));
+        }
+        Ok(by_queue.into_values().collect())
+    }
+}
+
+/// Declares the topology of every spec on one fresh channel.
+pub async fn declare_all(conn: &lapin::Connection, specs: &[Arc<TaskSpec>]) -> Result<(), Error> {
+    let channel = conn
+        .create_channel()
+        .await
+        .map_err(|e| Error::broker("channel.open", e))?;
+    for spec in specs {
+        topology::declare(&channel, spec).await?;
+    }
+    let _ = channel.close(200, "topology declared".into()).await;
+    Ok(())
+}
+
+/// A worker running in the background.
+#[derive(Debug)]
+pub struct RunningWorker {
+    trigger: ShutdownTrigger,
+    handle: tokio::task::JoinHandle<Result<(), Error>>,
+    ready: watch::Receiver<bool>,
+    join_result: watch::Receiver<Option<Result<(), String>>>,
+    connector: Connector,
+}
+
+impl RunningWorker {
+    /// Whether every consumer is connected and consuming.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// A receiver that follows readiness.
+    pub fn readiness(&self) -> watch::Receiver<bool> {
+        self.ready.clone()
+    }
+
+    /// Stops cleanly: stop consuming, finish in-flight work within the grace
+    /// period, return unstarted deliveries, close channels and connection.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        self.trigger.trigger();
+        let result = match self.handle.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Config(format!("worker task failed: {e}"))),
+        };
+        self.connector.close().await;
+        result
+    }
+}
+
+struct Supervisor {
+    connector: Connector,
+    publisher: Publisher,
+    groups: Arc<Vec<QueueGroup>>,
+    specs: Vec<Arc<TaskSpec>>,
+    runtime: Arc<Runtime>,
+    config: WorkerConfig,
+    shutdown: Shutdown,
+    ready: watch::Sender<bool>,
+}
+
+impl Supervisor {
+    async fn run(self) -> Result<(), Error> {
+        let mut failures: u32 = 0;
+        let mut first = true;
+        loop {
+            if self.shutdown.is_triggered() {
+                return Ok(());
+            }
+            let session = async {
+                let conn = self.connector.connection().await?;
+                if !first && self.config.declare_topology {
+                    declare_all(&conn, &self.specs).await?;
+                }
+                Ok::<_, Error>(conn)
+            };
+            let conn = match session.await {
+                Ok(conn) => conn,
+                Err(e @ Error::TopologyMismatch { .. }) => return Err(e),
+                Err(e) => {
+                    failures += 1;
+                    self.pause(failures, &e).await;
+                    continue;
+                }
+            };
+            if !first {
+                tracing::info!("reconnected; consuming again");
+            }
+            first = false;
+            let (session_trigger, session_stop) = Shutdown::new();
+            let mut consumers = JoinSet::new();
+            for index in 0..self.groups.len() {
+                let groups = self.groups.clone();
+                let conn = conn.clone();
+                let runtime = self.runtime.clone();
+                let publisher = self.publisher.clone();
+                let config = self.config.clone();
+                let stop = session_stop.clone();
+                consumers.spawn(async move {
+                    consume(&conn, &groups[index], runtime, publisher, &config, stop).await
+                });
+            }
+            let _ = self.ready.send(true);
+            let mut lost = None;
+            tokio::select! {
+                () = self.shutdown.triggered() => {}
+                Some(done) = consumers.join_next() => {
+                    lost = Some(match done {
+                        Ok(Ok(())) => Error::Config("a consumer stopped".into()),
+                        Ok(Err(e)) => e,
+                        Err(e) => Error::Config(format!("consumer task failed: {e}")),
+                    });
+                }
+            }
+            let _ = self.ready.send(false);
+            session_trigger.trigger();
+            while consumers.join_next().await.is_some() {}
+            match lost {
+                None => return Ok(()),
+                Some(e) => {
+                    failures = 1;
+                    tracing::warn!(error = %e, "lost the broker connection or a channel; reconnecting");
+                    self.pause(failures, &e).await;
+                }
+            }
+        }
+    }
+
+    /// Waits before the next reconnect attempt (capped exponential backoff
+    /// with jitter), returning early on shutdown.
+    async fn pause(&self, failures: u32, error: &Error) {
+        let exp = failures.saturating_sub(1).min(16);
+        let base = self
+            .config
+            .reconnect_min
+            .saturating_mul(1u32 << exp)
+            .min(self.config.reconnect_max);
+        let delay = base
+            .mul_f64(rand::rng().random_range(0.5..=1.0))
+            .max(self.config.reconnect_min);
+        let urls: Vec<String> = self
+            .connector
+            .config()
+            .urls
+            .iter()
+            .map(|u| redact_url(u))
+            .collect();
+        if failures == 1 || failures.is_power_of_two() {
+            tracing::warn!(error = %error, ?urls, attempt = failures, ?delay, "cannot reach RabbitMQ; retrying");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = self.shutdown.triggered() => {}
+        }
+    }
+}
