@@ -193,6 +193,12 @@ impl Worker {
         self.registrations.iter().map(|r| r.spec.clone()).collect()
     }
 
+    /// Declares every registered task's queues and bindings, without consuming.
+    pub async fn declare_topology(&self) -> Result<(), Error> {
+        let conn = self.connector.connection().await?;
+        declare_all(&conn, &self.specs()).await
+    }
+
     /// Runs until SIGINT or SIGTERM, then stops cleanly.
     pub async fn run(self) -> Result<(), Error> {
         self.run_until(stop_signal()).await

@@ -1,0 +1,152 @@
+//! The worker against a real RabbitMQ: handle, park bad input, refuse unroutable, stop without loss.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Recorder, Script};
+use worker_core::worker::WorkerConfig;
+use worker_core::{Error, Publisher, RetryPolicy, Task, TaskOptions, Worker};
+
+fn quick(options: TaskOptions) -> TaskOptions {
+    TaskOptions {
+        retry: RetryPolicy::none(),
+        ..options
+    }
+}
+
+scripted_task!(Handled, "it.worker.handled", quick(TaskOptions::default()));
+scripted_task!(Undecodable, "it.worker.undecodable", quick(TaskOptions::default()));
+scripted_task!(
+    Backlog,
+    "it.worker.backlog",
+    TaskOptions {
+        concurrency: 8,
+        prefetch: 50,
+        ..quick(TaskOptions::default())
+    }
+);
+
+fn worker(recorder: &Recorder) -> Worker {
+    Worker::from_env()
+        .state(recorder.clone())
+        .config(WorkerConfig {
+            grace_period: Duration::from_secs(10),
+            ..WorkerConfig::default()
+        })
+}
+
+#[tokio::test]
+async fn enqueued_task_is_handled_once_and_acked() {
+    support::reset(Handled::QUEUE, &[]).await;
+    let recorder = Recorder::default();
+    let running = worker(&recorder).register(Handled).start().await.unwrap();
+    let publisher = Publisher::from_env();
+    publisher
+        .enqueue::<Handled>(&Script::ok("one"))
+        .await
+        .unwrap();
+    support::eventually(Duration::from_secs(10), "the handler ran", || {
+        let r = recorder.clone();
+        async move { r.done_count() == 1 }
+    })
+    .await;
+    running.shutdown().await.unwrap();
+
+    let conn = support::connect().await;
+    assert_eq!(recorder.attempts("one"), vec![1]);
+    assert_eq!(support::depth(&conn, Handled::QUEUE).await, 0, "acked, not requeued");
+    assert_eq!(support::depth(&conn, "it.worker.handled.parking").await, 0);
+}
+
+#[tokio::test]
+async fn undecodable_payload_is_parked_with_a_reason_and_the_worker_keeps_going() {
+    support::reset(Undecodable::QUEUE, &[]).await;
+    let recorder = Recorder::default();
+    let running = worker(&recorder).register(Undecodable).start().await.unwrap();
+    let publisher = Publisher::from_env();
+    let (_, mut bad) = publisher
+        .task_message(Undecodable::QUEUE, Undecodable::QUEUE, &"x", Default::default())
+        .unwrap();
+    bad.body = b"{not json".to_vec().into();
+    publisher.publish(bad).await.unwrap();
+    publisher
+        .enqueue::<Undecodable>(&Script::ok("after-bad"))
+        .await
+        .unwrap();
+
+    let conn = support::connect().await;
+    support::eventually(Duration::from_secs(10), "good message handled and bad one parked", || {
+        let r = recorder.clone();
+        let conn = &conn;
+        async move { r.done_count() == 1 && support::depth(conn, "it.worker.undecodable.parking").await == 1 }
+    })
+    .await;
+    running.shutdown().await.unwrap();
+    let parked = support::drain(&conn, "it.worker.undecodable.parking").await;
+    assert_eq!(parked.len(), 1);
+    let props = &parked[0].delivery.properties;
+    assert_eq!(support::header_str(props, "rw-park-reason").as_deref(), Some("undecodable"));
+    let message = support::header_str(props, "rw-error-message").unwrap();
+    assert!(message.contains("cannot decode"), "{message}");
+    assert_eq!(parked[0].delivery.data, b"{not json", "body kept unchanged");
+}
+
+#[tokio::test]
+async fn unroutable_publish_is_an_error() {
+    let publisher = Publisher::from_env();
+    let (_, message) = publisher
+        .task_message("nobody", "it.worker.no-such-queue-ever", &1u8, Default::default())
+        .unwrap();
+    let err = publisher.publish(message).await.unwrap_err();
+    assert!(matches!(err, Error::Unroutable { .. }), "{err:?}");
+    assert!(err.to_string().contains("unroutable"), "{err}");
+}
+
+#[tokio::test]
+async fn routing_key_over_255_bytes_is_a_clear_error() {
+    let publisher = Publisher::from_env();
+    let long = "q".repeat(300);
+    let err = publisher
+        .task_message("t", &long, &1u8, Default::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("at most 255"), "{err}");
+}
+
+#[tokio::test]
+async fn stop_with_a_backlog_loses_nothing() {
+    support::reset(Backlog::QUEUE, &[]).await;
+    const N: usize = 2000;
+    let publisher = Publisher::from_env();
+    let payloads: Vec<Script> = (0..N)
+        .map(|i| Script {
+            id: format!("m{i}"),
+            sleep_ms: 2,
+            ..Script::default()
+        })
+        .collect();
+    let recorder = Recorder::default();
+    let worker = worker(&recorder).register(Backlog);
+    worker.declare_topology().await.unwrap();
+    publisher.enqueue_batch::<Backlog>(&payloads).await.unwrap();
+    let running = worker.start().await.unwrap();
+    support::eventually(Duration::from_secs(30), "some of the backlog handled", || {
+        let r = recorder.clone();
+        async move { r.done_count() >= 300 }
+    })
+    .await;
+    running.shutdown().await.unwrap();
+
+    let conn = support::connect().await;
+    let handled = recorder.done_count();
+    let queued = support::depth(&conn, Backlog::QUEUE).await as usize;
+    let parked = support::depth(&conn, "it.worker.backlog.parking").await as usize;
+    println!(
+        "published {N}, handled {handled}, still queued {queued}, parked {parked}, duplicates {}",
+        recorder.duplicates()
+    );
+    assert!(handled < N, "stopped mid-backlog");
+    assert_eq!(parked, 0);
+    assert_eq!(handled + queued, N, "every message handled or still queued");
+    assert_eq!(recorder.duplicates(), 0, "no handler ran twice");
+}

@@ -1,0 +1,247 @@
+//! Helpers for integration tests against a real RabbitMQ (AMQP_URL, default local guest).
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+use serde::{Deserialize, Serialize};
+use worker_core::connection::default_url;
+use worker_core::{TaskContext, TaskError};
+
+/// Connects to the test broker or fails with a message that says what to do.
+pub async fn connect() -> Connection {
+    let url = default_url();
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        Connection::connect(&url, ConnectionProperties::default()),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        other => panic!(
+            "integration tests need RabbitMQ at {} ({:?}); start it (apt-get install rabbitmq-server && rabbitmq-server -detached) or set AMQP_URL",
+            worker_core::redact_url(&url),
+            other.map(|r| r.map(|_| ()))
+        ),
+    }
+}
+
+pub async fn channel() -> (Connection, Channel) {
+    let conn = connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    (conn, ch)
+}
+
+/// Deletes the given queues (ignoring ones that do not exist).
+pub async fn delete_queues(names: &[&str]) {
+    let (conn, _) = channel().await;
+    for name in names {
+        let ch = conn.create_channel().await.unwrap();
+        let _ = ch
+            .queue_delete((*name).into(), QueueDeleteOptions::default())
+            .await;
+    }
+}
+
+/// Messages ready in a queue.
+pub async fn depth(conn: &Connection, queue: &str) -> u32 {
+    let ch = conn.create_channel().await.unwrap();
+    let q = ch
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"));
+    q.message_count()
+}
+
+/// Takes every message from a queue (acking them).
+pub async fn drain(conn: &Connection, queue: &str) -> Vec<lapin::message::BasicGetMessage> {
+    let ch = conn.create_channel().await.unwrap();
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(queue.into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+    {
+        m.delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .unwrap();
+        out.push(m);
+    }
+    out
+}
+
+/// Awaits `cond` becoming true, polling every 20 ms, failing after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if cond().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What handlers saw: id -> attempts seen.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    seen: Arc<Mutex<HashMap<String, Vec<u32>>>>,
+    done: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Recorder {
+    pub fn saw(&self, id: &str, attempt: u32) {
+        self.seen
+            .lock()
+            .unwrap()
+            .entry(id.to_owned())
+            .or_default()
+            .push(attempt);
+    }
+    pub fn finished(&self, id: &str) {
+        *self.done.lock().unwrap().entry(id.to_owned()).or_default() += 1;
+    }
+    pub fn attempts(&self, id: &str) -> Vec<u32> {
+        self.seen.lock().unwrap().get(id).cloned().unwrap_or_default()
+    }
+    /// Distinct ids whose handler succeeded.
+    pub fn done_count(&self) -> usize {
+        self.done.lock().unwrap().len()
+    }
+    /// Successful runs beyond the first, summed over ids.
+    pub fn duplicates(&self) -> u32 {
+        self.done.lock().unwrap().values().map(|n| n - 1).sum()
+    }
+    pub fn done_ids(&self) -> Vec<String> {
+        self.done.lock().unwrap().keys().cloned().collect()
+    }
+}
+
+/// A scripted payload, like the demo's fixture task.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Script {
+    pub id: String,
+    #[serde(default)]
+    pub fail: u32,
+    #[serde(default)]
+    pub permanent: bool,
+    #[serde(default)]
+    pub panic: bool,
+    #[serde(default)]
+    pub sleep_ms: u64,
+}
+
+impl Script {
+    pub fn ok(id: impl Into<String>) -> Script {
+        Script {
+            id: id.into(),
+            ..Script::default()
+        }
+    }
+}
+
+/// The scripted behaviour: sleep, then panic / fail permanently / fail
+/// while attempt <= fail / succeed, recording what happened.
+pub async fn run_script(ctx: TaskContext, s: Script) -> Result<(), TaskError> {
+    let recorder = ctx
+        .state::<Recorder>()
+        .ok_or_else(|| TaskError::permanent("no recorder"))?;
+    recorder.saw(&s.id, ctx.attempt());
+    if s.sleep_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(s.sleep_ms)).await;
+    }
+    if s.panic {
+        panic!("scripted panic for {}", s.id);
+    }
+    if s.permanent {
+        return Err(TaskError::permanent(format!("scripted permanent failure for {}", s.id)));
+    }
+    if ctx.attempt() <= s.fail {
+        return Err(TaskError::transient(format!("scripted failure {} of {}", ctx.attempt(), s.fail)));
+    }
+    recorder.finished(&s.id);
+    Ok(())
+}
+
+/// Declares a hand-written scripted task type with its own queue and options.
+#[macro_export]
+macro_rules! scripted_task {
+    ($ty:ident, $queue:literal, $options:expr) => {
+        struct $ty;
+        impl worker_core::Task for $ty {
+            type Payload = support::Script;
+            const NAME: &'static str = $queue;
+            const QUEUE: &'static str = $queue;
+            fn options(&self) -> worker_core::TaskOptions {
+                $options
+            }
+            async fn run(
+                &self,
+                ctx: worker_core::TaskContext,
+                payload: support::Script,
+            ) -> Result<(), worker_core::TaskError> {
+                support::run_script(ctx, payload).await
+            }
+        }
+    };
+}
+
+/// Every queue a spec declares, for cleanup.
+pub fn queue_names(queue: &str, tiers: &[Duration]) -> Vec<String> {
+    let mut names = vec![queue.to_owned(), format!("{queue}.parking")];
+    for t in tiers {
+        names.push(worker_core::runtime::tier_queue(queue, *t));
+    }
+    names
+}
+
+pub async fn reset(queue: &str, tiers: &[Duration]) {
+    let names = queue_names(queue, tiers);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    delete_queues(&refs).await;
+}
+
+/// A header of a raw lapin message as a string, for assertions.
+pub fn header_str(props: &lapin::BasicProperties, name: &str) -> Option<String> {
+    let table = props.headers().as_ref()?;
+    match table.inner().get(name)? {
+        lapin::types::AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        lapin::types::AMQPValue::ShortString(s) => Some(s.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+pub fn header_u64(props: &lapin::BasicProperties, name: &str) -> Option<u64> {
+    let table = props.headers().as_ref()?;
+    match table.inner().get(name)? {
+        lapin::types::AMQPValue::LongLongInt(i) => u64::try_from(*i).ok(),
+        lapin::types::AMQPValue::LongInt(i) => u64::try_from(*i).ok(),
+        lapin::types::AMQPValue::LongUInt(i) => Some(u64::from(*i)),
+        lapin::types::AMQPValue::Timestamp(i) => Some(*i),
+        lapin::types::AMQPValue::ShortInt(i) => u64::try_from(*i).ok(),
+        lapin::types::AMQPValue::ShortShortInt(i) => u64::try_from(*i).ok(),
+        lapin::types::AMQPValue::ShortShortUInt(i) => Some(u64::from(*i)),
+        lapin::types::AMQPValue::ShortUInt(i) => Some(u64::from(*i)),
+        _ => None,
+    }
+}
