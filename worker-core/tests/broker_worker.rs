@@ -16,7 +16,11 @@ fn quick(options: TaskOptions) -> TaskOptions {
 }
 
 scripted_task!(Handled, "it.worker.handled", quick(TaskOptions::default()));
-scripted_task!(Undecodable, "it.worker.undecodable", quick(TaskOptions::default()));
+scripted_task!(
+    Undecodable,
+    "it.worker.undecodable",
+    quick(TaskOptions::default())
+);
 scripted_task!(
     Backlog,
     "it.worker.backlog",
@@ -55,7 +59,11 @@ async fn enqueued_task_is_handled_once_and_acked() {
 
     let conn = support::connect().await;
     assert_eq!(recorder.attempts("one"), vec![1]);
-    assert_eq!(support::depth(&conn, Handled::QUEUE).await, 0, "acked, not requeued");
+    assert_eq!(
+        support::depth(&conn, Handled::QUEUE).await,
+        0,
+        "acked, not requeued"
+    );
     assert_eq!(support::depth(&conn, "it.worker.handled.parking").await, 0);
 }
 
@@ -63,10 +71,19 @@ async fn enqueued_task_is_handled_once_and_acked() {
 async fn undecodable_payload_is_parked_with_a_reason_and_the_worker_keeps_going() {
     support::reset(Undecodable::QUEUE, &[]).await;
     let recorder = Recorder::default();
-    let running = worker(&recorder).register(Undecodable).start().await.unwrap();
+    let running = worker(&recorder)
+        .register(Undecodable)
+        .start()
+        .await
+        .unwrap();
     let publisher = Publisher::from_env();
     let (_, mut bad) = publisher
-        .task_message(Undecodable::QUEUE, Undecodable::QUEUE, &"x", Default::default())
+        .task_message(
+            Undecodable::QUEUE,
+            Undecodable::QUEUE,
+            &"x",
+            Default::default(),
+        )
         .unwrap();
     bad.body = b"{not json".to_vec().into();
     publisher.publish(bad).await.unwrap();
@@ -76,17 +93,27 @@ async fn undecodable_payload_is_parked_with_a_reason_and_the_worker_keeps_going(
         .unwrap();
 
     let conn = support::connect().await;
-    support::eventually(Duration::from_secs(10), "good message handled and bad one parked", || {
-        let r = recorder.clone();
-        let conn = &conn;
-        async move { r.done_count() == 1 && support::depth(conn, "it.worker.undecodable.parking").await == 1 }
-    })
+    support::eventually(
+        Duration::from_secs(10),
+        "good message handled and bad one parked",
+        || {
+            let r = recorder.clone();
+            let conn = &conn;
+            async move {
+                r.done_count() == 1
+                    && support::depth(conn, "it.worker.undecodable.parking").await == 1
+            }
+        },
+    )
     .await;
     running.shutdown().await.unwrap();
     let parked = support::drain(&conn, "it.worker.undecodable.parking").await;
     assert_eq!(parked.len(), 1);
     let props = &parked[0].delivery.properties;
-    assert_eq!(support::header_str(props, "rw-park-reason").as_deref(), Some("undecodable"));
+    assert_eq!(
+        support::header_str(props, "rw-park-reason").as_deref(),
+        Some("undecodable")
+    );
     let message = support::header_str(props, "rw-error-message").unwrap();
     assert!(message.contains("cannot decode"), "{message}");
     assert_eq!(parked[0].delivery.data, b"{not json", "body kept unchanged");
@@ -96,7 +123,12 @@ async fn undecodable_payload_is_parked_with_a_reason_and_the_worker_keeps_going(
 async fn unroutable_publish_is_an_error() {
     let publisher = Publisher::from_env();
     let (_, message) = publisher
-        .task_message("nobody", "it.worker.no-such-queue-ever", &1u8, Default::default())
+        .task_message(
+            "nobody",
+            "it.worker.no-such-queue-ever",
+            &1u8,
+            Default::default(),
+        )
         .unwrap();
     let err = publisher.publish(message).await.unwrap_err();
     assert!(matches!(err, Error::Unroutable { .. }), "{err:?}");
@@ -130,10 +162,14 @@ async fn stop_with_a_backlog_loses_nothing() {
     worker.declare_topology().await.unwrap();
     publisher.enqueue_batch::<Backlog>(&payloads).await.unwrap();
     let running = worker.start().await.unwrap();
-    support::eventually(Duration::from_secs(30), "some of the backlog handled", || {
-        let r = recorder.clone();
-        async move { r.done_count() >= 300 }
-    })
+    support::eventually(
+        Duration::from_secs(30),
+        "some of the backlog handled",
+        || {
+            let r = recorder.clone();
+            async move { r.done_count() >= 300 }
+        },
+    )
     .await;
     running.shutdown().await.unwrap();
 

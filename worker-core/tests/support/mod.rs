@@ -122,7 +122,12 @@ impl Recorder {
         *self.done.lock().unwrap().entry(id.to_owned()).or_default() += 1;
     }
     pub fn attempts(&self, id: &str) -> Vec<u32> {
-        self.seen.lock().unwrap().get(id).cloned().unwrap_or_default()
+        self.seen
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
     }
     /// Distinct ids whose handler succeeded.
     pub fn done_count(&self) -> usize {
@@ -174,10 +179,17 @@ pub async fn run_script(ctx: TaskContext, s: Script) -> Result<(), TaskError> {
         panic!("scripted panic for {}", s.id);
     }
     if s.permanent {
-        return Err(TaskError::permanent(format!("scripted permanent failure for {}", s.id)));
+        return Err(TaskError::permanent(format!(
+            "scripted permanent failure for {}",
+            s.id
+        )));
     }
     if ctx.attempt() <= s.fail {
-        return Err(TaskError::transient(format!("scripted failure {} of {}", ctx.attempt(), s.fail)));
+        return Err(TaskError::transient(format!(
+            "scripted failure {} of {}",
+            ctx.attempt(),
+            s.fail
+        )));
     }
     recorder.finished(&s.id);
     Ok(())
@@ -225,7 +237,9 @@ pub async fn reset(queue: &str, tiers: &[Duration]) {
 pub fn header_str(props: &lapin::BasicProperties, name: &str) -> Option<String> {
     let table = props.headers().as_ref()?;
     match table.inner().get(name)? {
-        lapin::types::AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        lapin::types::AMQPValue::LongString(s) => {
+            Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+        }
         lapin::types::AMQPValue::ShortString(s) => Some(s.to_string()),
         other => Some(format!("{other:?}")),
     }
@@ -244,4 +258,53 @@ pub fn header_u64(props: &lapin::BasicProperties, name: &str) -> Option<u64> {
         lapin::types::AMQPValue::ShortUInt(i) => Some(u64::from(*i)),
         _ => None,
     }
+}
+
+/// Gets one message from `queue`, polling until one arrives or `limit` passes.
+pub async fn get_one(
+    ch: &Channel,
+    queue: &str,
+    limit: Duration,
+) -> lapin::message::BasicGetMessage {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(m) = ch
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
+            return m;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("no message arrived in {queue} within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `(queue, reason)` of each x-death entry of a raw message.
+pub fn x_death(props: &lapin::BasicProperties) -> Vec<(String, String)> {
+    use lapin::types::AMQPValue;
+    let text = |v: Option<&AMQPValue>| match v {
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        Some(AMQPValue::ShortString(s)) => s.to_string(),
+        _ => String::new(),
+    };
+    let Some(AMQPValue::FieldArray(entries)) = props
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-death"))
+    else {
+        return Vec::new();
+    };
+    entries
+        .as_slice()
+        .iter()
+        .filter_map(|e| match e {
+            AMQPValue::FieldTable(t) => {
+                Some((text(t.inner().get("queue")), text(t.inner().get("reason"))))
+            }
+            _ => None,
+        })
+        .collect()
 }
