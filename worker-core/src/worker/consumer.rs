@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use super::settle::Settlement;
+use super::settler::Settler;
 use super::WorkerConfig;
 use crate::error::Error;
 use crate::message::Delivery;
@@ -76,6 +77,7 @@ pub(crate) async fn consume(
     tracing::info!(queue = %group.queue, prefetch = group.prefetch, concurrency = group.concurrency, "consuming");
 
     let transport: Arc<dyn Transport> = Arc::new(LapinTransport::new(channel.clone(), publisher));
+    let settler = Settler::spawn(transport.clone());
     let permits = Arc::new(Semaphore::new(group.concurrency.max(1)));
     let mut running: JoinSet<()> = JoinSet::new();
     let mut tags: HashMap<tokio::task::Id, u64> = HashMap::new();
@@ -85,7 +87,7 @@ pub(crate) async fn consume(
             biased;
             () = stop.triggered() => break None,
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                reap(done, &mut tags, &*transport).await;
+                reap(done, &mut tags, &settler);
             }
             next = consumer.next() => match next {
                 Some(Ok(raw)) => {
@@ -98,13 +100,11 @@ pub(crate) async fn consume(
                         job = job.with_unknown_task(name);
                     }
                     let svc = svc.clone();
-                    let transport = transport.clone();
+                    let task_settler = settler.clone();
+                    settler.track(tag);
                     let handle = running.spawn(async move {
                         let outcome = svc.oneshot(job).await.unwrap_or_else(|never| match never {});
-                        let settlement = Settlement::for_outcome(&outcome);
-                        if let Err(e) = settlement.apply(&*transport, tag).await {
-                            tracing::debug!(error = %e, "settlement dropped; the broker will redeliver");
-                        }
+                        task_settler.settle(tag, Settlement::for_outcome(&outcome));
                         drop(permit);
                     });
                     tags.insert(handle.id(), tag);
@@ -128,7 +128,7 @@ pub(crate) async fn consume(
         &mut consumer,
         running,
         tags,
-        &*transport,
+        &settler,
         group,
         config,
     )
@@ -136,21 +136,24 @@ pub(crate) async fn consume(
     Ok(())
 }
 
-async fn reap(
+fn reap(
     done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
     tags: &mut HashMap<tokio::task::Id, u64>,
-    transport: &dyn Transport,
+    settler: &Settler,
 ) {
     match done {
         Ok((id, ())) => {
             tags.remove(&id);
         }
         Err(e) => {
-            // Only a bug in the settling code itself could get here (handler
-            // panics are caught inside the stack); never leave it unsettled.
+            // A cancelled task (shutdown past the grace period), or a bug in
+            // the settling code itself (handler panics are caught inside the
+            // stack): never leave its delivery unsettled.
             if let Some(tag) = tags.remove(&e.id()) {
-                tracing::error!(error = %e, tag, "delivery task failed; requeueing");
-                let _ = transport.nack(tag, false, true).await;
+                if !e.is_cancelled() {
+                    tracing::error!(error = %e, tag, "delivery task failed; requeueing");
+                }
+                settler.settle(tag, Settlement::Requeue);
             }
         }
     }
@@ -163,7 +166,7 @@ async fn stop_cleanly(
     consumer: &mut lapin::Consumer,
     mut running: JoinSet<()>,
     mut tags: HashMap<tokio::task::Id, u64>,
-    transport: &dyn Transport,
+    settler: &Settler,
     group: &QueueGroup,
     config: &WorkerConfig,
 ) {
@@ -179,14 +182,15 @@ async fn stop_cleanly(
     while let Ok(Some(Ok(raw))) =
         tokio::time::timeout(Duration::from_millis(20), consumer.next()).await
     {
-        let _ = transport.nack(raw.delivery_tag, false, true).await;
+        settler.track(raw.delivery_tag);
+        settler.settle(raw.delivery_tag, Settlement::Requeue);
         returned += 1;
     }
     // 3. In-flight handlers get the grace period.
     let in_flight = running.len();
     let finished = tokio::time::timeout(config.grace_period, async {
         while let Some(done) = running.join_next_with_id().await {
-            reap(done, &mut tags, transport).await;
+            reap(done, &mut tags, settler);
         }
     })
     .await
@@ -196,18 +200,11 @@ async fn stop_cleanly(
     if !finished {
         running.abort_all();
         while let Some(done) = running.join_next_with_id().await {
-            let id = match &done {
-                Ok((id, ())) => *id,
-                Err(e) => e.id(),
-            };
-            if let Some(tag) = tags.remove(&id) {
-                if done.is_err() {
-                    let _ = transport.nack(tag, false, true).await;
-                    abandoned += 1;
-                }
-            }
+            abandoned += usize::from(done.is_err());
+            reap(done, &mut tags, settler);
         }
     }
+    settler.flush().await;
     // 5. Make sure the broker took our acks before the channel closes:
     //    basic.qos is synchronous, so its reply follows every earlier frame;
     //    then a short wait for quorum queues, which can drop acks that race

@@ -2,6 +2,7 @@
 
 mod consumer;
 mod settle;
+mod settler;
 mod signal;
 
 pub use settle::Settlement;
