@@ -1,0 +1,6 @@
+//! The demo's tasks.
+
+pub mod email;
+pub mod images;
+pub mod orders;
+pub mod record;

@@ -1,0 +1,142 @@
+//! `demo.record`: the fixture task the reliability suite and the benchmarks drive.
+//!
+//! Payload `{"id": string, "fail": n, "permanent": bool, "panic": bool, "sleep_ms": n}`.
+//! It sleeps `sleep_ms`, then panics if `panic`, fails permanently if
+//! `permanent`, fails transiently while the attempt number is at most
+//! `fail`, and otherwise appends `<id>\t<attempt>\n` to the file named by
+//! `DEMO_RECORD_FILE` (if set) and succeeds.
+//!
+//! Retries: 2 in-process attempts, delay tiers from `DEMO_RETRY_TIERS`
+//! (comma-separated durations, default `1s,5s`), 5 attempts in all. It is
+//! written by hand (not with `#[task]`) because its tiers come from the
+//! environment.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use worker_core::{parse_duration, RetryPolicy, Task, TaskContext, TaskError, TaskOptions};
+
+/// The environment variable naming the record file.
+pub const RECORD_FILE_ENV: &str = "DEMO_RECORD_FILE";
+/// The environment variable with the delay tiers.
+pub const RETRY_TIERS_ENV: &str = "DEMO_RETRY_TIERS";
+/// The default delay tiers.
+pub const DEFAULT_TIERS: &str = "1s,5s";
+
+/// The fixture payload.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RecordJob {
+    /// Identifies the message in the record file.
+    pub id: String,
+    /// Attempts that fail transiently before one succeeds.
+    #[serde(default)]
+    pub fail: u32,
+    /// Fail permanently.
+    #[serde(default)]
+    pub permanent: bool,
+    /// Panic.
+    #[serde(default)]
+    pub panic: bool,
+    /// Sleep before anything else.
+    #[serde(default)]
+    pub sleep_ms: u64,
+}
+
+/// The `demo.record` task.
+#[derive(Debug, Default)]
+pub struct Record {
+    file: Mutex<Option<std::fs::File>>,
+}
+
+impl Record {
+    /// Parses a tier list such as `1s,5s`.
+    pub fn parse_tiers(text: &str) -> Result<Vec<Duration>, String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(parse_duration)
+            .collect()
+    }
+
+    fn tiers() -> Vec<Duration> {
+        let text = std::env::var(RETRY_TIERS_ENV).unwrap_or_else(|_| DEFAULT_TIERS.to_owned());
+        Record::parse_tiers(&text).unwrap_or_else(|e| {
+            tracing::error!("{RETRY_TIERS_ENV}: {e}; using {DEFAULT_TIERS}");
+            Record::parse_tiers(DEFAULT_TIERS).unwrap_or_default()
+        })
+    }
+
+    fn append(&self, id: &str, attempt: u32) -> std::io::Result<()> {
+        let Some(path) = std::env::var_os(RECORD_FILE_ENV) else {
+            return Ok(());
+        };
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if file.is_none() {
+            *file = Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            );
+        }
+        let f = file.as_mut().expect("opened above");
+        f.write_all(format!("{id}\t{attempt}\n").as_bytes())?;
+        f.flush()
+    }
+}
+
+impl Task for Record {
+    type Payload = RecordJob;
+    const NAME: &'static str = "demo.record";
+    const QUEUE: &'static str = "demo.record";
+
+    fn options(&self) -> TaskOptions {
+        TaskOptions {
+            retry: RetryPolicy::default()
+                .in_process(2)
+                .tiers(Record::tiers())
+                .max_attempts(5),
+            ..TaskOptions::default()
+        }
+    }
+
+    async fn run(&self, ctx: TaskContext, job: RecordJob) -> Result<(), TaskError> {
+        if job.sleep_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(job.sleep_ms)).await;
+        }
+        if job.panic {
+            panic!("demo.record asked to panic for {}", job.id);
+        }
+        if job.permanent {
+            return Err(TaskError::permanent(format!(
+                "demo.record asked to fail permanently for {}",
+                job.id
+            )));
+        }
+        if ctx.attempt() <= job.fail {
+            return Err(TaskError::transient(format!(
+                "demo.record asked to fail attempt {} of {}",
+                ctx.attempt(),
+                job.fail
+            )));
+        }
+        self.append(&job.id, ctx.attempt())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tier_lists_parse_and_reject_garbage() {
+        assert_eq!(
+            Record::parse_tiers("1s, 5s").unwrap(),
+            vec![Duration::from_secs(1), Duration::from_secs(5)]
+        );
+        assert!(Record::parse_tiers("1s,soon").is_err());
+    }
+}
