@@ -9,6 +9,9 @@ mod names;
 mod value;
 mod xdeath;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use attempts::{AttemptSources, Attempts};
 pub use names::*;
 pub use value::HeaderValue;
