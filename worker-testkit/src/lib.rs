@@ -1,1 +1,116 @@
-//! placeholder
+//! Unit-test kit for `worker-core` tasks: no broker needed.
+//!
+//! Three pieces:
+//!
+//! - [`mock`]: a recording mock of the broker channel
+//!   ([`Transport`](worker_core::transport::Transport)). `mock::pair()`
+//!   gives the channel and a [`MockHandle`] that scripts failures ("the next
+//!   two publishes fail", "publishes to the parking queue fail") and asserts
+//!   on every ack, nack, reject and publish, failing with the list of what
+//!   did happen.
+//! - [`DeliveryBuilder`]: deliveries as the broker hands them over, with a
+//!   typed or raw body, ids, task name, headers, `x-death` history,
+//!   `x-delivery-count` and the redelivered flag.
+//! - [`Harness`]: runs one task's handler through the worker's real
+//!   middleware stack (the same
+//!   [`default_stack`](worker_core::middleware::default_stack) function) and
+//!   settles the delivery the way the worker does, then returns a
+//!   [`Report`]: outcome, settlement, every handler run, copies sent to
+//!   delay tiers or parking.
+//!
+//! Tests run on tokio's paused clock (`#[tokio::test(start_paused = true)]`),
+//! so backoff sleeps, delay tiers and timeouts of any length finish at once
+//! and deterministically; jitter is seeded.
+//!
+//! # Example
+//!
+//! A task that fails while its upstream is down, tested end to end: two
+//! quick in-process tries, then a copy waits in the 10-second delay tier;
+//! when the broker brings the copy back and the upstream is still down, the
+//! message has used its attempts and is parked.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicBool, Ordering};
+//! use std::time::Duration;
+//!
+//! use serde::{Deserialize, Serialize};
+//! use worker_core::{RetryPolicy, Task, TaskContext, TaskError, TaskOptions};
+//! use worker_testkit::{DeliveryBuilder, Harness};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Invoice {
+//!     id: u64,
+//! }
+//!
+//! struct Upstream {
+//!     up: AtomicBool,
+//! }
+//!
+//! struct SendInvoice;
+//!
+//! impl Task for SendInvoice {
+//!     type Payload = Invoice;
+//!     const NAME: &'static str = "invoices.send";
+//!     const QUEUE: &'static str = "invoices";
+//!
+//!     fn options(&self) -> TaskOptions {
+//!         TaskOptions {
+//!             retry: RetryPolicy::default()
+//!                 .in_process(2)
+//!                 .tiers([Duration::from_secs(10)])
+//!                 .max_attempts(3),
+//!             ..TaskOptions::default()
+//!         }
+//!     }
+//!
+//!     async fn run(&self, ctx: TaskContext, invoice: Invoice) -> Result<(), TaskError> {
+//!         let upstream = ctx.state::<Upstream>().expect("upstream state");
+//!         if !upstream.up.load(Ordering::SeqCst) {
+//!             return Err(TaskError::transient(format!("cannot send invoice {}", invoice.id)));
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! // In a test file: #[tokio::test(start_paused = true)] async fn ...() { ... }
+//! let harness = Harness::new(SendInvoice).state(Upstream { up: AtomicBool::new(false) });
+//!
+//! // First delivery: attempts 1 and 2 in process, then the 10 s tier.
+//! let delivery = DeliveryBuilder::for_task::<SendInvoice>(&Invoice { id: 7 })
+//!     .tag(1)
+//!     .correlation_id("order-7")
+//!     .build();
+//! let report = harness.run(delivery).await;
+//! assert_eq!(report.handler_runs(), 2, "{report}");
+//! assert_eq!(report.redelivered_to(), Some((Duration::from_secs(10), 2)));
+//! let copy = harness.mock().assert_published_to("invoices.retry.10s");
+//! harness.mock().assert_acked(1);
+//!
+//! // The broker brings the copy back after the tier's TTL: attempt 3 of 3 fails too.
+//! let back = DeliveryBuilder::returned_from_tier(&copy, "invoices").tag(2).build();
+//! let report = harness.run(back).await;
+//! let parked = report.parked().expect("parked after the last attempt");
+//! assert_eq!(parked.reason, "exhausted");
+//! assert_eq!(parked.attempts, 3);
+//! assert_eq!(parked.error_message, "cannot send invoice 7");
+//! assert_eq!(parked.body(), br#"{"id":7}"#);
+//! assert_eq!(parked.message.properties.correlation_id(), Some("order-7"));
+//!
+//! harness.mock().assert_published_to("invoices.parking");
+//! harness.mock().assert_acked(2);
+//! harness.mock().assert_nothing_else();
+//! # }
+//! ```
+
+pub mod memory;
+pub mod mock;
+pub mod node;
+
+mod delivery;
+mod harness;
+
+pub use delivery::DeliveryBuilder;
+pub use harness::{HandlerRun, Harness, ParkedCopy, Report, RunEnd};
+pub use mock::{MockHandle, MockTransport};

@@ -18,7 +18,7 @@ pub const REPLAYS: &str = "rw-replays";
 pub const PARK_TASK: &str = "rw-park-task";
 /// Why it was parked: a [`ParkReason`](crate::ParkReason) name.
 pub const PARK_REASON: &str = "rw-park-reason";
-/// The failure kind of the last error.
+/// What failed last: `handler`, `panic`, `timeout`, `undecodable`, `too-large`, `unknown-task` or `delivery-limit`.
 pub const ERROR_KIND: &str = "rw-error-kind";
 /// The last error's message (cut to a bounded size).
 pub const ERROR_MESSAGE: &str = "rw-error-message";

@@ -1,0 +1,458 @@
+//! Queues: arguments, ready messages in order, consumers.
+
+use std::collections::BTreeMap;
+
+use amq_protocol::types::{AMQPValue, FieldTable};
+
+use super::error::AmqpError;
+use super::message::{as_int, as_text, Message};
+
+/// Classic or quorum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueueType {
+    Classic,
+    Quorum,
+}
+
+/// What a full queue does with one more message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Overflow {
+    DropHead,
+    RejectPublish,
+    RejectPublishDlx,
+}
+
+/// The arguments the broker acts on.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueArgs {
+    pub(crate) kind: QueueType,
+    pub(crate) message_ttl: Option<u64>,
+    pub(crate) dlx: Option<String>,
+    pub(crate) dlrk: Option<String>,
+    pub(crate) max_length: Option<u64>,
+    pub(crate) max_length_bytes: Option<u64>,
+    pub(crate) overflow: Overflow,
+    pub(crate) delivery_limit: Option<u64>,
+}
+
+/// Arguments RabbitMQ compares when a queue is declared again; a
+/// difference is a 406 PRECONDITION_FAILED.
+const COMPARED: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-single-active-consumer",
+    "x-queue-type",
+    "x-quorum-initial-group-size",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+    "x-initial-cluster-size",
+    "x-queue-leader-locator",
+    "x-delivery-limit",
+    "x-dead-letter-strategy",
+];
+
+fn type_name(v: &AMQPValue) -> &'static str {
+    match v {
+        AMQPValue::Boolean(_) => "bool",
+        AMQPValue::ShortShortInt(_) => "byte",
+        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
+        AMQPValue::ShortInt(_) => "short",
+        AMQPValue::ShortUInt(_) => "unsignedshort",
+        AMQPValue::LongInt(_) => "signedint",
+        AMQPValue::LongUInt(_) => "unsignedint",
+        AMQPValue::LongLongInt(_) => "long",
+        AMQPValue::Float(_) => "float",
+        AMQPValue::Double(_) => "double",
+        AMQPValue::DecimalValue(_) => "decimal",
+        AMQPValue::ShortString(_) => "shortstr",
+        AMQPValue::LongString(_) => "longstr",
+        AMQPValue::FieldArray(_) => "array",
+        AMQPValue::Timestamp(_) => "timestamp",
+        AMQPValue::FieldTable(_) => "table",
+        AMQPValue::ByteArray(_) => "binary",
+        AMQPValue::Void => "void",
+    }
+}
+
+fn show(v: &AMQPValue) -> String {
+    as_text(v)
+        .or_else(|| as_int(v).map(|i| i.to_string()))
+        .unwrap_or_else(|| format!("{v:?}"))
+}
+
+fn equivalent(a: &AMQPValue, b: &AMQPValue) -> bool {
+    match (as_int(a), as_int(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => match (as_text(a), as_text(b)) {
+            (Some(x), Some(y)) => x == y && type_name(a) == type_name(b),
+            _ => a == b,
+        },
+    }
+}
+
+/// Checks a redeclaration's arguments against the queue's, like RabbitMQ.
+pub(crate) fn check_equivalent(
+    queue: &str,
+    current: &FieldTable,
+    received: &FieldTable,
+) -> Result<(), AmqpError> {
+    for key in COMPARED {
+        let (c, r) = (current.inner().get(*key), received.inner().get(*key));
+        let same = match (c, r) {
+            (None, None) => true,
+            (Some(c), Some(r)) => equivalent(c, r),
+            _ => false,
+        };
+        if !same {
+            let describe = |v: Option<&AMQPValue>| match v {
+                None => "none".to_owned(),
+                Some(v) => format!("the value '{}' of type '{}'", show(v), type_name(v)),
+            };
+            return Err(AmqpError::precondition(format!(
+                "inequivalent arg '{key}' for queue '{queue}' in vhost '/': received {} but current is {}",
+                describe(r),
+                describe(c)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn non_negative(queue: &str, args: &FieldTable, key: &str) -> Result<Option<u64>, AmqpError> {
+    match args.inner().get(key) {
+        None => Ok(None),
+        Some(v) => match as_int(v) {
+            Some(n) if n >= 0 => Ok(Some(n as u64)),
+            _ => Err(AmqpError::precondition(format!(
+                "invalid arg '{key}' for queue '{queue}' in vhost '/': {{value_negative_or_not_an_integer,{}}}",
+                show(v)
+            ))),
+        },
+    }
+}
+
+impl QueueArgs {
+    /// Reads and checks declared arguments.
+    pub(crate) fn parse(queue: &str, args: &FieldTable) -> Result<QueueArgs, AmqpError> {
+        let text = |key: &str| -> Result<Option<String>, AmqpError> {
+            match args.inner().get(key) {
+                None => Ok(None),
+                Some(v) => as_text(v).map(Some).ok_or_else(|| {
+                    AmqpError::precondition(format!(
+                        "invalid arg '{key}' for queue '{queue}' in vhost '/': {{unacceptable_type,{}}}",
+                        type_name(v)
+                    ))
+                }),
+            }
+        };
+        let kind = match text("x-queue-type")?.as_deref() {
+            None | Some("classic") => QueueType::Classic,
+            Some("quorum") => QueueType::Quorum,
+            Some(other) => {
+                return Err(AmqpError::precondition(format!(
+                    "invalid arg 'x-queue-type' for queue '{queue}' in vhost '/': the memory broker supports 'classic' and 'quorum', not '{other}'"
+                )))
+            }
+        };
+        let overflow = match text("x-overflow")?.as_deref() {
+            None | Some("drop-head") => Overflow::DropHead,
+            Some("reject-publish") => Overflow::RejectPublish,
+            Some("reject-publish-dlx") if kind == QueueType::Classic => Overflow::RejectPublishDlx,
+            Some(other) => {
+                return Err(AmqpError::precondition(format!(
+                    "invalid arg 'x-overflow' for queue '{queue}' in vhost '/': {{unacceptable_value,<<\"{other}\">>}}"
+                )))
+            }
+        };
+        let dlrk = text("x-dead-letter-routing-key")?;
+        let dlx = text("x-dead-letter-exchange")?;
+        if dlrk.is_some() && dlx.is_none() {
+            return Err(AmqpError::precondition(format!(
+                "invalid arg 'x-dead-letter-routing-key' for queue '{queue}' in vhost '/': Key 'x-dead-letter-exchange' is mandatory if 'x-dead-letter-routing-key' is defined"
+            )));
+        }
+        Ok(QueueArgs {
+            kind,
+            message_ttl: non_negative(queue, args, "x-message-ttl")?,
+            dlx,
+            dlrk,
+            max_length: non_negative(queue, args, "x-max-length")?,
+            max_length_bytes: non_negative(queue, args, "x-max-length-bytes")?,
+            overflow,
+            delivery_limit: match kind {
+                QueueType::Quorum => non_negative(queue, args, "x-delivery-limit")?,
+                QueueType::Classic => None,
+            },
+        })
+    }
+}
+
+/// A ready message and what the queue knows about it.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) msg: Message,
+    /// Original position (classic queues requeue to it).
+    pub(crate) seq: u64,
+    /// Clock milliseconds at which it expires.
+    pub(crate) expires_at: Option<u64>,
+    /// Returns so far (quorum queues count them).
+    pub(crate) delivery_count: u64,
+    pub(crate) redelivered: bool,
+}
+
+/// One consumer of a queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Consumer {
+    pub(crate) conn: u64,
+    pub(crate) channel: u16,
+    pub(crate) tag: String,
+    pub(crate) no_ack: bool,
+    pub(crate) prefetch: u16,
+    pub(crate) unacked: u32,
+    pub(crate) exclusive: bool,
+}
+
+/// A queue.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    pub(crate) name: String,
+    pub(crate) durable: bool,
+    pub(crate) exclusive_owner: Option<u64>,
+    pub(crate) auto_delete: bool,
+    pub(crate) declared: FieldTable,
+    pub(crate) args: QueueArgs,
+    /// Ready messages in delivery order. Keys: `(0, n)` for quorum returns
+    /// (served first, in return order), `(1, seq)` for the rest.
+    ready: BTreeMap<(u8, u64), Entry>,
+    ready_bytes: u64,
+    next_seq: u64,
+    next_return: u64,
+    /// A quorum queue with `reject-publish` that went over its limit
+    /// rejects publishes until it drops to 80 % of it (RabbitMQ's soft limit).
+    rejecting: bool,
+    pub(crate) consumers: Vec<Consumer>,
+    pub(crate) next_consumer: usize,
+    pub(crate) had_consumer: bool,
+}
+
+impl Queue {
+    pub(crate) fn new(
+        name: String,
+        durable: bool,
+        exclusive_owner: Option<u64>,
+        auto_delete: bool,
+        declared: FieldTable,
+        args: QueueArgs,
+    ) -> Queue {
+        Queue {
+            name,
+            durable,
+            exclusive_owner,
+            auto_delete,
+            declared,
+            args,
+            ready: BTreeMap::new(),
+            ready_bytes: 0,
+            next_seq: 0,
+            next_return: 0,
+            rejecting: false,
+            consumers: Vec::new(),
+            next_consumer: 0,
+            had_consumer: false,
+        }
+    }
+
+    pub(crate) fn is_quorum(&self) -> bool {
+        self.args.kind == QueueType::Quorum
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ready.len()
+    }
+
+    pub(crate) fn ready(&self) -> impl Iterator<Item = &Entry> {
+        self.ready.values()
+    }
+
+    pub(crate) fn head(&self) -> Option<&Entry> {
+        self.ready.values().next()
+    }
+
+    pub(crate) fn pop_head(&mut self) -> Option<Entry> {
+        let (_, e) = self.ready.pop_first()?;
+        self.ready_bytes -= e.msg.body.len() as u64;
+        Some(e)
+    }
+
+    fn insert(&mut self, key: (u8, u64), e: Entry) {
+        self.ready_bytes += e.msg.body.len() as u64;
+        self.ready.insert(key, e);
+    }
+
+    /// A new message at the tail.
+    pub(crate) fn push(&mut self, msg: Message, expires_at: Option<u64>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.insert(
+            (1, seq),
+            Entry {
+                msg,
+                seq,
+                expires_at,
+                delivery_count: 0,
+                redelivered: false,
+            },
+        );
+    }
+
+    /// A message coming back from a consumer or `basic.get`: classic queues
+    /// put it back at its original position; quorum queues serve returns of
+    /// consumer deliveries first, and put `basic.get` returns at the tail
+    /// (both as RabbitMQ 3.10 was seen to do).
+    pub(crate) fn requeue(&mut self, mut e: Entry, from_get: bool) {
+        e.redelivered = true;
+        if !self.is_quorum() {
+            let seq = e.seq;
+            self.insert((1, seq), e);
+        } else if from_get {
+            e.seq = self.next_seq;
+            self.next_seq += 1;
+            self.insert((1, e.seq), e);
+        } else {
+            let n = self.next_return;
+            self.next_return += 1;
+            self.insert((0, n), e);
+        }
+    }
+
+    /// Removes every ready message; returns how many.
+    pub(crate) fn purge(&mut self) -> usize {
+        let n = self.ready.len();
+        self.ready.clear();
+        self.ready_bytes = 0;
+        n
+    }
+
+    fn over(&self, extra_len: u64, extra_bytes: u64) -> bool {
+        self.args
+            .max_length
+            .is_some_and(|m| self.ready.len() as u64 + extra_len > m)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|m| self.ready_bytes + extra_bytes > m)
+    }
+
+    /// Whether a publish of `bytes` bytes is refused by `reject-publish`.
+    pub(crate) fn refuses(&self, bytes: u64) -> bool {
+        match self.args.overflow {
+            Overflow::DropHead => false,
+            _ if self.is_quorum() => self.rejecting,
+            _ => self.over(1, bytes),
+        }
+    }
+
+    /// Whether the head must go to make room (`drop-head`).
+    pub(crate) fn must_drop_head(&self) -> bool {
+        self.args.overflow == Overflow::DropHead && self.over(0, 0) && !self.ready.is_empty()
+    }
+
+    /// Updates the quorum soft limit after a change.
+    pub(crate) fn evaluate_limit(&mut self) {
+        if !self.is_quorum() || self.args.overflow == Overflow::DropHead {
+            return;
+        }
+        if self.over(0, 0) {
+            self.rejecting = true;
+        } else if self.rejecting {
+            let below = |max: Option<u64>, n: u64| max.is_none_or(|m| n <= m * 8 / 10);
+            if below(self.args.max_length, self.ready.len() as u64)
+                && below(self.args.max_length_bytes, self.ready_bytes)
+            {
+                self.rejecting = false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amq_protocol::protocol::BasicProperties;
+    use std::sync::Arc;
+
+    fn msg(body: &str) -> Message {
+        Message {
+            exchange: String::new(),
+            routing_keys: vec!["q".into()],
+            properties: BasicProperties::default(),
+            body: Arc::from(body.as_bytes()),
+        }
+    }
+
+    fn table(items: &[(&str, AMQPValue)]) -> FieldTable {
+        let mut t = FieldTable::default();
+        for (k, v) in items {
+            t.insert((*k).into(), v.clone());
+        }
+        t
+    }
+
+    fn bodies(q: &Queue) -> Vec<String> {
+        q.ready()
+            .map(|e| String::from_utf8_lossy(&e.msg.body).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn classic_requeues_to_the_original_position() {
+        let args = QueueArgs::parse("q", &FieldTable::default()).unwrap();
+        let mut q = Queue::new("q".into(), true, None, false, FieldTable::default(), args);
+        for b in ["a", "b", "c"] {
+            q.push(msg(b), None);
+        }
+        let a = q.pop_head().unwrap();
+        let b = q.pop_head().unwrap();
+        q.requeue(b, false);
+        q.requeue(a, false);
+        assert_eq!(bodies(&q), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn quorum_serves_consumer_returns_first_and_get_returns_last() {
+        let quorum = table(&[("x-queue-type", AMQPValue::LongString("quorum".into()))]);
+        let args = QueueArgs::parse("q", &quorum).unwrap();
+        let mut q = Queue::new("q".into(), true, None, false, quorum, args);
+        for b in ["a", "b", "c"] {
+            q.push(msg(b), None);
+        }
+        let a = q.pop_head().unwrap();
+        let b = q.pop_head().unwrap();
+        q.requeue(b, false);
+        q.requeue(a, true);
+        assert_eq!(bodies(&q), ["b", "c", "a"]);
+    }
+
+    #[test]
+    fn int_widths_are_equivalent_but_values_and_absence_are_not() {
+        let a = table(&[("x-message-ttl", AMQPValue::LongLongInt(1000))]);
+        let b = table(&[("x-message-ttl", AMQPValue::LongInt(1000))]);
+        let c = table(&[("x-message-ttl", AMQPValue::LongLongInt(2000))]);
+        assert!(check_equivalent("q", &a, &b).is_ok());
+        let err = check_equivalent("q", &a, &c).unwrap_err();
+        assert_eq!(err.code, 406);
+        assert!(err.text.contains("inequivalent arg 'x-message-ttl'"), "{}", err.text);
+        assert!(check_equivalent("q", &a, &FieldTable::default()).is_err());
+        let other = table(&[("x-custom", AMQPValue::LongLongInt(1))]);
+        assert!(check_equivalent("q", &FieldTable::default(), &other).is_ok());
+    }
+}
