@@ -18,6 +18,8 @@ pub struct TaskSpec {
     pub queue: Arc<str>,
     /// The parking queue.
     pub parking: String,
+    /// Where deliveries returned unsettled run alone (see the quarantine layer).
+    pub quarantine: String,
     /// Delay tiers with their wait queue names, shortest first.
     pub tiers: Vec<(Duration, String)>,
     /// The options.
@@ -31,6 +33,7 @@ impl TaskSpec {
             name,
             queue: Arc::from(queue),
             parking: parking_queue(queue),
+            quarantine: format!("{queue}.quarantine"),
             tiers: options
                 .retry
                 .tiers

@@ -5,6 +5,9 @@
 //!   queues add `x-delivery-limit` (a crash-loop backstop) and at-least-once
 //!   dead-lettering (`x-dead-letter-strategy`, which needs
 //!   `x-overflow: reject-publish`);
+//! - `q.quarantine`: like `q`; deliveries that came back unsettled run
+//!   there alone (prefetch 1), so a crashing message cannot take its
+//!   neighbours down with it;
 //! - `q.retry.<delay>`: one wait queue per delay tier, with a fixed
 //!   `x-message-ttl`, dead-lettering back to `q`;
 //! - `q.parking`: durable, no TTL;
@@ -49,10 +52,16 @@ pub fn plan(spec: &TaskSpec) -> Vec<QueuePlan> {
     if quorum {
         work.insert("x-delivery-limit", i64::from(options.retry.max_attempts));
     }
-    let mut plans = vec![QueuePlan {
-        name: spec.queue.to_string(),
-        arguments: work,
-    }];
+    let mut plans = vec![
+        QueuePlan {
+            name: spec.queue.to_string(),
+            arguments: work.clone(),
+        },
+        QueuePlan {
+            name: spec.quarantine.clone(),
+            arguments: work,
+        },
+    ];
     for (delay, name) in &spec.tiers {
         let mut args = base(Some(&spec.queue));
         args.insert(
@@ -201,7 +210,7 @@ mod tests {
         let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             names,
-            ["jobs", "jobs.retry.1s", "jobs.retry.1m", "jobs.parking"]
+            ["jobs", "jobs.quarantine", "jobs.retry.1s", "jobs.retry.1m", "jobs.parking"]
         );
         let work = &plans[0].arguments;
         assert_eq!(
@@ -213,15 +222,16 @@ mod tests {
             work.get_str("x-overflow").as_deref(),
             Some("reject-publish")
         );
-        assert_eq!(plans[2].arguments.get_u64("x-message-ttl"), Some(60_000));
+        assert_eq!(plans[1].arguments, plans[0].arguments);
+        assert_eq!(plans[3].arguments.get_u64("x-message-ttl"), Some(60_000));
         assert_eq!(
-            plans[2]
+            plans[3]
                 .arguments
                 .get_str("x-dead-letter-routing-key")
                 .as_deref(),
             Some("jobs")
         );
-        assert!(!plans[3].arguments.contains("x-dead-letter-exchange"));
+        assert!(!plans[4].arguments.contains("x-dead-letter-exchange"));
     }
 
     #[test]

@@ -252,6 +252,11 @@ pub enum Outcome {
         /// The attempt that failed.
         attempt: u32,
     },
+    /// A copy waits in the quarantine queue (confirmed): ack.
+    Quarantined {
+        /// Attempts recorded on the copy.
+        attempts: u32,
+    },
     /// Give the delivery back to the broker untouched: `nack(requeue = true)`.
     Requeue,
 }
@@ -265,6 +270,7 @@ impl Outcome {
             Outcome::Failed(_) => "dead-letter",
             Outcome::Redelivered { .. } => "redeliver",
             Outcome::Parked { .. } => "park",
+            Outcome::Quarantined { .. } => "quarantine",
             Outcome::Requeue => "requeue",
         }
     }

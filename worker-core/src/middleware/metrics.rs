@@ -3,7 +3,7 @@
 //! Names (labels `task` and `queue`; outcomes also `outcome`):
 //! - `rabbit_worker_deliveries_total`: deliveries taken;
 //! - `rabbit_worker_outcomes_total`: `ack`, `discard`, `redeliver`, `park`,
-//!   `requeue`, `dead-letter`;
+//!   `quarantine`, `requeue`, `dead-letter`;
 //! - `rabbit_worker_handler_seconds`: time from taking a delivery to its outcome;
 //! - `rabbit_worker_in_flight`: deliveries being handled now;
 //! - `rabbit_worker_publish_confirm_seconds` (from the publisher): confirm latency.
@@ -19,12 +19,13 @@ use tower::Service;
 
 use super::{always_ready, config_layer, Handled, Job, JobService, Outcome};
 
-const OUTCOMES: [&str; 6] = [
+const OUTCOMES: [&str; 7] = [
     "ack",
     "discard",
     "dead-letter",
     "redeliver",
     "park",
+    "quarantine",
     "requeue",
 ];
 
@@ -39,7 +40,7 @@ struct Handles {
     deliveries: Counter,
     in_flight: Gauge,
     duration: Histogram,
-    outcomes: [Counter; 6],
+    outcomes: [Counter; 7],
 }
 
 impl MetricsLayer {

@@ -12,11 +12,12 @@
 //! 2. [`MetricsLayer`]: deliveries, outcomes, durations, in-flight.
 //! 3. [`ParkLayer`]: failures that are final go to the parking queue.
 //! 4. [`DeliveryLimitLayer`]: messages past their attempts park without running.
-//! 5. [`RedeliverLayer`]: transient failures wait in a broker-side delay tier.
-//! 6. [`RetryLayer`]: a few short in-process retries with backoff.
-//! 7. [`TimeoutLayer`]: an attempt running too long is a transient failure.
-//! 8. [`CatchPanicLayer`]: a panic is a transient failure.
-//! 9. user layers, then the handler ([`HandlerService`]).
+//! 5. [`QuarantineLayer`]: deliveries returned unsettled run alone elsewhere.
+//! 6. [`RedeliverLayer`]: transient failures wait in a broker-side delay tier.
+//! 7. [`RetryLayer`]: a few short in-process retries with backoff.
+//! 8. [`TimeoutLayer`]: an attempt running too long is a transient failure.
+//! 9. [`CatchPanicLayer`]: a panic is a transient failure.
+//! 10. user layers, then the handler ([`HandlerService`]).
 
 mod catch_panic;
 mod delivery_limit;
@@ -24,6 +25,7 @@ mod handler;
 mod job;
 mod metrics;
 mod park;
+mod quarantine;
 mod redeliver;
 mod retry;
 mod stack;
@@ -36,6 +38,7 @@ pub use handler::HandlerService;
 pub use job::{Failure, FailureCause, Handled, Job, Outcome};
 pub use metrics::{Metrics, MetricsLayer};
 pub use park::{park, Park, ParkLayer};
+pub use quarantine::{Quarantine, QuarantineLayer};
 pub use redeliver::{Redeliver, RedeliverLayer};
 pub use retry::{Retry, RetryLayer};
 pub use stack::{default_stack, BoxJobService};

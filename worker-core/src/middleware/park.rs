@@ -88,11 +88,16 @@ pub async fn park(job: &Job, failure: &Failure) -> Outcome {
     }
 }
 
+/// Records the attempts made so far on a copy.
+pub(crate) fn stamp_attempts(headers: &mut Headers, attempts: u32) {
+    headers.insert(headers::ATTEMPTS, attempts);
+}
+
 /// Writes the failure headers shared by parked and redelivered copies.
 pub(crate) fn stamp_failure(headers: &mut Headers, job: &Job, failure: &Failure) {
     let now = now_secs();
+    stamp_attempts(headers, failure.attempt);
     headers
-        .insert(headers::ATTEMPTS, failure.attempt)
         .insert(headers::ERROR_KIND, failure.cause.as_str())
         .insert(
             headers::ERROR_MESSAGE,

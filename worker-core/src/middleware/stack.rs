@@ -6,8 +6,8 @@ use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 
 use super::{
-    CatchPanicLayer, DeliveryLimitLayer, Job, MetricsLayer, Outcome, ParkLayer, RedeliverLayer,
-    RetryLayer, TimeoutLayer, TraceLayer,
+    CatchPanicLayer, DeliveryLimitLayer, Job, MetricsLayer, Outcome, ParkLayer, QuarantineLayer,
+    RedeliverLayer, RetryLayer, TimeoutLayer, TraceLayer,
 };
 use crate::runtime::TaskSpec;
 
@@ -16,7 +16,8 @@ pub type BoxJobService = BoxCloneSyncService<Job, Outcome, Infallible>;
 
 /// Wraps `handler` (the task's [`HandlerService`](super::HandlerService),
 /// possibly inside user layers) in the default layers, outermost first:
-/// trace, metrics, park, delivery limit, redeliver, retry, timeout, catch panic.
+/// trace, metrics, park, delivery limit, quarantine, redeliver, retry,
+/// timeout, catch panic.
 ///
 /// `retry` is passed in so tests can seed its jitter.
 pub fn default_stack(spec: &TaskSpec, retry: RetryLayer, handler: BoxJobService) -> BoxJobService {
@@ -26,6 +27,7 @@ pub fn default_stack(spec: &TaskSpec, retry: RetryLayer, handler: BoxJobService)
             .layer(MetricsLayer::new(spec.name, &spec.queue))
             .layer(ParkLayer)
             .layer(DeliveryLimitLayer)
+            .layer(QuarantineLayer)
             .layer(RedeliverLayer)
             .layer(retry)
             .layer(TimeoutLayer)

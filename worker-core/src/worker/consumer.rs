@@ -30,7 +30,32 @@ pub(crate) struct QueueGroup {
     pub(crate) tasks: Vec<(Arc<TaskSpec>, BoxJobService)>,
 }
 
+/// One queue a group's consumer reads: the work queue, or its quarantine.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    pub(crate) queue: Arc<str>,
+    pub(crate) prefetch: u16,
+    pub(crate) concurrency: usize,
+}
+
 impl QueueGroup {
+    /// The work queue and the quarantine queue (prefetch 1, one handler at a time).
+    pub(crate) fn sources(&self) -> [Source; 2] {
+        let quarantine = self.tasks[0].0.quarantine.as_str();
+        [
+            Source {
+                queue: self.queue.clone(),
+                prefetch: self.prefetch,
+                concurrency: self.concurrency,
+            },
+            Source {
+                queue: Arc::from(quarantine),
+                prefetch: 1,
+                concurrency: 1,
+            },
+        ]
+    }
+
     /// The task for a delivery, by its `type` property; an unknown name is
     /// flagged so the handler service parks it.
     fn pick(&self, delivery: &Delivery) -> (&Arc<TaskSpec>, &BoxJobService, Option<String>) {
@@ -45,12 +70,13 @@ impl QueueGroup {
     }
 }
 
-/// Consumes `group.queue` until `stop` fires (then stops cleanly and returns
+/// Consumes `source` for `group`'s tasks until `stop` fires (then stops cleanly and returns
 /// `Ok`) or the channel is lost (returns `Err`; the broker redelivers whatever
 /// was not settled).
 pub(crate) async fn consume(
     conn: &Connection,
     group: &QueueGroup,
+    source: &Source,
     runtime: Arc<Runtime>,
     publisher: Publisher,
     config: &WorkerConfig,
@@ -61,24 +87,24 @@ pub(crate) async fn consume(
         .await
         .map_err(|e| Error::broker("channel.open", e))?;
     channel
-        .basic_qos(group.prefetch, BasicQosOptions::default())
+        .basic_qos(source.prefetch, BasicQosOptions::default())
         .await
         .map_err(|e| Error::broker("basic.qos", e))?;
-    let consumer_tag = format!("{}-{}", group.queue, uuid::Uuid::new_v4().simple());
+    let consumer_tag = format!("{}-{}", source.queue, uuid::Uuid::new_v4().simple());
     let mut consumer = channel
         .basic_consume(
-            group.queue.as_ref().into(),
+            source.queue.as_ref().into(),
             consumer_tag.as_str().into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
         .await
-        .map_err(|e| Error::broker(format!("basic.consume {}", group.queue), e))?;
-    tracing::info!(queue = %group.queue, prefetch = group.prefetch, concurrency = group.concurrency, "consuming");
+        .map_err(|e| Error::broker(format!("basic.consume {}", source.queue), e))?;
+    tracing::info!(queue = %source.queue, prefetch = source.prefetch, concurrency = source.concurrency, "consuming");
 
     let transport: Arc<dyn Transport> = Arc::new(LapinTransport::new(channel.clone(), publisher));
     let settler = Settler::spawn(transport.clone());
-    let permits = Arc::new(Semaphore::new(group.concurrency.max(1)));
+    let permits = Arc::new(Semaphore::new(source.concurrency.max(1)));
     let mut running: JoinSet<()> = JoinSet::new();
     let mut tags: HashMap<tokio::task::Id, u64> = HashMap::new();
 
@@ -109,8 +135,8 @@ pub(crate) async fn consume(
                     });
                     tags.insert(handle.id(), tag);
                 }
-                Some(Err(e)) => break Some(Error::broker(format!("consuming {}", group.queue), e)),
-                None => break Some(Error::Config(format!("the broker cancelled the consumer of {}", group.queue))),
+                Some(Err(e)) => break Some(Error::broker(format!("consuming {}", source.queue), e)),
+                None => break Some(Error::Config(format!("the broker cancelled the consumer of {}", source.queue))),
             },
         }
     };
@@ -129,7 +155,7 @@ pub(crate) async fn consume(
         running,
         tags,
         &settler,
-        group,
+        source,
         config,
     )
     .await;
@@ -167,7 +193,7 @@ async fn stop_cleanly(
     mut running: JoinSet<()>,
     mut tags: HashMap<tokio::task::Id, u64>,
     settler: &Settler,
-    group: &QueueGroup,
+    source: &Source,
     config: &WorkerConfig,
 ) {
     // 1. No new deliveries.
@@ -210,9 +236,9 @@ async fn stop_cleanly(
     //    then a short wait for quorum queues, which can drop acks that race
     //    a channel close (rabbitmq-server #10327).
     let _ = channel
-        .basic_qos(group.prefetch, BasicQosOptions::default())
+        .basic_qos(source.prefetch, BasicQosOptions::default())
         .await;
     tokio::time::sleep(config.settle_wait).await;
     let _ = channel.close(200, "worker stopping".into()).await;
-    tracing::info!(queue = %group.queue, returned, in_flight, abandoned, "consumer stopped");
+    tracing::info!(queue = %source.queue, returned, in_flight, abandoned, "consumer stopped");
 }

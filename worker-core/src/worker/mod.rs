@@ -62,7 +62,11 @@ struct Registration {
     spec: Arc<TaskSpec>,
     handler: BoxJobService,
     required_state: Vec<(std::any::TypeId, &'static str)>,
+    check: PayloadCheck,
 }
+
+/// Decodes a body into a task's payload type and throws the value away.
+type PayloadCheck = fn(Option<&str>, &[u8]) -> Result<(), crate::codec::DecodeError>;
 
 /// Runs registered tasks.
 ///
@@ -91,6 +95,8 @@ pub struct Worker {
     wrap: Option<WrapFn>,
     retry: RetryLayer,
     only_queues: Option<Vec<String>>,
+    prefetch_override: Option<u16>,
+    concurrency_override: Option<usize>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -122,6 +128,8 @@ impl Worker {
             wrap: None,
             retry: RetryLayer::default(),
             only_queues: None,
+            prefetch_override: None,
+            concurrency_override: None,
         }
     }
 
@@ -142,11 +150,65 @@ impl Worker {
         let required_state = task.required_state();
         let spec = Arc::new(TaskSpec::new(T::NAME, T::QUEUE, options));
         let handler = BoxCloneSyncService::new(HandlerService::new(Arc::new(task)));
+        let check: PayloadCheck =
+            |content_type, body| crate::codec::decode::<T::Payload>(content_type, body).map(|_| ());
         self.registrations.push(Registration {
             spec,
             handler,
             required_state,
+            check,
         });
+        self
+    }
+
+    /// Checks that `body` decodes into the payload type of the task named
+    /// `task` (JSON when `content_type` is `None`), without publishing
+    /// anything; `None` when no such task is registered.
+    ///
+    /// ```
+    /// # use worker_core::{Task, TaskContext, TaskError, Worker};
+    /// # #[derive(serde::Serialize, serde::Deserialize)]
+    /// # struct Email { to: String }
+    /// # struct SendEmail;
+    /// # impl Task for SendEmail {
+    /// #     type Payload = Email;
+    /// #     const NAME: &'static str = "send_email";
+    /// #     const QUEUE: &'static str = "emails";
+    /// #     async fn run(&self, _: TaskContext, _: Email) -> Result<(), TaskError> { Ok(()) }
+    /// # }
+    /// let worker = Worker::from_env().register(SendEmail);
+    /// assert!(matches!(worker.check_payload("send_email", None, br#"{"to":"a@b"}"#), Some(Ok(()))));
+    /// assert!(matches!(worker.check_payload("send_email", None, br#"{"too":1}"#), Some(Err(_))));
+    /// assert!(worker.check_payload("nope", None, b"{}").is_none());
+    /// ```
+    pub fn check_payload(
+        &self,
+        task: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Option<Result<(), crate::codec::DecodeError>> {
+        self.registrations
+            .iter()
+            .find(|r| r.spec.name == task)
+            .map(|r| (r.check)(content_type, body))
+    }
+
+    /// The connector shared by this worker's consumers and publisher.
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// Uses this prefetch for every queue instead of each task's own
+    /// (quorum queues still cap it at 2000).
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch_override = Some(prefetch);
+        self
+    }
+
+    /// Runs at most this many handlers at once per queue instead of each
+    /// task's own concurrency.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency_override = Some(concurrency);
         self
     }
 
@@ -283,7 +345,7 @@ impl Worker {
                 }
             }
             let o = &r.spec.options;
-            let mut prefetch = o.prefetch.max(1);
+            let mut prefetch = self.prefetch_override.unwrap_or(o.prefetch).max(1);
             if o.queue_type == QueueType::Quorum && prefetch > 2000 {
                 tracing::warn!(
                     task = r.spec.name,
@@ -302,7 +364,7 @@ impl Worker {
                 .or_insert_with(|| QueueGroup {
                     queue: r.spec.queue.clone(),
                     prefetch,
-                    concurrency: o.concurrency,
+                    concurrency: self.concurrency_override.unwrap_or(o.concurrency),
                     tasks: Vec::new(),
                 });
             if let Some((first, _)) = group.tasks.first() {
@@ -355,6 +417,14 @@ impl RunningWorker {
     /// A receiver that follows readiness.
     pub fn readiness(&self) -> watch::Receiver<bool> {
         self.ready.clone()
+    }
+
+    /// Resolves when the worker stopped on its own, which only a fatal
+    /// error does (a topology mismatch found while reconnecting, for
+    /// example); [`shutdown`](RunningWorker::shutdown) then returns that error.
+    pub async fn finished(&self) {
+        let mut result = self.join_result.clone();
+        let _ = result.wait_for(Option::is_some).await;
     }
 
     /// Stops cleanly: stop consuming, finish in-flight work within the grace
@@ -412,15 +482,18 @@ impl Supervisor {
             let (session_trigger, session_stop) = Shutdown::new();
             let mut consumers = JoinSet::new();
             for index in 0..self.groups.len() {
-                let groups = self.groups.clone();
-                let conn = conn.clone();
-                let runtime = self.runtime.clone();
-                let publisher = self.publisher.clone();
-                let config = self.config.clone();
-                let stop = session_stop.clone();
-                consumers.spawn(async move {
-                    consume(&conn, &groups[index], runtime, publisher, &config, stop).await
-                });
+                for source in self.groups[index].sources() {
+                    let groups = self.groups.clone();
+                    let conn = conn.clone();
+                    let runtime = self.runtime.clone();
+                    let publisher = self.publisher.clone();
+                    let config = self.config.clone();
+                    let stop = session_stop.clone();
+                    consumers.spawn(async move {
+                        let group = &groups[index];
+                        consume(&conn, group, &source, runtime, publisher, &config, stop).await
+                    });
+                }
             }
             let _ = self.ready.send(true);
             let mut lost = None;

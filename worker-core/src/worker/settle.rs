@@ -22,7 +22,8 @@ impl Settlement {
             Outcome::Succeeded
             | Outcome::Discarded(_)
             | Outcome::Redelivered { .. }
-            | Outcome::Parked { .. } => Settlement::Ack,
+            | Outcome::Parked { .. }
+            | Outcome::Quarantined { .. } => Settlement::Ack,
             Outcome::Requeue => Settlement::Requeue,
             Outcome::Failed(_) => Settlement::DeadLetter,
         }

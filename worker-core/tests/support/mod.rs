@@ -220,7 +220,11 @@ macro_rules! scripted_task {
 
 /// Every queue a spec declares, for cleanup.
 pub fn queue_names(queue: &str, tiers: &[Duration]) -> Vec<String> {
-    let mut names = vec![queue.to_owned(), format!("{queue}.parking")];
+    let mut names = vec![
+        queue.to_owned(),
+        format!("{queue}.parking"),
+        format!("{queue}.quarantine"),
+    ];
     for t in tiers {
         names.push(worker_core::runtime::tier_queue(queue, *t));
     }
