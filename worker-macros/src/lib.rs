@@ -1,8 +1,144 @@
-//! The `#[task]` attribute macro (in progress: passes the function through).
+//! The `#[task]` attribute macro of `worker-core`.
+//!
+//! Use it through `worker_core::task`; this crate only holds the macro.
+//! [`macro@task`] documents every option.
+//!
+//! The parsing lives in `attr.rs` and the generated code in `expand.rs`.
+//! Durations are checked with `worker-core`'s own `duration.rs`, compiled
+//! into this crate as well, so the attribute accepts exactly what the
+//! runtime accepts.
+
+mod attr;
+mod expand;
+
+// `format_duration` is not needed here, and the module is private.
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../worker-core/src/duration.rs"]
+mod duration;
+
 use proc_macro::TokenStream;
 
-/// Marks an async fn as a task.
+/// Turns an `async fn` into a task: a unit struct implementing `worker_core::Task`.
+///
+/// ```ignore
+/// use serde::{Deserialize, Serialize};
+/// use worker_core::{task, State, TaskContext, TaskError};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Email { to: String, subject: String }
+///
+/// #[task(queue = "emails", retries = 5, backoff = "1s..10m", timeout = "30s")]
+/// async fn send_email(ctx: TaskContext, email: Email) -> Result<(), TaskError> {
+///     println!("attempt {} for {}", ctx.attempt(), email.to);
+///     Ok(())
+/// }
+///
+/// // The function is untouched: call it directly in unit tests.
+/// // The generated `SendEmail` is what the worker runs:
+/// let worker = worker_core::Worker::from_env().register(SendEmail);
+/// // ... and what producers enqueue:
+/// let id = SendEmail::enqueue(&publisher, &Email { to: "a@b.c".into(), subject: "hi".into() }).await?;
+/// ```
+///
+/// # What it generates
+///
+/// For `async fn send_email`, next to the function (which stays exactly as
+/// written):
+///
+/// - `struct SendEmail;`, named in PascalCase after the function, with the
+///   function's visibility, its `#[cfg]` attributes and its documentation;
+/// - `impl Task for SendEmail`: `Payload` is the payload argument's type,
+///   `NAME` and `QUEUE` come from the options, `options()` applies the
+///   options over `TaskOptions::default()`, `required_state()` lists every
+///   `State<T>` argument, and `run()` calls the function;
+/// - `SendEmail::enqueue(&publisher, &payload)`, a shortcut for
+///   `publisher.enqueue::<SendEmail>(&payload)` that returns the message id.
+///
+/// # The function
+///
+/// It must be a free `async fn`: not generic, no `self`, not `const`,
+/// `unsafe` or `extern`. Its arguments, in any order, are recognised by the
+/// last segment of their type:
+///
+/// | argument | receives |
+/// | --- | --- |
+/// | `TaskContext` (at most once) | the delivery's context: attempt, ids, headers, a correlated publisher |
+/// | `State<T>` (any number) | shared state added with `Worker::state(value)`; the worker refuses to start without it, and `run()` fails permanently if it is missing anyway |
+/// | anything else (at most one) | the payload, deserialized from the message body; with no such argument the payload is `()` |
+///
+/// It returns `Result<(), E>` where `E` converts into `TaskError`:
+/// `TaskError` itself, or any `std::error::Error + Send + Sync + 'static`
+/// (classified by the `unclassified` option). Aliases written as
+/// `Result<()>` (`std::io::Result<()>`) work too.
+///
+/// # Options
+///
+/// All optional, each at most once, separated by commas.
+///
+/// | option | default | meaning |
+/// | --- | --- | --- |
+/// | `name = "emails.send"` | `concat!(module_path!(), "::", "send_email")` | the task's name, stored in each message's `type` property |
+/// | `queue = "emails"` | the name | the work queue |
+/// | `retries = 5` | 9 (10 attempts) | retries after the first attempt: `max_attempts = retries + 1` |
+/// | `max_attempts = 6` | 10 | handler runs allowed over the message's life before it is parked; not together with `retries` |
+/// | `in_process = 3` | 3 | attempts per delivery, in process, before the message goes to a delay tier (1 = none in process) |
+/// | `backoff = "200ms..5s"` | `"200ms..5s"` | the wait between in-process attempts: exponential from MIN to MAX, with jitter |
+/// | `tiers = ["1s", "10s", "1m"]` | 1s, 10s, 1m, 10m, 1h | the broker-side delay tiers, shortest first; `tiers = []` for none |
+/// | `timeout = "30s"` | none | the longest one attempt may run |
+/// | `prefetch = 50` | 100 | broker prefetch: 1..=2000 for quorum queues, 1..=65535 for classic |
+/// | `concurrency = 8` | 100 | handlers of this task running at once (>= 1) |
+/// | `queue_type = "classic"` | `"quorum"` | `"quorum"` or `"classic"` |
+/// | `unclassified = "permanent"` | `"transient"` | how errors converted with `?` are treated: `"transient"` retries, `"permanent"` parks at once |
+/// | `max_body = 1048576` | 16 MiB | the largest body, in bytes, accepted for decoding |
+/// | `exchange = "orders"` | none | also bind the queue to this durable exchange |
+/// | `exchange_type = "topic"` | `"direct"` | `"direct"`, `"topic"`, `"fanout"` or `"headers"`; needs `exchange` |
+/// | `routing_keys = ["order.created", "order.*.paid"]` | the queue name (direct) | binding keys or patterns; needed for topic; not for fanout or headers |
+/// | `match_headers = { "format" = "pdf" }` | none | headers exchanges only (and needed there): header values to match |
+/// | `match_all = false` | `true` | headers exchanges only: all headers must match (`x-match: all`) or any (`any`) |
+/// | `crate = "my_app::worker_core"` | `"::worker_core"` | the path to `worker_core`, when it is re-exported under another name |
+///
+/// Durations are a whole number and a unit: `250ms`, `30s`, `5m`, `1h`,
+/// `2d`. They, and every other value, are checked at compile time.
+///
+/// ```ignore
+/// // A topic binding: the queue also receives `order.created` and every
+/// // `order.<id>.paid` published to the `orders` exchange.
+/// #[task(queue = "orders", exchange = "orders", exchange_type = "topic",
+///        routing_keys = ["order.created", "order.*.paid"])]
+/// async fn on_order(order: Order, db: State<Db>) -> Result<(), std::io::Error> {
+///     db.save(&order)
+/// }
+///
+/// // A headers binding: messages whose `format` header is `pdf`.
+/// #[task(queue = "pdf-render", exchange = "documents", exchange_type = "headers",
+///        match_headers = { "format" = "pdf" })]
+/// async fn render_pdf(doc: Document) -> Result<(), TaskError> { Ok(()) }
+///
+/// // Retries only in process, no delay tiers, bad input parked at once.
+/// #[task(queue = "thumbs", max_attempts = 3, in_process = 3, tiers = [],
+///        unclassified = "permanent", concurrency = 4, prefetch = 8)]
+/// async fn thumbnail(ctx: TaskContext, image: Image) -> Result<(), ImageError> { Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// Mistakes are reported at the token to fix, all at once, and the function
+/// is still emitted so that the rest of the crate keeps compiling:
+///
+/// ```text
+/// error: unknown option `retires` (did you mean `retries`?); expected one of: name, queue, ...
+///  --> src/tasks.rs:3:26
+///   |
+/// 3 | #[task(queue = "emails", retires = 5)]
+///   |                          ^^^^^^^
+/// ```
+///
+/// Among others: a missing `async`, generic parameters, a `self` receiver,
+/// two payload arguments, a return type other than `Result<(), E>`, unknown
+/// or duplicate options, invalid durations, a backoff whose minimum exceeds
+/// its maximum, `retries` with `max_attempts`, `routing_keys` on a fanout or
+/// headers exchange or without `exchange`, and unknown `queue_type` values.
 #[proc_macro_attribute]
-pub fn task(_attr: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::task(attr.into(), item.into()).into()
 }
