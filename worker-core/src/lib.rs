@@ -13,14 +13,17 @@
 //! (confirmed publishing) and [`topology`] (queues and bindings).
 
 pub mod backoff;
+pub mod cli;
 pub mod codec;
 pub mod connection;
 mod duration;
 pub mod error;
 pub mod headers;
+pub mod http;
 mod host;
 pub mod message;
 pub mod middleware;
+pub mod ops;
 pub mod publisher;
 pub mod runtime;
 pub mod task;

@@ -1,0 +1,517 @@
+//! Running each subcommand.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::io::Read as _;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::args::{
+    Cli, Command, EnqueueArgs, GlobalArgs, ParkedCommand, ParkedListArgs, ParkedPurgeArgs,
+    ParkedReplayArgs, ParkedShowArgs, RunArgs, TopologyCommand,
+};
+use super::{exit, Finished, Setup};
+use crate::connection::{ConnectionSettings, Connector, Secret};
+use crate::duration::format_duration;
+use crate::error::{redact_url, Error};
+use crate::ops::{self, parked, status, topology};
+use crate::publisher::EnqueueOptions;
+use crate::runtime::TaskSpec;
+use crate::worker::{Worker, WorkerConfig};
+
+/// A failure with its exit code and a message saying what to do.
+struct Failed(u8, String);
+
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
+        Failed(exit::code_for(&e), e.to_string())
+    }
+}
+
+type Outcome = Result<Finished, Failed>;
+
+pub(super) async fn execute(
+    setup: Vec<Setup>,
+    cli: Cli,
+    stop: impl Future<Output = ()> + Send,
+    app_name: &str,
+) -> Finished {
+    match run_command(setup, cli, stop, app_name).await {
+        Ok(finished) => finished,
+        Err(Failed(code, message)) => Finished::fail(code, message),
+    }
+}
+
+async fn run_command(
+    setup: Vec<Setup>,
+    cli: Cli,
+    stop: impl Future<Output = ()> + Send,
+    app_name: &str,
+) -> Outcome {
+    let config = connection_settings(&cli.global, app_name).resolve()?;
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let connector = Connector::new(config);
+    let mut worker = Worker::new(connector.clone());
+    for step in setup {
+        worker = step(worker);
+    }
+    let specs = worker.specs();
+    let result = match cli.command {
+        Command::Run(args) => run(worker, &specs, args, stop).await,
+        Command::Enqueue(args) => enqueue(&worker, &specs, args).await,
+        Command::Parked(cmd) => parked_command(&connector, &specs, cmd).await,
+        Command::Topology(TopologyCommand::Declare) => declare(&worker, &specs).await,
+        Command::Topology(TopologyCommand::Check(args)) => {
+            check(&connector, &specs, args.json).await
+        }
+        Command::Status(args) => status_command(&connector, &specs, args.json).await,
+        Command::Tasks => Ok(Finished::ok(tasks_table(&specs))),
+    };
+    connector.close().await;
+    result
+}
+
+fn connection_settings(global: &GlobalArgs, app_name: &str) -> ConnectionSettings {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    ConnectionSettings {
+        urls: global.urls.clone(),
+        vhost: global.vhost.clone(),
+        user: global.user.clone(),
+        password: env("AMQP_PASSWORD").map(Secret::new),
+        password_file: global.password_file.clone(),
+        tls_ca_file: global.tls_ca_file.clone(),
+        tls_cert_file: global.tls_cert_file.clone(),
+        tls_key_file: global.tls_key_file.clone(),
+        connection_name: Some(format!("{app_name}@{}", crate::host::hostname())),
+    }
+}
+
+fn known_tasks(specs: &[Arc<TaskSpec>]) -> String {
+    if specs.is_empty() {
+        return "none are registered; register tasks with App::register".to_owned();
+    }
+    let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
+    format!("registered tasks: {}", names.join(", "))
+}
+
+/// A task by name (or queue name), or a usage error listing the known ones.
+fn task<'a>(specs: &'a [Arc<TaskSpec>], name: &str) -> Result<&'a Arc<TaskSpec>, Failed> {
+    ops::find_task(specs, name).ok_or_else(|| {
+        Failed(
+            exit::USAGE,
+            format!("unknown task {name:?}; {}", known_tasks(specs)),
+        )
+    })
+}
+
+async fn run(
+    worker: Worker,
+    specs: &[Arc<TaskSpec>],
+    args: RunArgs,
+    stop: impl Future<Output = ()> + Send,
+) -> Outcome {
+    let mut queues: BTreeSet<String> = BTreeSet::new();
+    for name in &args.tasks {
+        let spec = specs.iter().find(|s| s.name == name).ok_or_else(|| {
+            Failed(
+                exit::USAGE,
+                format!("unknown task {name:?} in --task; {}", known_tasks(specs)),
+            )
+        })?;
+        let sharing: Vec<&str> = specs
+            .iter()
+            .filter(|s| s.queue == spec.queue && s.name != spec.name)
+            .map(|s| s.name)
+            .collect();
+        if !sharing.is_empty() {
+            tracing::warn!(
+                "task {} shares queue {} with {}; consuming it serves them too",
+                spec.name,
+                spec.queue,
+                sharing.join(", ")
+            );
+        }
+        queues.insert(spec.queue.to_string());
+    }
+    for name in &args.queues {
+        if !specs.iter().any(|s| &*s.queue == name) {
+            let known: BTreeSet<&str> = specs.iter().map(|s| &*s.queue).collect();
+            return Err(Failed(
+                exit::USAGE,
+                format!(
+                    "no registered task consumes queue {name:?} (--queue); known queues: {}",
+                    known.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        queues.insert(name.clone());
+    }
+    let mut worker = worker.config(WorkerConfig {
+        grace_period: args.grace_period,
+        declare_topology: !args.no_declare,
+        ..WorkerConfig::default()
+    });
+    if !queues.is_empty() {
+        worker = worker.only(queues.into_iter().collect());
+    }
+    if let Some(p) = args.prefetch {
+        worker = worker.prefetch(p);
+    }
+    if let Some(c) = args.concurrency {
+        worker = worker.concurrency(c as usize);
+    }
+
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let server = match args.http {
+        Some(addr) => {
+            let metrics = match crate::http::prometheus() {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "/metrics disabled");
+                    None
+                }
+            };
+            Some(crate::http::serve(addr, metrics, ready_rx).await?)
+        }
+        None => None,
+    };
+    let urls: Vec<String> = worker
+        .connector()
+        .config()
+        .urls
+        .iter()
+        .map(|u| redact_url(u))
+        .collect();
+    let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
+    tracing::info!(?urls, tasks = ?names, "worker starting");
+
+    let running = match worker.start().await {
+        Ok(running) => running,
+        Err(e) => {
+            if let Some(server) = server {
+                server.shutdown().await;
+            }
+            return Err(e.into());
+        }
+    };
+    let mut readiness = running.readiness();
+    let forward = tokio::spawn(async move {
+        loop {
+            let now = *readiness.borrow_and_update();
+            ready_tx.send_replace(now);
+            if readiness.changed().await.is_err() {
+                ready_tx.send_replace(false);
+                break;
+            }
+        }
+    });
+    tokio::select! {
+        () = stop => tracing::info!("stop requested; finishing in-flight work"),
+        () = running.finished() => {}
+    }
+    let result = running.shutdown().await;
+    forward.abort();
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
+    result?;
+    tracing::info!("worker stopped");
+    Ok(Finished::ok(String::new()))
+}
+
+async fn enqueue(worker: &Worker, specs: &[Arc<TaskSpec>], args: EnqueueArgs) -> Outcome {
+    let spec = specs.iter().find(|s| s.name == args.task).ok_or_else(|| {
+        Failed(
+            exit::USAGE,
+            format!("unknown task {:?}; {}", args.task, known_tasks(specs)),
+        )
+    })?;
+    let text = if args.json == "-" {
+        let mut buf = String::new();
+        std::io::stdin().read_to_string(&mut buf).map_err(|e| {
+            Failed(
+                exit::USAGE,
+                format!("cannot read the payload from stdin: {e}"),
+            )
+        })?;
+        buf
+    } else {
+        args.json.clone()
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Failed(
+            exit::USAGE,
+            format!("the payload is not valid JSON ({e}); quote it for the shell, for example '{{\"to\":\"a@example.com\"}}'"),
+        )
+    })?;
+    match worker.check_payload(spec.name, None, text.as_bytes()) {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            return Err(Failed(
+                exit::USAGE,
+                format!(
+                    "the payload does not match task {}'s payload type: {e}; nothing was published",
+                    spec.name
+                ),
+            ))
+        }
+        None => unreachable!("the spec came from this worker"),
+    }
+    let publisher = worker.publisher();
+    let (id, message) = publisher.task_message(
+        spec.name,
+        &spec.queue,
+        &value,
+        EnqueueOptions {
+            message_id: args.id,
+            correlation_id: args.correlation_id,
+            ..EnqueueOptions::default()
+        },
+    )?;
+    worker.connector().wait_until_unblocked().await;
+    publisher.publish(message).await?;
+    Ok(Finished::ok(format!("{id}\n")))
+}
+
+async fn parked_command(
+    connector: &Connector,
+    specs: &[Arc<TaskSpec>],
+    cmd: ParkedCommand,
+) -> Outcome {
+    match cmd {
+        ParkedCommand::List(args) => parked_list(connector, specs, args).await,
+        ParkedCommand::Show(args) => parked_show(connector, specs, args).await,
+        ParkedCommand::Replay(args) => parked_replay(connector, specs, args).await,
+        ParkedCommand::Purge(args) => parked_purge(connector, specs, args).await,
+    }
+}
+
+fn missing_parking(queue: &str) -> String {
+    format!(
+        "parking queue {queue} does not exist: nothing was parked yet, or the topology was never declared (run `topology declare` or start the worker)"
+    )
+}
+
+async fn parked_list(
+    connector: &Connector,
+    specs: &[Arc<TaskSpec>],
+    args: ParkedListArgs,
+) -> Outcome {
+    let spec = task(specs, &args.task)?;
+    let listing = parked::list(connector, &spec.parking, args.limit).await?;
+    if args.json {
+        let v = json!({
+            "queue": listing.queue,
+            "exists": listing.exists,
+            "total": listing.total,
+            "messages": listing.messages.iter().map(|m| m.to_json(false)).collect::<Vec<_>>(),
+        });
+        return Ok(Finished::ok(format!("{v:#}\n")));
+    }
+    if !listing.exists {
+        let mut f = Finished::ok(String::new());
+        f.stderr = missing_parking(&listing.queue);
+        return Ok(f);
+    }
+    let mut out = format!(
+        "{} parked in {}{}\n",
+        listing.total,
+        listing.queue,
+        if (listing.messages.len() as u64) < u64::from(listing.total) {
+            format!(
+                " (showing the oldest {}; raise --limit for more)",
+                listing.messages.len()
+            )
+        } else {
+            String::new()
+        }
+    );
+    for m in &listing.messages {
+        let _ = writeln!(out, "{}", m.summary());
+    }
+    if listing.total > 0 {
+        let _ = writeln!(
+            out,
+            "\nshow one: parked show {} ID; replay: parked replay {} --all (or --id ID)",
+            spec.name, spec.name
+        );
+    }
+    Ok(Finished::ok(out))
+}
+
+async fn parked_show(
+    connector: &Connector,
+    specs: &[Arc<TaskSpec>],
+    args: ParkedShowArgs,
+) -> Outcome {
+    let (task_name, id) = args.task_and_id();
+    let queues: Vec<String> = match task_name {
+        Some(name) => vec![task(specs, name)?.parking.clone()],
+        None => specs
+            .iter()
+            .map(|s| s.parking.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+    };
+    match parked::find(connector, &queues, id).await? {
+        Some(m) if args.json => Ok(Finished::ok(format!("{:#}\n", m.to_json(true)))),
+        Some(m) => Ok(Finished::ok(m.details())),
+        None => Err(Failed(
+            exit::FAILURE,
+            format!(
+                "no parked message with id {id:?} in {}; list them with `parked list TASK`",
+                queues.join(", ")
+            ),
+        )),
+    }
+}
+
+async fn parked_replay(
+    connector: &Connector,
+    specs: &[Arc<TaskSpec>],
+    args: ParkedReplayArgs,
+) -> Outcome {
+    let spec = task(specs, &args.task)?;
+    let selection = if args.all {
+        parked::Selection::All
+    } else {
+        parked::Selection::Ids(args.ids.clone())
+    };
+    let report = parked::replay(connector, spec, &selection).await?;
+    let mut out = format!(
+        "replayed {} message(s) from {} to {}\n",
+        report.replayed.len(),
+        report.queue,
+        spec.queue
+    );
+    for id in &report.replayed {
+        let _ = writeln!(out, "  {id}");
+    }
+    let mut finished = Finished::ok(out);
+    if let Some(e) = report.error {
+        finished.code = exit::code_for(&e);
+        finished.stderr = format!(
+            "replay stopped: {e}; messages not replayed are still parked, run the command again once the cause is fixed"
+        );
+    } else if !report.not_found.is_empty() {
+        finished.code = exit::FAILURE;
+        finished.stderr = format!(
+            "not parked in {}: {}; check the ids with `parked list {}`",
+            report.queue,
+            report.not_found.join(", "),
+            spec.name
+        );
+    }
+    Ok(finished)
+}
+
+async fn parked_purge(
+    connector: &Connector,
+    specs: &[Arc<TaskSpec>],
+    args: ParkedPurgeArgs,
+) -> Outcome {
+    let spec = task(specs, &args.task)?;
+    if !args.yes {
+        let depth = ops::queue_depth(connector, &spec.parking).await?;
+        if depth.is_some_and(|d| d.messages == 0) {
+            return Ok(Finished::ok(format!(
+                "nothing to purge: {} is empty\n",
+                spec.parking
+            )));
+        }
+        let count = depth.map_or_else(|| "the".to_owned(), |d| d.messages.to_string());
+        return Err(Failed(
+            exit::USAGE,
+            format!(
+                "refusing to delete {count} parked message(s) of {} without --yes; look at them first with `parked list {}`",
+                spec.parking, spec.name
+            ),
+        ));
+    }
+    match parked::purge(connector, &spec.parking).await? {
+        Some(n) => Ok(Finished::ok(format!(
+            "purged {n} message(s) from {}\n",
+            spec.parking
+        ))),
+        None => {
+            let mut f = Finished::ok(String::new());
+            f.stderr = missing_parking(&spec.parking);
+            Ok(f)
+        }
+    }
+}
+
+async fn declare(worker: &Worker, specs: &[Arc<TaskSpec>]) -> Outcome {
+    worker.declare_topology().await?;
+    let queues: usize = specs.iter().map(|s| crate::topology::plan(s).len()).sum();
+    Ok(Finished::ok(format!(
+        "declared {queues} queue(s) for {} task(s)\n",
+        specs.len()
+    )))
+}
+
+async fn check(connector: &Connector, specs: &[Arc<TaskSpec>], json: bool) -> Outcome {
+    let report = topology::check(connector, specs).await?;
+    let stdout = if json {
+        format!("{:#}\n", report.to_json())
+    } else {
+        report.items.iter().map(|c| format!("{c}\n")).collect()
+    };
+    let mut finished = Finished::ok(stdout);
+    if !report.is_ok() {
+        finished.code = exit::TOPOLOGY;
+        let differs = report
+            .problems()
+            .filter(|c| matches!(c.verdict, topology::Verdict::Differs(_)))
+            .count();
+        let missing = report.problems().count() - differs;
+        finished.stderr =
+            format!("topology check failed: {differs} differ, {missing} missing (details above)");
+    }
+    Ok(finished)
+}
+
+async fn status_command(connector: &Connector, specs: &[Arc<TaskSpec>], json: bool) -> Outcome {
+    let rows = status::status(connector, specs).await?;
+    let mut finished = if json {
+        let v: Vec<_> = rows.iter().map(status::TaskStatus::to_json).collect();
+        Finished::ok(format!("{:#}\n", serde_json::Value::Array(v)))
+    } else {
+        Finished::ok(status::render_table(&rows))
+    };
+    if rows.iter().any(status::TaskStatus::has_missing) {
+        finished.stderr =
+            "some queues are missing: run `topology declare` or start the worker".to_owned();
+    }
+    Ok(finished)
+}
+
+fn tasks_table(specs: &[Arc<TaskSpec>]) -> String {
+    let mut out = String::new();
+    for s in specs {
+        let o = &s.options;
+        let tiers: Vec<String> = o.retry.tiers.iter().map(|d| format_duration(*d)).collect();
+        let _ =
+            writeln!(
+            out,
+            "{}  queue={} type={} prefetch={} concurrency={} max_attempts={} tiers={} timeout={}",
+            s.name,
+            s.queue,
+            o.queue_type.as_str(),
+            o.prefetch,
+            o.concurrency,
+            o.retry.max_attempts,
+            if tiers.is_empty() { "-".to_owned() } else { tiers.join(",") },
+            o.timeout.map_or_else(|| "-".to_owned(), format_duration),
+        );
+    }
+    if out.is_empty() {
+        out.push_str("no tasks registered\n");
+    }
+    out
+}

@@ -1,0 +1,54 @@
+//! Logging setup: quiet by default, RUST_LOG or `--log-level` to change it.
+
+use tracing_subscriber::EnvFilter;
+
+use super::{Cli, Command};
+
+/// The default filter: warnings, without lapin's channel-close errors.
+const QUIET: &str = "warn,lapin::channel=off";
+
+/// The log filter for a command line: `--log-level` if given, else
+/// `RUST_LOG` if set, else `warn` without lapin's channel-close errors
+/// (with `worker_core=info` added for `run`, so that start, stop and
+/// reconnect lines show).
+///
+/// ```
+/// # use worker_core::cli::{log_filter, App};
+/// let cli = App::new("w").try_parse_from(["w", "--log-level", "debug", "status"]).unwrap();
+/// assert_eq!(log_filter(&cli, None), "debug");
+/// let cli = App::new("w").try_parse_from(["w", "run"]).unwrap();
+/// assert_eq!(log_filter(&cli, None), "warn,lapin::channel=off,worker_core=info");
+/// assert_eq!(log_filter(&cli, Some("trace")), "trace");
+/// ```
+pub fn log_filter(cli: &Cli, rust_log: Option<&str>) -> String {
+    if let Some(level) = &cli.global.log_level {
+        return level.clone();
+    }
+    if let Some(env) = rust_log.filter(|v| !v.trim().is_empty()) {
+        return env.to_owned();
+    }
+    // lapin logs every channel the broker closes as an error, including the
+    // 404 and 406 replies that `status` and `topology check` provoke on
+    // purpose; the framework reports the ones that matter itself.
+    match cli.command {
+        Command::Run(_) => format!("{QUIET},worker_core=info"),
+        _ => QUIET.to_owned(),
+    }
+}
+
+/// Installs a stderr subscriber with the filter; keeps an existing one.
+pub(super) fn init(cli: &Cli) -> Result<(), String> {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let directives = log_filter(cli, rust_log.as_deref());
+    let filter = EnvFilter::try_new(&directives).map_err(|e| {
+        format!("invalid log filter {directives:?} ({e}); try `info`, `debug` or `warn,worker_core=debug`")
+    })?;
+    // A binary that set up tracing itself keeps its subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Operations on a running system, usable without the CLI: what is parked
+//! and replaying it ([`parked`]), queue depths ([`status`]), and whether the
+//! broker's queues match what the code declares ([`topology`]).
+//!
+//! Everything here talks to the broker through a [`Connector`] and the
+//! registered tasks' [`TaskSpec`]s, the same ones the worker uses, so the
+//! queue names can never drift from the worker's.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use worker_core::{Connector, ConnectionConfig};
+//! # use worker_core::runtime::TaskSpec;
+//! # async fn demo(specs: Vec<Arc<TaskSpec>>) -> Result<(), worker_core::Error> {
+//! let connector = Connector::new(ConnectionConfig::from_env());
+//! let report = worker_core::ops::topology::check(&connector, &specs).await?;
+//! for problem in report.problems() {
+//!     eprintln!("{problem}");
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod parked;
+pub mod status;
+pub mod topology;
+
+use std::sync::Arc;
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use lapin::Connection;
+
+use crate::connection::Connector;
+use crate::error::Error;
+use crate::runtime::TaskSpec;
+
+/// Finds a task by its name, or by its queue name when no task has that name.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use worker_core::runtime::TaskSpec;
+/// # use worker_core::TaskOptions;
+/// let specs = vec![Arc::new(TaskSpec::new("send_email", "emails", TaskOptions::default()))];
+/// assert!(worker_core::ops::find_task(&specs, "send_email").is_some());
+/// assert!(worker_core::ops::find_task(&specs, "emails").is_some());
+/// assert!(worker_core::ops::find_task(&specs, "sms").is_none());
+/// ```
+pub fn find_task<'a>(specs: &'a [Arc<TaskSpec>], name: &str) -> Option<&'a Arc<TaskSpec>> {
+    specs
+        .iter()
+        .find(|s| s.name == name)
+        .or_else(|| specs.iter().find(|s| &*s.queue == name))
+}
+
+/// Messages ready and consumers of one existing queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct QueueDepth {
+    /// Messages ready for delivery (not counting unacked ones).
+    pub messages: u32,
+    /// Consumers attached.
+    pub consumers: u32,
+}
+
+/// The AMQP reply code of a channel or connection error (404, 406, ...).
+pub(crate) fn reply_code(e: &lapin::Error) -> Option<u16> {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
+        _ => None,
+    }
+}
+
+/// The broker's reply text of a protocol error, or lapin's message.
+pub(crate) fn reply_text(e: &lapin::Error) -> String {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => amqp.get_message().to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// Passively declares `queue` on a throwaway channel: `None` when it does
+/// not exist (the broker closes that channel with 404).
+pub(crate) async fn inspect_queue(
+    conn: &Connection,
+    queue: &str,
+) -> Result<Option<QueueDepth>, Error> {
+    let channel = conn
+        .create_channel()
+        .await
+        .map_err(|e| Error::broker("channel.open", e))?;
+    let name = lapin::types::ShortString::try_new(queue).map_err(|_| Error::TooLong {
+        field: "queue name",
+        len: queue.len(),
+    })?;
+    match channel
+        .queue_declare(
+            name,
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+    {
+        Ok(q) => {
+            let _ = channel.close(200, "inspected".into()).await;
+            Ok(Some(QueueDepth {
+                messages: q.message_count(),
+                consumers: q.consumer_count(),
+            }))
+        }
+        Err(e) if reply_code(&e) == Some(404) => Ok(None),
+        Err(e) => Err(Error::broker(format!("queue.declare (passive) {queue}"), e)),
+    }
+}
+
+/// Messages and consumers of `queue` (a passive declare on a throwaway
+/// channel, creating nothing); `None` when the queue does not exist.
+pub async fn queue_depth(connector: &Connector, queue: &str) -> Result<Option<QueueDepth>, Error> {
+    let conn = connector.connection().await?;
+    inspect_queue(&conn, queue).await
+}
+
+/// Formats seconds since the epoch as an RFC 3339 UTC time.
+///
+/// ```
+/// assert_eq!(worker_core::ops::format_time(0), "1970-01-01T00:00:00Z");
+/// assert_eq!(worker_core::ops::format_time(1_700_000_000), "2023-11-14T22:13:20Z");
+/// ```
+pub fn format_time(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_format_across_leap_years() {
+        assert_eq!(format_time(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_time(4_107_542_399), "2100-02-28T23:59:59Z");
+    }
+}
