@@ -9,3 +9,5 @@
 //! (an end-to-end run that exits by itself).
 
 pub mod tasks;
+pub mod bench;
+pub mod faults;

@@ -1,7 +1,8 @@
 //! `demo.record`: the fixture task the reliability suite and the benchmarks drive.
 //!
-//! Payload `{"id": string, "fail": n, "permanent": bool, "panic": bool, "sleep_ms": n}`.
-//! It sleeps `sleep_ms`, then panics if `panic`, fails permanently if
+//! Payload `{"id": string, "fail": n, "permanent": bool, "panic": bool, "sleep_ms": n}`
+//! (plus `abort`, an extension for crash-loop tests). It sleeps `sleep_ms`,
+//! then aborts the process if `abort`, panics if `panic`, fails permanently if
 //! `permanent`, fails transiently while the attempt number is at most
 //! `fail`, and otherwise appends `<id>\t<attempt>\n` to the file named by
 //! `DEMO_RECORD_FILE` (if set) and succeeds.
@@ -42,6 +43,9 @@ pub struct RecordJob {
     /// Sleep before anything else.
     #[serde(default)]
     pub sleep_ms: u64,
+    /// Abort the whole process (an extension of the fixture for crash-loop tests).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abort: bool,
 }
 
 /// The `demo.record` task.
@@ -105,6 +109,10 @@ impl Task for Record {
     async fn run(&self, ctx: TaskContext, job: RecordJob) -> Result<(), TaskError> {
         if job.sleep_ms > 0 {
             tokio::time::sleep(Duration::from_millis(job.sleep_ms)).await;
+        }
+        if job.abort {
+            tracing::error!(id = %job.id, "demo.record asked to abort the process");
+            std::process::abort();
         }
         if job.panic {
             panic!("demo.record asked to panic for {}", job.id);

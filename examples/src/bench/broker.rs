@@ -1,0 +1,255 @@
+//! Talking to the broker from the parent: a slot lock, queues, depth checks,
+//! pre-filling, and the server version.
+
+use std::time::{Duration, Instant};
+
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    QueuePurgeOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Mutex;
+use worker_core::runtime::TaskSpec;
+
+use super::payload::{body, properties, Mode};
+use super::{procfs, BenchError, SLOTS, SLOT_QUEUES};
+
+/// Messages published before their confirms are awaited, when pre-filling.
+const FILL_WINDOW: u64 = 5_000;
+
+/// The parent's connection: administration and pre-filling.
+pub(crate) struct Admin {
+    conn: Connection,
+    admin: Mutex<Option<Channel>>,
+    publish: Channel,
+}
+
+impl Admin {
+    pub(crate) async fn connect(url: &str) -> Result<Admin, BenchError> {
+        let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+        let publish = conn.create_channel().await?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Admin {
+            conn,
+            admin: Mutex::new(None),
+            publish,
+        })
+    }
+
+    /// A usable administration channel (reopened after a channel error).
+    async fn channel(&self) -> Result<Channel, BenchError> {
+        let mut slot = self.admin.lock().await;
+        if let Some(ch) = slot.as_ref() {
+            if ch.status().connected() {
+                return Ok(ch.clone());
+            }
+        }
+        let ch = self.conn.create_channel().await?;
+        *slot = Some(ch.clone());
+        Ok(ch)
+    }
+
+    /// Takes the first free framework queue slot.
+    ///
+    /// A task's queue name is a compile-time constant, so the framework side
+    /// cannot use a fresh name per run; it uses one of [`SLOTS`] fixed names
+    /// instead, locked for the run by an exclusive queue that the broker
+    /// deletes when this connection closes. Two concurrent runs (a bench and
+    /// the smoke test, say) thus never share a queue.
+    pub(crate) async fn lock_slot(&self) -> Result<usize, BenchError> {
+        for (slot, queue) in SLOT_QUEUES.iter().enumerate() {
+            let ch = self.conn.create_channel().await?;
+            let lock = format!("{queue}.lock");
+            let taken = ch
+                .queue_declare(
+                    lock.as_str().into(),
+                    QueueDeclareOptions {
+                        exclusive: true,
+                        auto_delete: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await;
+            if taken.is_ok() {
+                let _ = ch.close(200, "slot locked".into()).await;
+                return Ok(slot);
+            }
+        }
+        Err(format!("all {SLOTS} framework queue slots are in use by other bench runs").into())
+    }
+
+    /// Declares a task's queues exactly as the framework does.
+    pub(crate) async fn declare(&self, spec: &TaskSpec) -> Result<(), BenchError> {
+        let ch = self.channel().await?;
+        worker_core::topology::declare(&ch, spec).await?;
+        Ok(())
+    }
+
+    /// Deletes every queue the framework declares for a task (work queue,
+    /// delay tiers, parking queue and whatever else its topology plan holds).
+    pub(crate) async fn delete(&self, spec: &TaskSpec) -> Result<(), BenchError> {
+        let ch = self.channel().await?;
+        for queue in worker_core::topology::plan(spec) {
+            ch.queue_delete(queue.name.as_str().into(), QueueDeleteOptions::default())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Ready messages in a queue.
+    pub(crate) async fn depth(&self, queue: &str) -> Result<u64, BenchError> {
+        let ch = self.channel().await?;
+        let q = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(u64::from(q.message_count()))
+    }
+
+    /// Waits (up to a few seconds: quorum queue counts lag a little) until
+    /// `queue` holds exactly `expected` ready messages.
+    pub(crate) async fn expect_depth(&self, queue: &str, expected: u64) -> Result<(), BenchError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let depth = self.depth(queue).await?;
+            if depth == expected {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(
+                    format!("queue {queue} holds {depth} messages, expected {expected}").into(),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub(crate) async fn purge(&self, queue: &str) -> Result<(), BenchError> {
+        let ch = self.channel().await?;
+        ch.queue_purge(queue.into(), QueuePurgeOptions::default())
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes messages `0..n` to `queue` (persistent, mandatory,
+    /// confirmed), `FILL_WINDOW` at a time.
+    pub(crate) async fn fill(&self, queue: &str, n: u64) -> Result<(), BenchError> {
+        let mut seq = 0;
+        while seq < n {
+            let end = (seq + FILL_WINDOW).min(n);
+            let mut confirms = Vec::with_capacity((end - seq) as usize);
+            for s in seq..end {
+                confirms.push(self.send(queue, s, procfs::now_ns()).await?);
+            }
+            for c in confirms {
+                expect_ack(c.await?)?;
+            }
+            seq = end;
+        }
+        Ok(())
+    }
+
+    /// Publishes one message and returns its pending confirm.
+    pub(crate) async fn send(
+        &self,
+        queue: &str,
+        seq: u64,
+        sent_ns: u64,
+    ) -> Result<PublisherConfirm, BenchError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        Ok(self
+            .publish
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    immediate: false,
+                },
+                &body(seq, sent_ns),
+                properties(&id),
+            )
+            .await?)
+    }
+
+    pub(crate) async fn close(&self) {
+        let _ = self.conn.close(200, "bench done".into()).await;
+    }
+}
+
+/// A confirm that says the broker took the message.
+pub(crate) fn expect_ack(c: Confirmation) -> Result<(), BenchError> {
+    match c {
+        Confirmation::Ack(None) => Ok(()),
+        other => Err(format!("publish not confirmed: {other:?}").into()),
+    }
+}
+
+/// Checks what a consumer left behind: nothing in any of the task's queues
+/// but the parking queue, which holds exactly the parked messages (then
+/// clears them).
+pub(crate) async fn check_queues(
+    admin: &Admin,
+    spec: &TaskSpec,
+    mode: Mode,
+    n: u64,
+) -> Result<(), BenchError> {
+    for queue in worker_core::topology::plan(spec) {
+        let expected = if queue.name == spec.parking {
+            mode.expected_parked(n)
+        } else {
+            0
+        };
+        admin.expect_depth(&queue.name, expected).await?;
+    }
+    admin.purge(&spec.parking).await
+}
+
+/// The broker's product and version, read from the `connection.start`
+/// server properties of a raw AMQP handshake (lapin does not expose them).
+pub(crate) async fn server_version(url: &str) -> String {
+    match tokio::time::timeout(Duration::from_secs(3), probe(url)).await {
+        Ok(Ok(v)) => v,
+        _ => "unknown".to_owned(),
+    }
+}
+
+async fn probe(url: &str) -> Result<String, BenchError> {
+    let uri: lapin::uri::AMQPUri = url.parse()?;
+    let mut s =
+        tokio::net::TcpStream::connect((uri.authority.host.as_str(), uri.authority.port)).await?;
+    s.write_all(b"AMQP\x00\x00\x09\x01").await?;
+    let mut header = [0u8; 7];
+    s.read_exact(&mut header).await?;
+    let size = u32::from_be_bytes([header[3], header[4], header[5], header[6]]) as usize;
+    if size > 1 << 20 {
+        return Err("implausible connection.start frame".into());
+    }
+    let mut frame = vec![0u8; size];
+    s.read_exact(&mut frame).await?;
+    let product = long_string(&frame, b"product").unwrap_or_else(|| "unknown".to_owned());
+    let version = long_string(&frame, b"version").ok_or("no version in server properties")?;
+    Ok(format!("{product} {version}"))
+}
+
+/// The value of a long-string entry `key` of an AMQP field table, found by its encoding.
+fn long_string(frame: &[u8], key: &[u8]) -> Option<String> {
+    let mut pattern = vec![u8::try_from(key.len()).ok()?];
+    pattern.extend_from_slice(key);
+    pattern.push(b'S');
+    let at = frame.windows(pattern.len()).position(|w| w == pattern)? + pattern.len();
+    let len = u32::from_be_bytes(frame.get(at..at + 4)?.try_into().ok()?) as usize;
+    let value = frame.get(at + 4..at + 4 + len)?;
+    Some(String::from_utf8_lossy(value).into_owned())
+}

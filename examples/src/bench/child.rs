@@ -1,0 +1,304 @@
+//! The consuming side of a measurement, run in a child process (`bench
+//! __child <spec>`) so that its CPU time and peak RSS are its own: the
+//! parent's publishing and the broker are other processes.
+//!
+//! The child prints `READY` once it consumes and `RESULT <json>` at the end.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, Confirmation, Connection, ConnectionProperties};
+use serde::{Deserialize, Serialize};
+use worker_core::runtime::{parking_queue, tier_queue};
+use worker_core::{ConnectionConfig, Connector, Task, TaskContext, TaskError, TaskOptions, Worker};
+
+use super::payload::{
+    baseline_attempt, BenchJob, ChildResult, Counters, Mode, BASELINE_ATTEMPT, TASK_NAME,
+};
+use super::{task_options, BenchError, Side, SLOT_QUEUES, TIER};
+
+/// What a child consumes and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ChildSpec {
+    pub(crate) side: Side,
+    pub(crate) mode: Mode,
+    pub(crate) url: String,
+    /// The framework's queue slot.
+    pub(crate) slot: usize,
+    /// The baseline's work queue.
+    pub(crate) queue: String,
+    pub(crate) expected: u64,
+    pub(crate) prefetch: u16,
+    pub(crate) latency: bool,
+    pub(crate) threads: Option<usize>,
+}
+
+/// The no-op benchmark task, on the queue of slot `S`.
+///
+/// It counts every run and every resolution in shared atomics (the
+/// [`Counters`]), and fails on purpose in the failure modes.
+pub(crate) struct FwTask<const S: usize> {
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) prefetch: u16,
+}
+
+impl<const S: usize> Task for FwTask<S> {
+    type Payload = BenchJob;
+    const NAME: &'static str = TASK_NAME;
+    const QUEUE: &'static str = SLOT_QUEUES[S];
+
+    fn options(&self) -> TaskOptions {
+        task_options(self.prefetch)
+    }
+
+    async fn run(&self, ctx: TaskContext, job: BenchJob) -> Result<(), TaskError> {
+        if self.counters.run_started(&job, ctx.attempt()) {
+            return Err(match self.counters.mode() {
+                Mode::Park => {
+                    self.counters.resolve(job.seq);
+                    TaskError::permanent("bench: permanent failure")
+                }
+                Mode::Clean | Mode::Redeliver => TaskError::transient("bench: fails once"),
+            });
+        }
+        self.counters.resolve(job.seq);
+        Ok(())
+    }
+}
+
+/// Runs a child from its JSON spec and prints its result.
+pub(crate) fn child_main(spec_json: &str) -> Result<(), BenchError> {
+    let spec: ChildSpec = serde_json::from_str(spec_json)?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = spec.threads {
+        builder.worker_threads(threads.max(1));
+    }
+    let rt = builder.enable_all().build()?;
+    let result = rt.block_on(async {
+        match spec.side {
+            Side::Framework => with_slot!(spec.slot, S => framework::<S>(&spec).await),
+            Side::Lapin => lapin_side(&spec, false).await,
+            Side::LapinNaive => lapin_side(&spec, true).await,
+        }
+    })?;
+    println!("RESULT {}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+/// Tells the parent that the consumer is up (after a pause so the
+/// subscription is surely active before latency publishing starts).
+async fn announce_ready() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!("READY");
+}
+
+/// Waits until every message was resolved; fails if progress stops for 30 s.
+async fn wait_all(counters: &Counters) -> Result<(), BenchError> {
+    let mut last = counters.resolved();
+    loop {
+        tokio::select! {
+            () = counters.wait_done() => return Ok(()),
+            () = tokio::time::sleep(Duration::from_secs(30)) => {
+                let now = counters.resolved();
+                if now == last {
+                    return Err(format!("consumer stalled: {now} resolved, no progress for 30 s").into());
+                }
+                last = now;
+            }
+        }
+    }
+}
+
+async fn framework<const S: usize>(spec: &ChildSpec) -> Result<ChildResult, BenchError> {
+    let counters = Arc::new(Counters::new(spec.expected, spec.mode, spec.latency));
+    let worker = Worker::new(Connector::new(ConnectionConfig::new(spec.url.clone()))).register(
+        FwTask::<S> {
+            counters: counters.clone(),
+            prefetch: spec.prefetch,
+        },
+    );
+    let running = worker.start().await?;
+    running.readiness().wait_for(|ready| *ready).await?;
+    announce_ready().await;
+    let waited = wait_all(&counters).await;
+    let result = counters.result();
+    running.shutdown().await?;
+    waited?;
+    Ok(result)
+}
+
+/// What the baseline's consume loop shares with its ack and failure tasks.
+struct LapinSide {
+    counters: Arc<Counters>,
+    /// Acks and failure paths handed off and not finished yet.
+    pending: AtomicU64,
+    /// Confirm channel for redelivered and parked copies.
+    confirm: Option<Channel>,
+    retry_queue: String,
+    parking_queue: String,
+}
+
+/// The raw lapin baseline: consume, decode the same payload, count, and
+/// hand the ack off to a spawned task without waiting for it (`naive`:
+/// await every ack before taking the next delivery).
+async fn lapin_side(spec: &ChildSpec, naive: bool) -> Result<ChildResult, BenchError> {
+    let counters = Arc::new(Counters::new(spec.expected, spec.mode, spec.latency));
+    let conn = Connection::connect(&spec.url, ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    ch.basic_qos(spec.prefetch, BasicQosOptions::default())
+        .await?;
+    let confirm = if spec.mode == Mode::Clean {
+        None
+    } else {
+        let c = conn.create_channel().await?;
+        c.confirm_select(ConfirmSelectOptions::default()).await?;
+        Some(c)
+    };
+    let side = Arc::new(LapinSide {
+        counters: counters.clone(),
+        pending: AtomicU64::new(0),
+        confirm,
+        retry_queue: tier_queue(&spec.queue, TIER),
+        parking_queue: parking_queue(&spec.queue),
+    });
+    let tag = "bench-lapin";
+    let consumer = ch
+        .basic_consume(
+            spec.queue.as_str().into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let looping = tokio::spawn(consume_loop(consumer, side.clone(), naive));
+    announce_ready().await;
+    let waited = wait_all(&counters).await;
+    let result = counters.result();
+
+    // Stop like the framework does: let handed-off work finish, cancel,
+    // make sure the broker took the acks (basic.qos is a round trip after
+    // them), pause as long as the framework's settle_wait, close.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while side.pending.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let _ = ch
+        .basic_cancel(tag.into(), BasicCancelOptions::default())
+        .await;
+    looping.abort();
+    let _ = ch
+        .basic_qos(spec.prefetch, BasicQosOptions::default())
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = ch.close(200, "bench done".into()).await;
+    let _ = conn.close(200, "bench done".into()).await;
+    waited?;
+    Ok(result)
+}
+
+async fn consume_loop(mut consumer: lapin::Consumer, side: Arc<LapinSide>, naive: bool) {
+    while let Some(Ok(delivery)) = consumer.next().await {
+        let job: BenchJob = match serde_json::from_slice(&delivery.data) {
+            Ok(job) => job,
+            Err(_) => {
+                let _ = delivery
+                    .acker
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await;
+                continue;
+            }
+        };
+        let attempt = baseline_attempt(&delivery.properties);
+        if !side.counters.run_started(&job, attempt) {
+            side.counters.resolve(job.seq);
+            if naive {
+                let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+            } else {
+                side.pending.fetch_add(1, Ordering::AcqRel);
+                let side = side.clone();
+                let acker = delivery.acker;
+                tokio::spawn(async move {
+                    let _ = acker.ack(BasicAckOptions::default()).await;
+                    side.pending.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+            continue;
+        }
+        if side.counters.mode() == Mode::Park {
+            side.counters.resolve(job.seq);
+        }
+        side.pending.fetch_add(1, Ordering::AcqRel);
+        let side = side.clone();
+        tokio::spawn(async move {
+            side.fail(delivery, attempt).await;
+            side.pending.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}
+
+impl LapinSide {
+    /// The hand-written failure path: publish a copy (to the delay tier or
+    /// the parking queue) on a confirm channel, await the confirm, then ack
+    /// the original; requeue it if the copy was not confirmed.
+    async fn fail(&self, delivery: Delivery, attempt: u32) {
+        let Some(ch) = self.confirm.as_ref() else {
+            let _ = delivery
+                .acker
+                .nack(BasicNackOptions {
+                    multiple: false,
+                    requeue: true,
+                })
+                .await;
+            return;
+        };
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        let (queue, error) = match self.counters.mode() {
+            Mode::Park => (&self.parking_queue, "permanent"),
+            Mode::Clean | Mode::Redeliver => (&self.retry_queue, "transient"),
+        };
+        headers.insert(
+            BASELINE_ATTEMPT.into(),
+            AMQPValue::LongUInt(attempt.saturating_add(1)),
+        );
+        headers.insert(
+            "bench-error".into(),
+            AMQPValue::LongString(LongString::from(error.as_bytes())),
+        );
+        let props = delivery.properties.clone().with_headers(headers);
+        let sent = ch
+            .basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    immediate: false,
+                },
+                &delivery.data,
+                props,
+            )
+            .await;
+        let confirmed = match sent {
+            Ok(confirm) => matches!(confirm.await, Ok(Confirmation::Ack(None))),
+            Err(_) => false,
+        };
+        if confirmed {
+            let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+        } else {
+            let _ = delivery
+                .acker
+                .nack(BasicNackOptions {
+                    multiple: false,
+                    requeue: true,
+                })
+                .await;
+        }
+    }
+}

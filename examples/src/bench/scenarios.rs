@@ -1,0 +1,460 @@
+//! The parent side of each scenario: prepare the queue, start a consuming
+//! child (or publish in process), verify the counts, collect the figures.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{Channel, Connection, ConnectionProperties, PublisherConfirm};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::ChildStdout;
+use worker_core::runtime::TaskSpec;
+use worker_core::{ConnectionConfig, Connector, Publisher};
+
+use super::broker::{check_queues, expect_ack, Admin};
+use super::child::{ChildSpec, FwTask};
+use super::payload::{properties, BenchJob, ChildResult, Mode};
+use super::report::{Figure, RunRecord};
+use super::{procfs, BenchError, Config, Side};
+
+/// A consuming child process.
+struct Child {
+    child: tokio::process::Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    what: String,
+}
+
+impl Child {
+    fn spawn(exe: &Path, spec: &ChildSpec) -> Result<Child, BenchError> {
+        let mut child = tokio::process::Command::new(exe)
+            .arg("__child")
+            .arg(serde_json::to_string(spec)?)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+        let stdout = child.stdout.take().ok_or("child has no stdout")?;
+        Ok(Child {
+            child,
+            lines: BufReader::new(stdout).lines(),
+            what: format!("{:?} child ({:?})", spec.side, spec.mode),
+        })
+    }
+
+    async fn next_line(&mut self, prefix: &str) -> Result<String, BenchError> {
+        while let Some(line) = self.lines.next_line().await? {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return Ok(rest.trim().to_owned());
+            }
+        }
+        let status = self.child.wait().await?;
+        Err(format!("{} exited ({status}) before printing {prefix}", self.what).into())
+    }
+
+    async fn ready(&mut self) -> Result<(), BenchError> {
+        tokio::time::timeout(Duration::from_secs(60), self.next_line("READY"))
+            .await
+            .map_err(|_| format!("{} did not get ready in 60 s", self.what))??;
+        Ok(())
+    }
+
+    async fn finish(mut self, limit: Duration) -> Result<ChildResult, BenchError> {
+        let line = tokio::time::timeout(limit, self.next_line("RESULT"))
+            .await
+            .map_err(|_| format!("{} did not finish in {limit:?}", self.what))??;
+        let status = self.child.wait().await?;
+        if !status.success() {
+            return Err(format!("{} failed: {status}", self.what).into());
+        }
+        Ok(serde_json::from_str(&line)?)
+    }
+}
+
+/// One run of the benchmark against one broker.
+pub(crate) struct Bench<'a> {
+    pub(crate) cfg: &'a Config,
+    pub(crate) admin: Admin,
+    pub(crate) slot: usize,
+    pub(crate) fw: Arc<TaskSpec>,
+    pub(crate) base: Arc<TaskSpec>,
+    pub(crate) exe: PathBuf,
+    pub(crate) figures: Vec<Figure>,
+    pub(crate) runs: Vec<RunRecord>,
+}
+
+impl Bench<'_> {
+    fn spec(&self, side: Side) -> &TaskSpec {
+        match side {
+            Side::Framework => &self.fw,
+            Side::Lapin | Side::LapinNaive => &self.base,
+        }
+    }
+
+    /// Pre-fills (or, for latency, publishes at a fixed rate) `n` messages,
+    /// lets a child consume them, and checks that every message was
+    /// resolved exactly once and that the queues hold what they should.
+    async fn consume(
+        &mut self,
+        scenario: &str,
+        side: Side,
+        mode: Mode,
+        n: u64,
+        latency_rate: Option<f64>,
+    ) -> Result<ChildResult, BenchError> {
+        let queue = self.spec(side).queue.to_string();
+        if latency_rate.is_none() {
+            self.admin.fill(&queue, n).await?;
+        }
+        let child_spec = ChildSpec {
+            side,
+            mode,
+            url: self.cfg.url.clone(),
+            slot: self.slot,
+            queue: queue.clone(),
+            expected: n,
+            prefetch: self.cfg.prefetch,
+            latency: latency_rate.is_some(),
+            threads: self.cfg.threads,
+        };
+        let mut child = Child::spawn(&self.exe, &child_spec)?;
+        if let Some(rate) = latency_rate {
+            child.ready().await?;
+            let achieved = self.publish_at_rate(&queue, n, rate).await?;
+            if achieved < rate * 0.95 {
+                eprintln!(
+                    "  warning: published at {achieved:.0} msg/s, below the {rate:.0} asked for"
+                );
+            }
+        }
+        let limit = Duration::from_secs(120) + Duration::from_millis(n);
+        let result = child.finish(limit).await?;
+        result
+            .check()
+            .map_err(|e| format!("{scenario}, {side:?}: {e}"))?;
+        check_queues(&self.admin, self.spec(side), mode, n)
+            .await
+            .map_err(|e| format!("{scenario}, {side:?}: {e}"))?;
+        self.runs.push(RunRecord {
+            scenario: scenario.to_owned(),
+            side,
+            expected: result.expected,
+            resolved: result.resolved,
+            handler_runs: result.runs,
+            parked: mode.expected_parked(n),
+        });
+        Ok(result)
+    }
+
+    /// Publishes `n` messages at `rate` per second, stamping each with its
+    /// publish time, then waits for every confirm. Returns the rate achieved.
+    async fn publish_at_rate(&self, queue: &str, n: u64, rate: f64) -> Result<f64, BenchError> {
+        let start = Instant::now();
+        let mut confirms = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+        let mut sent = 0;
+        while sent < n {
+            let due = ((start.elapsed().as_secs_f64() * rate) as u64 + 1).min(n);
+            while sent < due {
+                confirms.push(self.admin.send(queue, sent, procfs::now_ns()).await?);
+                sent += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let achieved = n as f64 / start.elapsed().as_secs_f64().max(1e-9);
+        for c in confirms {
+            expect_ack(c.await?)?;
+        }
+        Ok(achieved)
+    }
+
+    fn sides(&self, naive: bool) -> Vec<Side> {
+        let mut sides = vec![Side::Framework, Side::Lapin];
+        if naive {
+            sides.push(Side::LapinNaive);
+        }
+        sides
+    }
+
+    /// Drain throughput and CPU per message, from the same runs.
+    pub(crate) async fn drain(&mut self, rate: bool, cpu: bool) -> Result<(), BenchError> {
+        let n = self.cfg.messages;
+        let naive = self.cfg.naive;
+        let mut tput = Figure::new(format!("drain {n} msgs: throughput"), "msg/s", true);
+        let mut cpu_fig = Figure::new("worker CPU per message".to_owned(), "us", false);
+        let mut tput_naive = Figure::naive(format!("drain {n} msgs vs naive loop"), "msg/s", true);
+        let mut cpu_naive = Figure::naive("CPU per message vs naive loop".to_owned(), "us", false);
+        for rep in 0..self.cfg.reps {
+            for side in self.sides(naive) {
+                let r = self.consume("drain", side, Mode::Clean, n, None).await?;
+                eprintln!(
+                    "  drain rep {}/{} {side:?}: {:.0} msg/s, {:.1} us CPU/msg, peak RSS {} KiB",
+                    rep + 1,
+                    self.cfg.reps,
+                    r.rate(),
+                    r.cpu_us_per_msg(),
+                    r.peak_rss_kb
+                );
+                match side {
+                    Side::Framework => {
+                        tput.framework.push(r.rate());
+                        cpu_fig.framework.push(r.cpu_us_per_msg());
+                        tput_naive.framework.push(r.rate());
+                        cpu_naive.framework.push(r.cpu_us_per_msg());
+                    }
+                    Side::Lapin => {
+                        tput.baseline.push(r.rate());
+                        cpu_fig.baseline.push(r.cpu_us_per_msg());
+                    }
+                    Side::LapinNaive => {
+                        tput_naive.baseline.push(r.rate());
+                        cpu_naive.baseline.push(r.cpu_us_per_msg());
+                    }
+                }
+            }
+        }
+        if rate {
+            self.figures.push(tput);
+        }
+        if cpu {
+            self.figures.push(cpu_fig);
+        }
+        if naive {
+            if rate {
+                self.figures.push(tput_naive);
+            }
+            if cpu {
+                self.figures.push(cpu_naive);
+            }
+        }
+        Ok(())
+    }
+
+    /// Publish-to-handler-start latency at a fixed rate.
+    pub(crate) async fn latency(&mut self) -> Result<(), BenchError> {
+        let rate = self.cfg.latency_rate;
+        let n = ((rate * self.cfg.latency_secs).round() as u64).max(1);
+        let label = format!("latency at {rate:.0} msg/s");
+        let mut p50 = Figure::new(format!("{label}: p50"), "ms", false);
+        let mut p99 = Figure::new(format!("{label}: p99"), "ms", false);
+        let mut max = Figure::new(format!("{label}: max"), "ms", false);
+        for rep in 0..self.cfg.reps {
+            for side in self.sides(false) {
+                let r = self
+                    .consume("latency", side, Mode::Clean, n, Some(rate))
+                    .await?;
+                let l = r.latency.ok_or("latency child reported no latencies")?;
+                eprintln!(
+                    "  latency rep {}/{} {side:?}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
+                    rep + 1,
+                    self.cfg.reps,
+                    l.p50_us / 1e3,
+                    l.p99_us / 1e3,
+                    l.max_us / 1e3,
+                    l.samples
+                );
+                p50.push(side, l.p50_us / 1e3);
+                p99.push(side, l.p99_us / 1e3);
+                max.push(side, l.max_us / 1e3);
+            }
+        }
+        self.figures.extend([p50, p99, max]);
+        Ok(())
+    }
+
+    /// Peak RSS of the consuming process while it drains backlogs of each size.
+    pub(crate) async fn memory(&mut self) -> Result<(), BenchError> {
+        for size in self.cfg.memory_sizes.clone() {
+            let mut fig = Figure::new(format!("peak RSS draining {size} backlog"), "MiB", false);
+            for rep in 0..self.cfg.reps {
+                for side in self.sides(false) {
+                    let r = self
+                        .consume("memory", side, Mode::Clean, size, None)
+                        .await?;
+                    let mib = r.peak_rss_kb as f64 / 1024.0;
+                    eprintln!(
+                        "  memory {size} rep {}/{} {side:?}: peak RSS {mib:.1} MiB ({:.0} msg/s)",
+                        rep + 1,
+                        self.cfg.reps,
+                        r.rate()
+                    );
+                    fig.push(side, mib);
+                }
+            }
+            self.figures.push(fig);
+        }
+        Ok(())
+    }
+
+    /// Throughput when 10% of messages take one delayed redelivery, and
+    /// when 1% are parked.
+    pub(crate) async fn failure(&mut self) -> Result<(), BenchError> {
+        let n = self.cfg.messages;
+        for (mode, label) in [
+            (Mode::Redeliver, "10% redelivered once via 100ms tier"),
+            (Mode::Park, "1% parked (permanent error)"),
+        ] {
+            let mut fig = Figure::new(format!("{n} msgs, {label}"), "msg/s", true);
+            for rep in 0..self.cfg.reps {
+                for side in self.sides(false) {
+                    let r = self.consume("failure", side, mode, n, None).await?;
+                    eprintln!(
+                        "  failure {mode:?} rep {}/{} {side:?}: {:.0} msg/s, {:.1} us CPU/msg",
+                        rep + 1,
+                        self.cfg.reps,
+                        r.rate(),
+                        r.cpu_us_per_msg()
+                    );
+                    fig.push(side, r.rate());
+                }
+            }
+            self.figures.push(fig);
+        }
+        Ok(())
+    }
+
+    /// Publishing with confirms: sequential and batched, framework and raw lapin.
+    pub(crate) async fn publish(&mut self) -> Result<(), BenchError> {
+        with_slot!(self.slot, S => self.publish_in::<S>().await)
+    }
+
+    async fn publish_in<const S: usize>(&mut self) -> Result<(), BenchError> {
+        let seq_n = self.cfg.publish_sequential;
+        let batch_n = self.cfg.messages;
+        let batch = self.cfg.batch.max(1);
+        let fw_queue = self.fw.queue.to_string();
+        let base_queue = self.base.queue.to_string();
+
+        let publisher = Publisher::new(Connector::new(ConnectionConfig::new(self.cfg.url.clone())));
+        let conn = Connection::connect(&self.cfg.url, ConnectionProperties::default()).await?;
+        let raw = conn.create_channel().await?;
+        raw.confirm_select(ConfirmSelectOptions::default()).await?;
+
+        // Warm up both (opens the framework's confirm channel).
+        publisher.enqueue::<FwTask<S>>(&BenchJob::new(0, 0)).await?;
+        expect_ack(
+            raw_send(&raw, &base_queue, &BenchJob::new(0, 0))
+                .await?
+                .await?,
+        )?;
+        self.admin.expect_depth(&fw_queue, 1).await?;
+        self.admin.expect_depth(&base_queue, 1).await?;
+        self.admin.purge(&fw_queue).await?;
+        self.admin.purge(&base_queue).await?;
+
+        let jobs = |n: u64| (0..n).map(|i| BenchJob::new(i, 0)).collect::<Vec<_>>();
+        let mut seq_fig = Figure::new(
+            format!("publish {seq_n}, one at a time (await each confirm)"),
+            "msg/s",
+            true,
+        );
+        let mut batch_fig = Figure::new(
+            format!("publish {batch_n} in batches of {batch} (pipelined confirms)"),
+            "msg/s",
+            true,
+        );
+        for rep in 0..self.cfg.reps {
+            // Framework: enqueue, sequential awaits.
+            let payloads = jobs(seq_n);
+            let t = Instant::now();
+            for p in &payloads {
+                publisher.enqueue::<FwTask<S>>(p).await?;
+            }
+            let fw_seq = seq_n as f64 / t.elapsed().as_secs_f64();
+            self.settle_published(&fw_queue, seq_n).await?;
+
+            // Raw lapin: publish, await its confirm, next.
+            let payloads = jobs(seq_n);
+            let t = Instant::now();
+            for p in &payloads {
+                expect_ack(raw_send(&raw, &base_queue, p).await?.await?)?;
+            }
+            let base_seq = seq_n as f64 / t.elapsed().as_secs_f64();
+            self.settle_published(&base_queue, seq_n).await?;
+
+            // Framework: enqueue_batch.
+            let payloads = jobs(batch_n);
+            let t = Instant::now();
+            for chunk in payloads.chunks(batch) {
+                publisher.enqueue_batch::<FwTask<S>>(chunk).await?;
+            }
+            let fw_batch = batch_n as f64 / t.elapsed().as_secs_f64();
+            self.settle_published(&fw_queue, batch_n).await?;
+
+            // Raw lapin: publish a batch back to back, then await its confirms.
+            let payloads = jobs(batch_n);
+            let t = Instant::now();
+            for chunk in payloads.chunks(batch) {
+                let mut confirms: Vec<PublisherConfirm> = Vec::with_capacity(chunk.len());
+                for p in chunk {
+                    confirms.push(raw_send(&raw, &base_queue, p).await?);
+                }
+                for c in confirms {
+                    expect_ack(c.await?)?;
+                }
+            }
+            let base_batch = batch_n as f64 / t.elapsed().as_secs_f64();
+            self.settle_published(&base_queue, batch_n).await?;
+
+            eprintln!(
+                "  publish rep {}/{}: sequential fw {fw_seq:.0} / lapin {base_seq:.0} msg/s; batched fw {fw_batch:.0} / lapin {base_batch:.0} msg/s",
+                rep + 1,
+                self.cfg.reps
+            );
+            seq_fig.push(Side::Framework, fw_seq);
+            seq_fig.push(Side::Lapin, base_seq);
+            batch_fig.push(Side::Framework, fw_batch);
+            batch_fig.push(Side::Lapin, base_batch);
+        }
+        self.figures.extend([seq_fig, batch_fig]);
+        if let Some(c) = publisher.connector() {
+            c.close().await;
+        }
+        let _ = conn.close(200, "bench done".into()).await;
+        Ok(())
+    }
+
+    /// Checks that every confirmed message is in the queue, then empties it.
+    async fn settle_published(&mut self, queue: &str, n: u64) -> Result<(), BenchError> {
+        self.admin.expect_depth(queue, n).await?;
+        self.admin.purge(queue).await?;
+        self.runs.push(RunRecord {
+            scenario: "publish".to_owned(),
+            side: if queue == &*self.fw.queue {
+                Side::Framework
+            } else {
+                Side::Lapin
+            },
+            expected: n,
+            resolved: n,
+            handler_runs: 0,
+            parked: 0,
+        });
+        Ok(())
+    }
+}
+
+/// Publishes one job the way the framework's publisher does (JSON via
+/// serde, a UUID message id, the same properties), returning its confirm.
+async fn raw_send(
+    ch: &Channel,
+    queue: &str,
+    job: &BenchJob,
+) -> Result<PublisherConfirm, BenchError> {
+    let body = serde_json::to_vec(job)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    Ok(ch
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                immediate: false,
+            },
+            &body,
+            properties(&id),
+        )
+        .await?)
+}

@@ -1,0 +1,108 @@
+//! An end-to-end run that exits by itself: enqueue three emails, run a
+//! worker until they are dealt with, show what was parked.
+//!
+//! ```text
+//! cargo run -p examples --bin quickstart
+//! ```
+//!
+//! One email goes through at once, one fails twice at the provider and is
+//! retried in process, one has no valid recipient and is parked.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use examples::tasks::email::{Email, SendEmail};
+use tower::util::BoxCloneSyncService;
+use tower::ServiceExt;
+use worker_core::{ops, Outcome, Task, Worker};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,examples=info,worker_core::middleware::park=warn".into()),
+        )
+        .with_target(false)
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    // A tiny user middleware around the handler: count the successes, so
+    // we know when all the work is done.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    let worker = Worker::from_env()
+        .register(SendEmail)
+        .wrap_handlers(move |handler| {
+            let counter = counter.clone();
+            BoxCloneSyncService::new(handler.map_response(move |outcome| {
+                if matches!(outcome, Outcome::Succeeded) {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                outcome
+            }))
+        });
+    let publisher = worker.publisher().clone();
+    let connector = worker.connector().clone();
+    let spec = worker.specs().remove(0);
+    worker.declare_topology().await?;
+    let parked_before = ops::queue_depth(&connector, &spec.parking)
+        .await?
+        .map_or(0, |d| d.messages);
+
+    let emails = [
+        Email {
+            to: "ada@example.com".into(),
+            subject: "Welcome".into(),
+            provider_failures: 0,
+        },
+        Email {
+            to: "grace@example.com".into(),
+            subject: "Your invoice".into(),
+            provider_failures: 2,
+        },
+        Email {
+            to: "nobody".into(),
+            subject: "Undeliverable".into(),
+            provider_failures: 0,
+        },
+    ];
+    for email in &emails {
+        let id = SendEmail::enqueue(&publisher, email).await?;
+        println!("enqueued {} to {:<18} message id {id}", SendEmail::NAME, email.to);
+    }
+
+    let running = worker.start().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let parked = ops::queue_depth(&connector, &spec.parking).await?.map_or(0, |d| d.messages);
+        if sent.load(Ordering::SeqCst) == 2 && parked > parked_before {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err("the emails were not handled within 30 s; is a worker of another version consuming demo.emails?".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running.shutdown().await?;
+    println!("\n2 emails sent (one after two provider failures), 1 parked");
+
+    let listing = ops::parked::list(&connector, &spec.parking, 10).await?;
+    println!("\n{} message(s) parked in {}:", listing.total, listing.queue);
+    for message in &listing.messages {
+        println!("  {}", message.summary());
+    }
+    println!("\nList them any time with: cargo run -p examples --bin demo-worker -- parked list {}", SendEmail::NAME);
+    connector.close().await;
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! The scenarios themselves.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lapin::Connection;
+
+use super::account::{Account, Record};
+use super::broker::{self, ParkedMessage, Vhost};
+use super::demo::{DemoConfig, DemoProcess};
+use crate::tasks::record::RecordJob;
+
+const WORK: &str = "demo.record";
+const PARKING: &str = "demo.record.parking";
+
+/// Where scenarios run.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    /// The `demo-worker` executable.
+    pub demo_bin: PathBuf,
+    /// The broker's URL (its vhost part is replaced per scenario).
+    pub base_url: String,
+    /// A scratch directory for record files and logs.
+    pub dir: PathBuf,
+}
+
+/// One scenario's vhost, worker configuration and published messages.
+#[derive(Debug)]
+pub struct Run {
+    /// Held for its drop, which deletes the vhost.
+    _vhost: Option<Vhost>,
+    /// How the scenario starts workers.
+    pub config: DemoConfig,
+    /// Ids of the confirmed messages.
+    pub published: Vec<String>,
+    conn: Connection,
+    tiers: Vec<String>,
+    spawned: usize,
+}
+
+impl Lab {
+    /// A lab for the broker at `AMQP_URL` with the `demo-worker` given.
+    pub fn new(demo_bin: PathBuf) -> Lab {
+        let dir = std::env::temp_dir().join(format!("faults-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        Lab {
+            demo_bin,
+            base_url: worker_core::connection::default_url(),
+            dir,
+        }
+    }
+
+    /// Prepares a scenario in a fresh vhost: declares the topology with the
+    /// demo worker's own `topology declare`.
+    pub async fn prepare(&self, name: &str, tiers: &str, args: &[&str]) -> Result<Run, String> {
+        let vhost = Vhost::create(&self.base_url)?;
+        self.prepare_at(name, vhost.url(), Some(vhost), tiers, args).await
+    }
+
+    /// Prepares a scenario against `url` (a private node or cluster).
+    pub async fn prepare_at(
+        &self,
+        name: &str,
+        url: String,
+        vhost: Option<Vhost>,
+        tiers: &str,
+        args: &[&str],
+    ) -> Result<Run, String> {
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let config = DemoConfig {
+            bin: self.demo_bin.clone(),
+            url: url.clone(),
+            record: dir.join("record.tsv"),
+            tiers: tiers.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            log_dir: dir.clone(),
+        };
+        let status = std::process::Command::new(&config.bin)
+            .args(["topology", "declare"])
+            .env("AMQP_URL", &url)
+            .env("DEMO_RETRY_TIERS", tiers)
+            .status()
+            .map_err(|e| format!("cannot run {}: {e}", config.bin.display()))?;
+        if !status.success() {
+            return Err(format!("demo-worker topology declare failed: {status}"));
+        }
+        let first = url.split(',').next().unwrap_or(&url).to_owned();
+        let conn = broker::connect(&first).await?;
+        let tiers = tiers
+            .split(',')
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| format!("{WORK}.retry.{}", t.trim()))
+            .collect();
+        Ok(Run {
+            _vhost: vhost,
+            config,
+            published: Vec::new(),
+            conn,
+            tiers,
+            spawned: 0,
+        })
+    }
+}
+
+impl Run {
+    /// Reopens the scenario's inspection connection (after a broker restart).
+    pub async fn reconnect(&mut self) -> Result<(), String> {
+        self.conn = broker::connect(self.first_url()).await?;
+        Ok(())
+    }
+
+    /// Publishes fixture jobs (confirmed).
+    pub async fn publish(&mut self, jobs: &[RecordJob]) -> Result<(), String> {
+        let ids = broker::publish_jobs(self.first_url(), jobs).await?;
+        self.published.extend(ids);
+        Ok(())
+    }
+
+    /// Publishes undecodable bodies with the given ids.
+    pub async fn publish_raw(&mut self, items: &[(String, Vec<u8>)]) -> Result<(), String> {
+        broker::publish_raw(self.first_url(), items).await?;
+        self.published.extend(items.iter().map(|(id, _)| id.clone()));
+        Ok(())
+    }
+
+    fn first_url(&self) -> &str {
+        self.config.url.split(',').next().unwrap_or(&self.config.url)
+    }
+
+    /// Starts another demo worker.
+    pub fn spawn(&mut self) -> Result<DemoProcess, String> {
+        self.spawned += 1;
+        self.config
+            .spawn(self.spawned)
+            .map_err(|e| format!("cannot start demo-worker: {e}"))
+    }
+
+    /// Workers started so far.
+    pub fn spawned(&self) -> usize {
+        self.spawned
+    }
+
+    /// What the record file says now.
+    pub fn record(&self) -> Record {
+        Record::read(&self.config.record)
+    }
+
+    /// Waits until at least `n` distinct ids were handled.
+    pub async fn wait_handled(&self, n: usize, limit: Duration) -> bool {
+        broker::wait_for(limit, || async move { self.record().distinct() >= n }).await
+    }
+
+    /// Messages in the work queue, the tiers and parking.
+    pub async fn depths(&self) -> (usize, usize) {
+        let mut queued = broker::depth(&self.conn, WORK).await;
+        for tier in &self.tiers {
+            queued += broker::depth(&self.conn, tier).await;
+        }
+        (queued, broker::depth(&self.conn, PARKING).await)
+    }
+
+    /// Whether every published message is handled or parked.
+    pub async fn settled(&self) -> bool {
+        let (queued, parked) = self.depths().await;
+        queued == 0 && self.record().distinct() + parked >= self.published.len()
+    }
+
+    /// Waits until every published message is handled or parked.
+    pub async fn wait_settled(&self, limit: Duration) -> bool {
+        broker::wait_for(limit, || self.settled()).await
+    }
+
+    /// Keeps a worker running, starting a new one whenever it dies (a
+    /// crash loop), until everything settled, `limit` passed or
+    /// `max_restarts` were used. Returns whether it settled, the restarts,
+    /// and the last worker.
+    pub async fn supervise(
+        &mut self,
+        mut worker: DemoProcess,
+        limit: Duration,
+        max_restarts: usize,
+    ) -> Result<(bool, usize, DemoProcess), String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut restarts = 0;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let this = &*self;
+            let stopped = broker::wait_for(left, || {
+                let dead = worker.exited().is_some();
+                async move { dead || this.settled().await }
+            })
+            .await;
+            if this.settled().await {
+                return Ok((true, restarts, worker));
+            }
+            if !stopped || restarts >= max_restarts {
+                return Ok((false, restarts, worker));
+            }
+            restarts += 1;
+            worker = self.spawn()?;
+        }
+    }
+
+    /// Drains parking and builds the account.
+    pub async fn account(&self) -> (Account, Vec<ParkedMessage>) {
+        let (queued, _) = self.depths().await;
+        let parked = broker::drain_parked(&self.conn, PARKING).await;
+        let account = Account::settle(&self.published, &self.record(), &parked, queued);
+        (account, parked)
+    }
+
+    /// Closes every worker connection of this scenario's vhost (the broker
+    /// side of a network fault): those that carry a connection name, which
+    /// the scenario's own inspection connection does not.
+    pub fn close_connections(&self, vhost: &str) -> Result<usize, String> {
+        let listing = broker::rabbitmqctl(&[
+            "list_connections",
+            "-q",
+            "--no-table-headers",
+            "pid",
+            "vhost",
+            "client_properties",
+        ])?;
+        let mut closed = 0;
+        for line in listing.lines() {
+            let cols: Vec<&str> = line.split('\t').map(str::trim).collect();
+            if let [pid, v, properties, ..] = cols.as_slice() {
+                if *v == vhost
+                    && properties.contains("\"connection_name\"")
+                    && broker::rabbitmqctl(&["close_connection", pid, "fault test"]).is_ok()
+                {
+                    closed += 1;
+                }
+            }
+        }
+        Ok(closed)
+    }
+
+    /// The vhost's name, if the scenario runs in one.
+    pub fn vhost(&self) -> Option<&str> {
+        self._vhost.as_ref().map(Vhost::name)
+    }
+}
+
+/// `n` plain jobs named `<prefix>-<i>`.
+pub fn plain_jobs(prefix: &str, n: usize, sleep_ms: u64) -> Vec<RecordJob> {
+    (0..n)
+        .map(|i| RecordJob {
+            id: format!("{prefix}-{i}"),
+            sleep_ms,
+            ..RecordJob::default()
+        })
+        .collect()
+}

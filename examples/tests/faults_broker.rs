@@ -1,0 +1,43 @@
+//! Fault scenarios that stop the broker itself: a private node restarted
+//! mid-backlog. Each ends with an exact account.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use examples::faults::{plain_jobs, Lab};
+use worker_testkit::node::RabbitNode;
+
+fn scaled(n: usize) -> usize {
+    let scale: f64 = std::env::var("FAULTS_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64 * scale) as usize).max(100)
+}
+
+const SETTLE: Duration = Duration::from_secs(240);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_node_stopped_and_started_mid_backlog_loses_nothing() {
+    let n = scaled(10_000);
+    let mut node = RabbitNode::start().await.expect("a private RabbitMQ node");
+    let lab = Lab::new(PathBuf::from(env!("CARGO_BIN_EXE_demo-worker")));
+    let mut run = lab
+        .prepare_at("node-restart", node.url(), None, "200ms,500ms", &[])
+        .await
+        .unwrap();
+    run.publish(&plain_jobs("restart", n, 1)).await.unwrap();
+    let mut worker = run.spawn().unwrap();
+    assert!(run.wait_handled(n / 4, SETTLE).await, "worker made no progress");
+    node.stop().await.unwrap();
+    node.start_again().await.unwrap();
+    run.reconnect().await.unwrap();
+    assert!(run.wait_settled(SETTLE).await, "the worker did not recover and finish");
+    assert!(worker.exited().is_none(), "the worker reconnected instead of exiting");
+    worker.terminate(Duration::from_secs(30)).await.expect("clean exit");
+    let (account, _) = run.account().await;
+    println!("broker node stopped and started: {account}");
+    assert_eq!(account.lost, 0);
+    assert_eq!(account.handled, n);
+    assert_eq!(account.queued, 0);
+}
