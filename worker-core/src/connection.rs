@@ -623,10 +623,11 @@ impl Connector {
                     return Ok(conn);
                 }
                 Ok(Err(e)) => {
-                    last = Some(Error::Connect {
-                        url: redact_url(url),
-                        message: e.to_string(),
-                    });
+                    let err = Error::connect(url, e.to_string());
+                    if err.is_fatal() {
+                        return Err(err);
+                    }
+                    last = Some(err);
                 }
                 Err(_) => {
                     last = Some(Error::Connect {

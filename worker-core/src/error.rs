@@ -14,6 +14,16 @@ pub enum Error {
         /// What lapin reported.
         message: String,
     },
+    /// The broker refused the login or the vhost: retrying will not help.
+    #[error("RabbitMQ at {url} refused access: {message}. {hint}")]
+    AccessRefused {
+        /// The URL, with any password redacted.
+        url: String,
+        /// The broker's reply.
+        message: String,
+        /// What to do about it.
+        hint: &'static str,
+    },
     /// A broker operation failed.
     #[error("RabbitMQ {operation} failed: {source}")]
     Broker {
@@ -67,6 +77,35 @@ pub enum Error {
 }
 
 impl Error {
+    /// Classifies a failed connection attempt: a refused login or vhost
+    /// becomes [`Error::AccessRefused`], anything else [`Error::Connect`].
+    pub(crate) fn connect(url: &str, message: String) -> Self {
+        let url = redact_url(url);
+        if message.contains("ACCESS_REFUSED") || message.contains("ACCESS-REFUSED") {
+            Error::AccessRefused {
+                url,
+                message,
+                hint: "check the user name and password (AMQP_URL, AMQP_USER, AMQP_PASSWORD or AMQP_PASSWORD_FILE)",
+            }
+        } else if message.contains("NOT_ALLOWED") || message.contains("NOT-ALLOWED") {
+            Error::AccessRefused {
+                url,
+                message,
+                hint: "grant the user access to the vhost: rabbitmqctl set_permissions -p <vhost> <user> \".*\" \".*\" \".*\"",
+            }
+        } else {
+            Error::Connect { url, message }
+        }
+    }
+
+    /// Whether retrying cannot help (refused access, mismatched topology, bad configuration).
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Error::AccessRefused { .. } | Error::TopologyMismatch { .. } | Error::Config(_)
+        )
+    }
+
     pub(crate) fn broker(operation: impl Into<String>, source: lapin::Error) -> Self {
         Error::Broker {
             operation: operation.into(),
@@ -108,6 +147,25 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_logins_and_vhosts_are_fatal_with_a_hint() {
+        let login = Error::connect(
+            "amqp://u:pw@h/v",
+            "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN".into(),
+        );
+        assert!(login.is_fatal());
+        assert!(login.to_string().contains("check the user name and password"), "{login}");
+        assert!(!login.to_string().contains("pw@"), "{login}");
+        let vhost = Error::connect(
+            "amqp://u:pw@h/v",
+            "NOT_ALLOWED - access to vhost 'v' refused for user 'u'".into(),
+        );
+        assert!(vhost.to_string().contains("set_permissions"), "{vhost}");
+        let down = Error::connect("amqp://h", "Connection refused (os error 111)".into());
+        assert!(!down.is_fatal());
+        assert!(matches!(down, Error::Connect { .. }));
+    }
 
     #[test]
     fn redacts_only_the_password() {

@@ -202,6 +202,8 @@ impl Publisher {
             Backend::Transport(t) => return t.publish(message).await,
         };
         let channel = inner.channel().await?;
+        // A resource alarm pauses publishing instead of failing it.
+        inner.connector.wait_until_unblocked().await;
         let started = Instant::now();
         let confirm = send(&channel, &message).await?;
         let result = inner.settle_confirm(&message, confirm).await;
@@ -222,6 +224,7 @@ impl Publisher {
             }
         };
         let channel = inner.channel().await?;
+        inner.connector.wait_until_unblocked().await;
         let mut pending = Vec::with_capacity(messages.len());
         for message in &messages {
             pending.push(send(&channel, message).await?);

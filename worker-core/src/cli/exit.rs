@@ -32,7 +32,7 @@ pub const TOPOLOGY: u8 = 5;
 /// ```
 pub fn code_for(error: &Error) -> u8 {
     match error {
-        Error::Connect { .. } => UNAVAILABLE,
+        Error::Connect { .. } | Error::AccessRefused { .. } => UNAVAILABLE,
         Error::TopologyMismatch { .. } | Error::Unroutable { .. } => TOPOLOGY,
         Error::Config(_) => CONFIG,
         Error::Broker { source, .. } => {

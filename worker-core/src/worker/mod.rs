@@ -468,7 +468,10 @@ impl Supervisor {
             };
             let conn = match session.await {
                 Ok(conn) => conn,
-                Err(e @ Error::TopologyMismatch { .. }) => return Err(e),
+                Err(e) if e.is_fatal() => {
+                    tracing::error!(error = %e, "giving up: retrying cannot fix this");
+                    return Err(e);
+                }
                 Err(e) => {
                     failures += 1;
                     self.pause(failures, &e).await;

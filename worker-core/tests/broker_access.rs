@@ -1,0 +1,61 @@
+//! A user without permissions gets a clear, final error instead of a retry storm.
+
+mod support;
+
+use std::time::Duration;
+
+use worker_core::{ConnectionConfig, Connector, Error, Publisher, Worker};
+
+scripted_task!(Guarded, "it.access.guarded", worker_core::TaskOptions::default());
+
+fn rabbitmqctl(args: &[&str]) {
+    let status = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl is installed with rabbitmq-server");
+    assert!(
+        status.status.success() || String::from_utf8_lossy(&status.stderr).contains("already exists"),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
+
+fn url_for(user: &str, password: &str) -> String {
+    format!("amqp://{user}:{password}@127.0.0.1:5672/%2f")
+}
+
+#[tokio::test]
+async fn a_user_without_vhost_permissions_gets_a_final_error_that_says_what_to_do() {
+    rabbitmqctl(&["add_user", "it-noperm", "noperm-secret"]);
+    rabbitmqctl(&["clear_permissions", "-p", "/", "it-noperm"]);
+    let connector = Connector::new(ConnectionConfig::new(url_for("it-noperm", "noperm-secret")));
+    let started = tokio::time::Instant::now();
+    let err = Worker::new(connector)
+        .register(Guarded)
+        .start()
+        .await
+        .expect_err("no access to the vhost");
+    assert!(started.elapsed() < Duration::from_secs(10), "no retry storm");
+    assert!(matches!(err, Error::AccessRefused { .. }), "{err:?}");
+    assert!(err.is_fatal());
+    let text = err.to_string();
+    assert!(text.contains("set_permissions"), "{text}");
+    assert!(!text.contains("noperm-secret"), "the password never shows: {text}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_refused_once_and_the_password_never_shows() {
+    rabbitmqctl(&["add_user", "it-wrongpw", "right-secret"]);
+    let publisher = Publisher::new(Connector::new(ConnectionConfig::new(url_for(
+        "it-wrongpw",
+        "wrong-secret",
+    ))));
+    let err = publisher
+        .enqueue::<Guarded>(&support::Script::ok("x"))
+        .await
+        .expect_err("login refused");
+    assert!(matches!(err, Error::AccessRefused { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("check the user name and password"), "{text}");
+    assert!(!text.contains("wrong-secret"), "{text}");
+}
