@@ -17,10 +17,12 @@ use examples::tasks::record::{Record, DEFAULT_TIERS, RECORD_FILE_ENV, RETRY_TIER
 
 fn main() -> ExitCode {
     worker_core::cli::App::new("demo-worker")
-        .about(format!(
-            "The framework's demo worker. demo.record retries: 2 in-process attempts, \
-             delay tiers from {RETRY_TIERS_ENV} (default {DEFAULT_TIERS}), 5 attempts at most; \
-             it appends successes to the file named by {RECORD_FILE_ENV}."
+        .about("The framework's demo worker: example tasks behind the worker CLI")
+        .run_help(format!(
+            "demo.record retries: 2 in-process attempts, then the delay tiers in \
+             {RETRY_TIERS_ENV} (comma-separated durations, default {DEFAULT_TIERS}), \
+             5 attempts at most, then parking. Successes are appended to the file \
+             named by {RECORD_FILE_ENV}, if set."
         ))
         .version(env!("CARGO_PKG_VERSION"))
         .register(SendEmail)

@@ -97,6 +97,7 @@ pub struct App {
     name: String,
     about: Option<String>,
     version: Option<String>,
+    run_help: Option<String>,
     setup: Vec<Setup>,
 }
 
@@ -145,6 +146,7 @@ impl App {
             name: name.into(),
             about: None,
             version: None,
+            run_help: None,
             setup: Vec::new(),
         }
     }
@@ -152,6 +154,20 @@ impl App {
     /// The one-line description shown by `--help`.
     pub fn about(mut self, about: impl Into<String>) -> Self {
         self.about = Some(about.into());
+        self
+    }
+
+    /// Text shown at the end of `run --help`: the tasks' retry defaults and
+    /// the environment variables they read, for example.
+    ///
+    /// ```
+    /// # use worker_core::cli::App;
+    /// let app = App::new("demo").run_help("RETRY_TIERS sets the delay tiers (default 1s,5s)");
+    /// let help = app.command().find_subcommand_mut("run").unwrap().render_long_help().to_string();
+    /// assert!(help.contains("default 1s,5s"));
+    /// ```
+    pub fn run_help(mut self, text: impl Into<String>) -> Self {
+        self.run_help = Some(text.into());
         self
     }
 
@@ -193,6 +209,9 @@ impl App {
             .bin_name(self.name.clone());
         if let Some(about) = &self.about {
             cmd = cmd.about(about.clone());
+        }
+        if let Some(text) = &self.run_help {
+            cmd = cmd.mut_subcommand("run", |run| run.after_help(text.clone()));
         }
         match &self.version {
             Some(v) => cmd.version(v.clone()),
