@@ -1,6 +1,6 @@
 //! The runtime of a RabbitMQ task worker.
 //!
-//! Write a handler as a plain `async fn`, mark it with [`task`], register it
+//! Write a handler as a plain `async fn`, mark it with [`macro@task`], register it
 //! with a [`Worker`] and run. The framework consumes with manual acks and
 //! prefetch, decodes typed payloads, retries with backoff in process and
 //! through broker-side delay tiers, parks poison messages, enforces
@@ -8,7 +8,7 @@
 //!
 //! Modules, from the wire inwards: [`transport`] (the broker seam),
 //! [`worker`] (consume, dispatch, settle, stop), [`middleware`] (what
-//! happens between a delivery and its settlement), [`task`] (the user's
+//! happens between a delivery and its settlement), [`mod@task`] (the user's
 //! handlers), [`headers`] and [`codec`] (reading messages), [`publisher`]
 //! (confirmed publishing) and [`topology`] (queues and bindings).
 

@@ -16,7 +16,7 @@ pub const REDELIVERIES: &str = "rw-redeliveries";
 pub const REPLAYS: &str = "rw-replays";
 /// Task name of a parked message.
 pub const PARK_TASK: &str = "rw-park-task";
-/// Why it was parked: a [`ParkReason`](crate::ParkReason) name.
+/// Why it was parked: `permanent`, `exhausted`, `delivery-limit`, `undecodable`, `too-large` or `unknown-task` (see [`Failure::park_reason`](crate::Failure::park_reason)).
 pub const PARK_REASON: &str = "rw-park-reason";
 /// What failed last: `handler`, `panic`, `timeout`, `undecodable`, `too-large`, `unknown-task` or `delivery-limit`.
 pub const ERROR_KIND: &str = "rw-error-kind";

@@ -1,7 +1,7 @@
 //! The middleware between a decoded delivery and its settlement.
 //!
 //! Each concern is a tower [`Layer`](tower::Layer) and
-//! [`Service`](tower::Service) of its own, usable alone in a custom stack.
+//! [`tower::Service`] of its own, usable alone in a custom stack.
 //! Every layer takes a [`Job`] and answers an [`Outcome`]; the stack never
 //! returns an error, it decides what becomes of the delivery, and the
 //! worker settles the delivery once from that decision.
