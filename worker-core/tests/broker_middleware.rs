@@ -359,45 +359,43 @@ async fn quorum_crash_loop_ends_in_parking_through_the_delivery_limit() {
     );
 }
 
-/// A message whose earlier deliveries were returned unsettled is parked by
-/// the worker's delivery limit before the handler runs again.
+/// A message returned unsettled from the work queue runs alone in the
+/// quarantine queue without being charged an attempt; returned unsettled
+/// from the quarantine queue past its attempts, it is parked by the
+/// worker's delivery limit before the handler runs again.
 #[tokio::test]
-async fn worker_parks_a_returned_message_past_its_attempts_without_running_it() {
+async fn returned_messages_run_alone_and_quarantine_returns_are_limited() {
     support::reset(Returned::QUEUE, &[]).await;
+    let quarantine = "it.mw.returned.quarantine";
     let recorder = Recorder::default();
-    worker(&recorder)
-        .register(Returned)
-        .declare_topology()
-        .await
+    worker(&recorder).register(Returned).declare_topology().await.unwrap();
+    let publisher = Publisher::from_env();
+    publisher.enqueue::<Returned>(&Script::ok("from-work")).await.unwrap();
+    let (_, copy) = publisher
+        .task_message(Returned::NAME, quarantine, &Script::ok("from-quarantine"), Default::default())
         .unwrap();
-    Publisher::from_env()
-        .enqueue::<Returned>(&Script::ok("returned"))
-        .await
-        .unwrap();
+    publisher.publish(copy).await.unwrap();
     let (conn, ch) = support::channel().await;
-    for _ in 0..3 {
-        support::get_one(&ch, Returned::QUEUE, Duration::from_secs(5))
+    for queue in [Returned::QUEUE, quarantine, quarantine, quarantine] {
+        support::get_one(&ch, queue, Duration::from_secs(5))
             .await
             .delivery
             .acker
-            .nack(BasicNackOptions {
-                requeue: true,
-                multiple: false,
-            })
+            .nack(BasicNackOptions { requeue: true, multiple: false })
             .await
             .unwrap();
     }
     let running = worker(&recorder).register(Returned).start().await.unwrap();
     wait_parked(&conn, "it.mw.returned.parking", 1).await;
+    support::eventually(Duration::from_secs(10), "the work-queue message handled", || {
+        let r = recorder.clone();
+        async move { r.done_count() == 1 }
+    })
+    .await;
     running.shutdown().await.unwrap();
-    assert!(
-        recorder.attempts("returned").is_empty(),
-        "handler must not run"
-    );
+    assert_eq!(recorder.attempts("from-work"), vec![1], "returned from the work queue: not charged");
+    assert!(recorder.attempts("from-quarantine").is_empty(), "handler must not run");
     let parked = support::drain(&conn, "it.mw.returned.parking").await;
     let p = &parked[0].delivery.properties;
-    assert_eq!(
-        header_str(p, "rw-park-reason").as_deref(),
-        Some("delivery-limit")
-    );
+    assert_eq!(header_str(p, "rw-park-reason").as_deref(), Some("delivery-limit"));
 }

@@ -1,6 +1,7 @@
-//! Unit-test kit for `worker-core` tasks: no broker needed.
+//! Test kit for `worker-core` tasks: unit tests need no broker, flow tests
+//! can use an in-memory one, fault tests a private RabbitMQ node.
 //!
-//! Three pieces:
+//! Five pieces:
 //!
 //! - [`mock`]: a recording mock of the broker channel
 //!   ([`Transport`](worker_core::transport::Transport)). `mock::pair()`
@@ -17,6 +18,11 @@
 //!   settles the delivery the way the worker does, then returns a
 //!   [`Report`]: outcome, settlement, every handler run, copies sent to
 //!   delay tiers or parking.
+//! - [`memory`]: an in-memory broker speaking AMQP 0-9-1 on a loopback port,
+//!   so a whole worker runs against it by URL, with a clock the test
+//!   advances; a differential suite checks it against RabbitMQ.
+//! - [`node`]: a private RabbitMQ node on free ports, to stop, restart or
+//!   kill under a running worker.
 //!
 //! Tests run on tokio's paused clock (`#[tokio::test(start_paused = true)]`),
 //! so backoff sleeps, delay tiers and timeouts of any length finish at once

@@ -1,1 +1,409 @@
-//! stub
+//! A private RabbitMQ node for tests that stop, restart or kill the broker.
+//!
+//! [`RabbitNode::start`] runs the installed `rabbitmq-server` (Debian's
+//! package: `apt-get install rabbitmq-server`) as a node of its own: a name
+//! like `tk-1a2b3c4d@localhost`, free AMQP and distribution ports, and a
+//! temporary directory holding its configuration (`loopback_users = none`,
+//! so `guest` may connect), data, logs, pid file and the `HOME` (Erlang
+//! cookie) that both the server and `rabbitmqctl` use. It does not touch the
+//! system's `rabbit@<host>` node.
+//!
+//! The node is ready when `rabbitmqctl await_startup` succeeds (retried
+//! every half second; it fails until the node registered) and an AMQP
+//! connection opens. [`stop`](RabbitNode::stop) stops it politely,
+//! [`start_again`](RabbitNode::start_again) boots it on the same data
+//! directory (durable queues and persistent messages survive), and
+//! [`kill`](RabbitNode::kill) sends SIGKILL to the Erlang VM to simulate a
+//! crash. Dropping the node stops it, then removes its directory (a node
+//! whose directory was deleted would keep running).
+//!
+//! Starting a node takes a few seconds: start one per test binary, not one
+//! per test.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), worker_testkit::node::NodeError> {
+//! use worker_testkit::node::RabbitNode;
+//!
+//! let mut node = RabbitNode::start().await?;
+//! let url = node.url(); // amqp://guest:guest@127.0.0.1:<port>/%2f
+//! node.stop().await?;
+//! node.start_again().await?;
+//! # let _ = url;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+/// Where Debian's package installs the server scripts.
+const BIN_DIR: &str = "/usr/lib/rabbitmq/bin";
+
+/// How long a node may take to boot.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A private node could not be started, stopped or reached.
+#[derive(Debug, Clone)]
+pub struct NodeError {
+    message: String,
+}
+
+impl NodeError {
+    fn new(message: impl Into<String>) -> NodeError {
+        NodeError {
+            message: message.into(),
+        }
+    }
+
+    /// Whether the cause is that `rabbitmq-server` is not installed.
+    pub fn is_not_installed(&self) -> bool {
+        self.message.contains("apt-get install rabbitmq-server")
+    }
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+/// A RabbitMQ node of its own, in a temporary directory, on free ports.
+#[derive(Debug)]
+pub struct RabbitNode {
+    dir: PathBuf,
+    name: String,
+    amqp_port: u16,
+    dist_port: u16,
+    running: bool,
+}
+
+fn free_port() -> Result<u16, NodeError> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| NodeError::new(format!("no free port: {e}")))
+}
+
+fn port_free(port: u16) -> bool {
+    TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok()
+}
+
+/// A distribution port whose CLI ports (port + 10000 ..= port + 10010) are free too.
+fn free_dist_port() -> Result<u16, NodeError> {
+    let mut rng = rand::rng();
+    for _ in 0..200 {
+        let port: u16 = rng.random_range(20_000..=45_000);
+        if port_free(port) && (10_000..=10_010).all(|k| port_free(port + k)) {
+            return Ok(port);
+        }
+    }
+    Err(NodeError::new(
+        "no free distribution port (with 11 free CLI ports 10000 above it)",
+    ))
+}
+
+impl RabbitNode {
+    /// Creates the node's directory and boots it.
+    ///
+    /// # Errors
+    ///
+    /// If `rabbitmq-server` is not installed (the message says to
+    /// `apt-get install rabbitmq-server`), or the node does not come up (the
+    /// message ends with the tail of its log).
+    pub async fn start() -> Result<RabbitNode, NodeError> {
+        let server = Path::new(BIN_DIR).join("rabbitmq-server");
+        if !server.exists() {
+            return Err(NodeError::new(format!(
+                "rabbitmq-server is not installed ({} is missing); install it with `apt-get install rabbitmq-server`",
+                server.display()
+            )));
+        }
+        let id = format!("{:08x}", rand::rng().random::<u32>());
+        let dir = std::env::temp_dir().join(format!("tk-rabbit-{id}"));
+        let amqp_port = free_port()?;
+        let dist_port = free_dist_port()?;
+        for sub in ["home", "mnesia", "log"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| {
+                NodeError::new(format!("cannot create {}: {e}", dir.join(sub).display()))
+            })?;
+        }
+        let config = format!("listeners.tcp.default = {amqp_port}\nloopback_users = none\n");
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.join(name), text)
+                .map_err(|e| NodeError::new(format!("cannot write {name}: {e}")))
+        };
+        write("rabbitmq.conf", &config)?;
+        write("enabled_plugins", "[].\n")?;
+        let mut node = RabbitNode {
+            dir,
+            name: format!("tk-{id}@localhost"),
+            amqp_port,
+            dist_port,
+            running: false,
+        };
+        node.boot().await?;
+        Ok(node)
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:<port>/%2f`.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp_port)
+    }
+
+    /// The node name, `tk-<random>@localhost`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The AMQP port.
+    pub fn amqp_port(&self) -> u16 {
+        self.amqp_port
+    }
+
+    /// The Erlang distribution port.
+    pub fn dist_port(&self) -> u16 {
+        self.dist_port
+    }
+
+    /// The node's directory (config, data, logs, pid file, `HOME`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the node was started and not stopped or killed since.
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        let d = &self.dir;
+        cmd.env("HOME", d.join("home"))
+            .env("RABBITMQ_NODENAME", &self.name)
+            .env("RABBITMQ_NODE_PORT", self.amqp_port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("RABBITMQ_PID_FILE", d.join("pid"))
+            .stdin(Stdio::null());
+    }
+
+    /// A `rabbitmqctl -n <node>` command with the node's `HOME` (so it
+    /// shares the node's Erlang cookie); add the arguments and run it.
+    pub fn rabbitmqctl(&self) -> Command {
+        let mut cmd = Command::new(Path::new(BIN_DIR).join("rabbitmqctl"));
+        self.env(&mut cmd);
+        cmd.arg("-n").arg(&self.name);
+        cmd
+    }
+
+    async fn run(cmd: Command) -> Result<std::process::Output, NodeError> {
+        let what = format!("{cmd:?}");
+        tokio::process::Command::from(cmd)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| NodeError::new(format!("cannot run {what}: {e}")))
+    }
+
+    fn log_tail(&self) -> String {
+        let path = self.dir.join("log").join(format!("{}.log", self.name));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let lines: Vec<&str> = text.lines().collect();
+                let from = lines.len().saturating_sub(30);
+                format!(
+                    "\nlast lines of {}:\n{}",
+                    path.display(),
+                    lines[from..].join("\n")
+                )
+            }
+            Err(_) => format!("\n(no log at {})", path.display()),
+        }
+    }
+
+    async fn boot(&mut self) -> Result<(), NodeError> {
+        let mut server = Command::new(Path::new(BIN_DIR).join("rabbitmq-server"));
+        self.env(&mut server);
+        server.arg("-detached");
+        let out = Self::run(server).await?;
+        if !out.status.success() {
+            return Err(NodeError::new(format!(
+                "rabbitmq-server -detached failed for {}: {}{}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim(),
+                self.log_tail()
+            )));
+        }
+        self.running = true;
+        let started = Instant::now();
+        // Fails (exit 69) until the node registered; retry every half second.
+        loop {
+            let mut ctl = self.rabbitmqctl();
+            ctl.args(["await_startup", "--timeout", "30"]);
+            let out = Self::run(ctl).await?;
+            if out.status.success() {
+                break;
+            }
+            if started.elapsed() > BOOT_TIMEOUT {
+                return Err(NodeError::new(format!(
+                    "node {} did not start within {BOOT_TIMEOUT:?}: {}{}",
+                    self.name,
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    self.log_tail()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let url = self.url();
+        loop {
+            let connect = lapin::Connection::connect(&url, lapin::ConnectionProperties::default());
+            match tokio::time::timeout(Duration::from_secs(5), connect).await {
+                Ok(Ok(conn)) => {
+                    let _ = conn.close(200, "ready".into()).await;
+                    return Ok(());
+                }
+                other => {
+                    if started.elapsed() > BOOT_TIMEOUT {
+                        return Err(NodeError::new(format!(
+                            "node {} started but AMQP on port {} does not answer: {:?}{}",
+                            self.name,
+                            self.amqp_port,
+                            other.map(|r| r.map(|_| ())),
+                            self.log_tail()
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Stops the node politely (`rabbitmqctl stop`) and waits until its
+    /// process is gone. Stopping a stopped node does nothing.
+    ///
+    /// # Errors
+    ///
+    /// If `rabbitmqctl stop` fails.
+    pub async fn stop(&mut self) -> Result<(), NodeError> {
+        if !self.running {
+            return Ok(());
+        }
+        let mut ctl = self.rabbitmqctl();
+        ctl.arg("stop").arg(self.dir.join("pid"));
+        let out = Self::run(ctl).await?;
+        if !out.status.success() {
+            return Err(NodeError::new(format!(
+                "rabbitmqctl stop failed for {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        self.wait_gone(Duration::from_secs(30)).await;
+        self.running = false;
+        Ok(())
+    }
+
+    /// Boots the node again on the same data directory and ports.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](RabbitNode::start).
+    pub async fn start_again(&mut self) -> Result<(), NodeError> {
+        if self.running {
+            return Ok(());
+        }
+        self.boot().await
+    }
+
+    /// Kills the Erlang VM with SIGKILL (a crash: no clean shutdown), using
+    /// the pid in the node's pid file, and waits until it is gone.
+    ///
+    /// # Errors
+    ///
+    /// If the pid file cannot be read or `kill` fails.
+    pub async fn kill(&mut self) -> Result<(), NodeError> {
+        if !self.running {
+            return Ok(());
+        }
+        let pid = self.pid()?;
+        let mut kill = Command::new("kill");
+        kill.args(["-KILL", &pid.to_string()]);
+        let out = Self::run(kill).await?;
+        if !out.status.success() {
+            return Err(NodeError::new(format!(
+                "kill -KILL {pid} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        self.wait_gone(Duration::from_secs(10)).await;
+        self.running = false;
+        Ok(())
+    }
+
+    /// The Erlang VM's pid, from the pid file.
+    ///
+    /// # Errors
+    ///
+    /// If the pid file is missing or garbled.
+    pub fn pid(&self) -> Result<u32, NodeError> {
+        let path = self.dir.join("pid");
+        std::fs::read_to_string(&path)
+            .map_err(|e| NodeError::new(format!("cannot read {}: {e}", path.display())))?
+            .trim()
+            .parse()
+            .map_err(|e| NodeError::new(format!("bad pid in {}: {e}", path.display())))
+    }
+
+    fn alive(pid: u32) -> bool {
+        Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| !s.contains(") Z "))
+                .unwrap_or(false)
+    }
+
+    async fn wait_gone(&self, limit: Duration) {
+        let Ok(pid) = self.pid() else {
+            return;
+        };
+        let deadline = Instant::now() + limit;
+        while Self::alive(pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for RabbitNode {
+    fn drop(&mut self) {
+        if self.running {
+            // Stop before removing the directory: a node whose directory
+            // was deleted keeps running.
+            let pid = self.pid().ok();
+            let mut ctl = self.rabbitmqctl();
+            ctl.arg("stop")
+                .arg(self.dir.join("pid"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let stopped = ctl.status().map(|s| s.success()).unwrap_or(false);
+            if let Some(pid) = pid {
+                if !stopped || Self::alive(pid) {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                }
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Self::alive(pid) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

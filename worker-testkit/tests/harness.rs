@@ -208,7 +208,7 @@ async fn a_job_can_drive_a_single_layer() {
     }));
     let job = harness.job(
         DeliveryBuilder::for_task::<Scripted>(&Work { id: 1 })
-            .delivery_count(2)
+            .attempts(2)
             .build(),
     );
     let never = tower::service_fn(|_: Job| async {

@@ -412,12 +412,15 @@ async fn discard_is_acked_and_reported() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_delivery_count_past_max_attempts_parks_without_running_the_handler() {
+async fn a_quarantined_delivery_returned_past_max_attempts_parks_without_running_the_handler() {
     let harness = Harness::new(Scripted::new(retry_options(3, &[1], 5), |_, _| async {
         panic!("the handler must not run")
     }));
 
-    let report = harness.run(work(1).delivery_count(5).build()).await;
+    let quarantine = harness.spec().quarantine.clone();
+    let report = harness
+        .run(work(1).routing_key(&quarantine).delivery_count(5).build())
+        .await;
 
     assert!(report.runs().is_empty(), "{report}");
     let parked = report.parked().expect("parked");
@@ -429,22 +432,35 @@ async fn a_delivery_count_past_max_attempts_parks_without_running_the_handler() 
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_returned_delivery_is_quarantined_and_its_copy_runs_the_last_attempt() {
+async fn a_delivery_returned_from_the_work_queue_is_quarantined_without_charging_an_attempt() {
     let harness = Harness::new(Scripted::new(retry_options(3, &[1], 5), |_, _| async {
         Ok(())
     }));
-    let report = harness.run(work(1).delivery_count(4).build()).await;
+    let report = harness.run(work(1).delivery_count(4).attempts(2).build()).await;
     assert!(report.runs().is_empty(), "returned deliveries do not run in place: {report}");
-    assert!(matches!(report.outcome(), Outcome::Quarantined { attempts: 4 }), "{report}");
+    assert!(matches!(report.outcome(), Outcome::Quarantined { attempts: 2 }), "{report}");
     assert!(report.acked(), "acked once the copy is confirmed");
     let quarantine = harness.spec().quarantine.clone();
     let copies = report.published_to(&quarantine);
     assert_eq!(copies.len(), 1, "{report}");
-    assert_eq!(copies[0].header_u64("rw-attempts"), Some(4));
+    assert_eq!(copies[0].header_u64("rw-attempts"), Some(2));
     assert_eq!(copies[0].header_u64("x-delivery-count"), None, "broker headers dropped");
 
     let report = harness
         .run(DeliveryBuilder::from_published(copies[0]).build())
+        .await;
+    assert_eq!(report.runs()[0].attempt, 3, "the returns were not charged");
+    assert!(report.succeeded(), "{report}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_return_from_quarantine_is_charged_and_the_last_attempt_still_runs() {
+    let harness = Harness::new(Scripted::new(retry_options(3, &[1], 5), |_, _| async {
+        Ok(())
+    }));
+    let quarantine = harness.spec().quarantine.clone();
+    let report = harness
+        .run(work(1).routing_key(&quarantine).delivery_count(4).build())
         .await;
     assert_eq!(report.runs()[0].attempt, 5);
     assert!(report.succeeded(), "{report}");

@@ -67,7 +67,14 @@ impl Attempts {
         }
     }
 
-    /// Attempts made before this delivery.
+    /// Handler runs known for sure: our header plus broker rejections,
+    /// without the unsettled returns (which may not have run at all).
+    pub fn runs(&self) -> u32 {
+        let s = self.sources;
+        u32::try_from(s.recorded.saturating_add(s.dead_lettered)).unwrap_or(u32::MAX)
+    }
+
+    /// Attempts made before this delivery, counting each unsettled return as one.
     pub fn previous(&self) -> u32 {
         let s = self.sources;
         let total = s

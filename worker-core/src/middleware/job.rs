@@ -28,6 +28,7 @@ struct JobShared {
     attempts: Attempts,
     first_failure: Option<u64>,
     unknown_task: Option<String>,
+    quarantined: bool,
 }
 
 impl std::fmt::Debug for Job {
@@ -51,8 +52,19 @@ impl Job {
         let headers = delivery.properties.headers();
         let attempts = Attempts::read(headers, &spec.queue);
         let first_failure = headers.get_u64(FIRST_FAILURE);
+        // Our quarantine copies go through the default exchange to the
+        // quarantine queue. A return from there counts as an attempt: the
+        // message ran alone. A return from the work queue does not: it may
+        // have sat unstarted in a prefetch window (the quarantine layer moves
+        // it to run alone instead).
+        let quarantined = delivery.exchange.is_empty() && delivery.routing_key == spec.quarantine;
+        let attempt = if quarantined {
+            attempts.current()
+        } else {
+            attempts.runs().saturating_add(1)
+        };
         Job {
-            attempt: attempts.current(),
+            attempt,
             tries_here: 1,
             shared: Arc::new(JobShared {
                 delivery,
@@ -62,6 +74,7 @@ impl Job {
                 attempts,
                 first_failure,
                 unknown_task: None,
+                quarantined,
             }),
         }
     }
@@ -127,6 +140,20 @@ impl Job {
     /// When this message first failed (seconds since the epoch), if it did before.
     pub fn first_failure(&self) -> Option<u64> {
         self.shared.first_failure
+    }
+
+    /// Whether the delivery comes from the task's quarantine queue.
+    pub fn from_quarantine(&self) -> bool {
+        self.shared.quarantined
+    }
+
+    /// Whether the broker returned this delivery unsettled before (a quorum
+    /// `x-delivery-count` above 0, or a classic queue's `redelivered` flag).
+    pub fn was_returned(&self) -> bool {
+        match self.shared.spec.options.queue_type {
+            crate::task::QueueType::Classic => self.shared.delivery.redelivered,
+            crate::task::QueueType::Quorum => self.shared.attempts.sources.returned > 0,
+        }
     }
 
     /// The unregistered task name this delivery carries, if any.

@@ -11,6 +11,8 @@
 //! which the worker consumes with a prefetch of 1 and one handler at a
 //! time. There a crashing message only takes itself down, its count grows,
 //! and the delivery limit parks it; its neighbours run alone and succeed.
+//! Deliveries returned by a broker restart or a lost connection, which
+//! never started, are not charged an attempt for it.
 
 use futures_util::future::{BoxFuture, FutureExt};
 use tower::Service;
@@ -24,8 +26,10 @@ use crate::task::QueueType;
 /// acked); every other delivery passes through. If the copy cannot be
 /// published, the delivery is run where it is.
 ///
-/// The copy records the returns as attempts (`rw-attempts`): the quorum
-/// count, or one for a classic queue's redelivery.
+/// Returns from the work queue are not charged as attempts (the delivery
+/// may never have started); returns from the quarantine queue are, since
+/// the message ran alone: by the quorum queue's own count, or, on a
+/// classic queue, by a fresh copy with one more attempt in `rw-attempts`.
 #[derive(Debug, Clone, Default)]
 pub struct QuarantineLayer;
 
@@ -39,38 +43,35 @@ impl<S: JobService> Service<Job> for Quarantine<S> {
     always_ready!();
 
     fn call(&mut self, job: Job) -> Self::Future {
-        let spec = job.spec();
-        let classic = spec.options.queue_type == QueueType::Classic;
-        let returned = if classic {
-            job.delivery().redelivered
-        } else {
-            job.attempts().sources.returned > 0
+        let classic = job.spec().options.queue_type == QueueType::Classic;
+        // Work queue: any return moves the delivery to quarantine, without
+        // charging an attempt. Quarantine (quorum): returns are counted by the
+        // queue itself and the delivery limit acts on them. Quarantine
+        // (classic, no counter): a redelivery is a crash while running
+        // alone, recorded by a fresh copy with one more attempt.
+        let recorded = match (job.from_quarantine(), job.was_returned()) {
+            (false, true) => job.attempt().saturating_sub(1),
+            (true, true) if classic => job.attempt(),
+            _ => return self.inner.call(job).boxed(),
         };
-        if !returned {
-            return self.inner.call(job).boxed();
-        }
         let mut inner = self.inner.clone();
         Box::pin(async move {
             let spec = job.spec();
-            let previous = job
-                .attempt()
-                .saturating_sub(1)
-                .saturating_add(u32::from(spec.options.queue_type == QueueType::Classic));
             let delivery = job.delivery();
             let mut properties = delivery.properties.without_expiration();
             let headers = properties.headers_mut();
             headers.retain(|name| !name.starts_with("x-"));
-            stamp_attempts(headers, previous);
+            stamp_attempts(headers, recorded);
             let copy = Outgoing::to_queue(&spec.quarantine, properties, delivery.body.clone());
             match job.transport().publish(copy).await {
                 Ok(()) => {
                     tracing::info!(
                         task = spec.name,
-                        attempts = previous,
+                        attempts = recorded,
                         "delivery came back unsettled; running it alone in {}",
                         spec.quarantine
                     );
-                    Ok(Outcome::Quarantined { attempts: previous })
+                    Ok(Outcome::Quarantined { attempts: recorded })
                 }
                 Err(e) => {
                     tracing::warn!(task = spec.name, error = %e, "could not quarantine a returned delivery; running it here");

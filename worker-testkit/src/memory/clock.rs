@@ -91,6 +91,10 @@ impl Clock {
     /// message whose TTL ran out (at the head of its queue, as RabbitMQ
     /// does), dead-lettering it where its queue says.
     ///
+    /// Only messages the broker already holds age: after publishing (or
+    /// acking, rejecting) from a client, await the confirm or another
+    /// synchronous round trip on that connection before advancing.
+    ///
     /// # Panics
     ///
     /// On a real clock, which cannot be moved.

@@ -305,15 +305,14 @@ mod tests {
         let m1 = dead_letter_copy(&msg(), Reason::Rejected, "q", "", Some("w"), 1);
         let m2 = dead_letter_copy(&m1, Reason::Expired, "w", "", Some("q"), 2);
         let m3 = dead_letter_copy(&m2, Reason::Rejected, "q", "", Some("w"), 3);
-        assert_eq!(
-            deaths(&m3),
-            [d("q", "rejected", 2), d("w", "expired", 1)]
-        );
+        assert_eq!(deaths(&m3), [d("q", "rejected", 2), d("w", "expired", 1)]);
         let m4 = dead_letter_copy(&m3, Reason::Expired, "w", "", Some("q"), 4);
         assert_eq!(deaths(&m4), [d("w", "expired", 2), d("q", "rejected", 2)]);
         assert_eq!(m4.routing_keys, ["q"]);
         assert_eq!(
-            m4.header("x-first-death-reason").and_then(as_text).as_deref(),
+            m4.header("x-first-death-reason")
+                .and_then(as_text)
+                .as_deref(),
             Some("rejected")
         );
     }
@@ -333,7 +332,10 @@ mod tests {
             panic!("not a table");
         };
         assert_eq!(
-            t.inner().get("original-expiration").and_then(as_text).as_deref(),
+            t.inner()
+                .get("original-expiration")
+                .and_then(as_text)
+                .as_deref(),
             Some("50")
         );
     }

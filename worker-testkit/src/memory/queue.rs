@@ -450,7 +450,11 @@ mod tests {
         assert!(check_equivalent("q", &a, &b).is_ok());
         let err = check_equivalent("q", &a, &c).unwrap_err();
         assert_eq!(err.code, 406);
-        assert!(err.text.contains("inequivalent arg 'x-message-ttl'"), "{}", err.text);
+        assert!(
+            err.text.contains("inequivalent arg 'x-message-ttl'"),
+            "{}",
+            err.text
+        );
         assert!(check_equivalent("q", &a, &FieldTable::default()).is_err());
         let other = table(&[("x-custom", AMQPValue::LongLongInt(1))]);
         assert!(check_equivalent("q", &FieldTable::default(), &other).is_ok());

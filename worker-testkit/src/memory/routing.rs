@@ -80,7 +80,7 @@ impl Exchange {
             .iter()
             .filter(move |b| match self.kind {
                 Kind::Fanout => true,
-                Kind::Direct => keys.iter().any(|k| *k == b.key),
+                Kind::Direct => keys.contains(&b.key),
                 Kind::Topic => keys.iter().any(|k| topic_matches(&b.key, k)),
                 Kind::Headers => headers_match(&b.args, headers),
             })
@@ -140,12 +140,11 @@ pub(crate) fn headers_match(binding: &FieldTable, headers: Option<&FieldTable>) 
     if wanted.peek().is_none() {
         return !any;
     }
-    let mut hit = |(k, v): (&amq_protocol::types::ShortString, &AMQPValue)| match headers
-        .get(k.as_str())
-    {
-        None => false,
-        Some(h) => matches!(v, AMQPValue::Void) || same_value(v, h),
-    };
+    let mut hit =
+        |(k, v): (&amq_protocol::types::ShortString, &AMQPValue)| match headers.get(k.as_str()) {
+            None => false,
+            Some(h) => matches!(v, AMQPValue::Void) || same_value(v, h),
+        };
     if any {
         wanted.any(&mut hit)
     } else {

@@ -114,11 +114,7 @@ impl State {
     /// A random-looking unique suffix for generated names.
     pub(crate) fn unique(&mut self, prefix: &str) -> String {
         self.names += 1;
-        format!(
-            "{prefix}{}-{}",
-            uuid::Uuid::new_v4().simple(),
-            self.names
-        )
+        format!("{prefix}{}-{}", uuid::Uuid::new_v4().simple(), self.names)
     }
 
     // ------------------------------------------------------------ lifecycle
@@ -202,11 +198,7 @@ impl State {
 
     /// `None` if the channel is not open, else whether it is closing.
     pub(crate) fn channel_status(&self, conn: u64, ch: u16) -> Option<bool> {
-        self.conns
-            .get(&conn)?
-            .channels
-            .get(&ch)
-            .map(|c| c.closing)
+        self.conns.get(&conn)?.channels.get(&ch).map(|c| c.closing)
     }
 
     pub(crate) fn is_connected(&self, conn: u64) -> bool {
@@ -382,7 +374,11 @@ impl State {
         let due: Vec<String> = self
             .queues
             .values()
-            .filter(|q| q.head().and_then(|e| e.expires_at).is_some_and(|t| t <= now))
+            .filter(|q| {
+                q.head()
+                    .and_then(|e| e.expires_at)
+                    .is_some_and(|t| t <= now)
+            })
             .map(|q| q.name.clone())
             .collect();
         self.dirty.extend(due);
@@ -552,7 +548,9 @@ impl State {
         let taken: Vec<Unacked> = if multiple && tag == 0 {
             std::mem::take(&mut state.unacked).into_values().collect()
         } else if !state.unacked.contains_key(&tag) {
-            return Err(AmqpError::precondition(format!("unknown delivery tag {tag}")));
+            return Err(AmqpError::precondition(format!(
+                "unknown delivery tag {tag}"
+            )));
         } else if multiple {
             let rest = state.unacked.split_off(&(tag + 1));
             std::mem::replace(&mut state.unacked, rest)
@@ -597,8 +595,7 @@ impl State {
         let mut entry = u.entry;
         if q.is_quorum() {
             entry.delivery_count += 1;
-            if q
-                .args
+            if q.args
                 .delivery_limit
                 .is_some_and(|limit| entry.delivery_count > limit)
             {
@@ -676,16 +673,12 @@ impl State {
         };
         q.push(msg, ttl.map(|t| now.saturating_add(t)));
         q.evaluate_limit();
-        loop {
-            let Some(q) = self.queues.get_mut(name) else {
-                break;
-            };
-            if !q.must_drop_head() {
-                break;
-            }
-            let Some(e) = q.pop_head() else {
-                break;
-            };
+        while let Some(e) = self
+            .queues
+            .get_mut(name)
+            .filter(|q| q.must_drop_head())
+            .and_then(Queue::pop_head)
+        {
             self.dead_letter(name, e, Reason::MaxLen);
         }
         self.mark(name);
@@ -754,7 +747,11 @@ impl State {
         let mut keys = vec![method.routing_key.to_string()];
         keys.extend(header_routes(properties.headers().as_ref(), "CC"));
         let bcc = header_routes(properties.headers().as_ref(), "BCC");
-        if let Some(h) = properties.headers().as_ref().filter(|h| h.contains_key("BCC")) {
+        if let Some(h) = properties
+            .headers()
+            .as_ref()
+            .filter(|h| h.contains_key("BCC"))
+        {
             let mut h = h.inner().clone();
             h.remove("BCC");
             properties = properties.with_headers(FieldTable::from(h));

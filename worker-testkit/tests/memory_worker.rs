@@ -1,0 +1,393 @@
+//! The real worker against the memory broker: handle, park, and redeliver
+//! through a delay tier whose TTL runs on the broker's manual clock.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use worker_core::worker::WorkerConfig;
+use worker_core::{
+    ConnectionConfig, Connector, DeathReason, Publisher, RetryPolicy, Task, TaskContext, TaskError,
+    TaskOptions, Worker,
+};
+use worker_testkit::memory::MemoryBroker;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Job {
+    id: String,
+    /// `ok`, `permanent`, or `fail-once` (transient on the first attempt).
+    mode: String,
+}
+
+impl Job {
+    fn new(id: &str, mode: &str) -> Job {
+        Job {
+            id: id.to_owned(),
+            mode: mode.to_owned(),
+        }
+    }
+}
+
+/// What the handler saw: id -> attempt numbers, and ids that succeeded.
+#[derive(Clone, Default)]
+struct Seen {
+    attempts: Arc<Mutex<HashMap<String, Vec<u32>>>>,
+    done: Arc<Mutex<Vec<String>>>,
+}
+
+impl Seen {
+    fn attempts(&self, id: &str) -> Vec<u32> {
+        self.attempts
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn done(&self) -> Vec<String> {
+        let mut d = self.done.lock().unwrap().clone();
+        d.sort();
+        d
+    }
+}
+
+const TIER: Duration = Duration::from_secs(30);
+
+struct Deliver;
+
+impl Task for Deliver {
+    type Payload = Job;
+    const NAME: &'static str = "mem.deliver";
+    const QUEUE: &'static str = "mem.deliver";
+
+    fn options(&self) -> TaskOptions {
+        TaskOptions {
+            retry: RetryPolicy::default()
+                .in_process(1)
+                .tiers([TIER])
+                .max_attempts(3),
+            prefetch: 10,
+            concurrency: 4,
+            ..TaskOptions::default()
+        }
+    }
+
+    async fn run(&self, ctx: TaskContext, job: Job) -> Result<(), TaskError> {
+        let seen = ctx.state::<Seen>().expect("Seen state");
+        seen.attempts
+            .lock()
+            .unwrap()
+            .entry(job.id.clone())
+            .or_default()
+            .push(ctx.attempt());
+        match job.mode.as_str() {
+            "permanent" => Err(TaskError::permanent(format!("{} cannot be done", job.id))),
+            "fail-once" if ctx.attempt() == 1 => {
+                Err(TaskError::transient(format!("{} failed once", job.id)))
+            }
+            _ => {
+                seen.done.lock().unwrap().push(job.id);
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_handles_parks_and_redelivers_through_a_clock_driven_tier() {
+    let broker = MemoryBroker::start().await;
+    let seen = Seen::default();
+    let worker = Worker::new(Connector::new(ConnectionConfig::new(broker.url())))
+        .register(Deliver)
+        .state(seen.clone())
+        .config(WorkerConfig {
+            grace_period: Duration::from_secs(5),
+            settle_wait: Duration::from_millis(10),
+            ..WorkerConfig::default()
+        });
+    let running = worker
+        .start()
+        .await
+        .expect("the worker starts on the memory broker");
+    let (queue, tier, parking) = (
+        "mem.deliver",
+        "mem.deliver.retry.30s",
+        "mem.deliver.parking",
+    );
+    assert!(broker.has_queue(queue) && broker.has_queue(tier) && broker.has_queue(parking));
+    eventually("the worker consumes", || {
+        let n = broker.consumer_count(queue);
+        async move { n == 1 }
+    })
+    .await;
+
+    let publisher = Publisher::new(Connector::new(ConnectionConfig::new(broker.url())));
+    for job in [
+        Job::new("a", "ok"),
+        Job::new("b", "ok"),
+        Job::new("c", "ok"),
+        Job::new("poison", "permanent"),
+        Job::new("flaky", "fail-once"),
+    ] {
+        publisher.enqueue::<Deliver>(&job).await.expect("confirmed");
+    }
+
+    eventually(
+        "ok jobs handled, poison parked, flaky waiting in the tier",
+        || {
+            let done = seen.done();
+            let parked = broker.queue_depth(parking);
+            let waiting = broker.queue_depth(tier);
+            async move { done == ["a", "b", "c"] && parked == 1 && waiting == 1 }
+        },
+    )
+    .await;
+    assert_eq!(seen.attempts("poison"), [1]);
+    assert_eq!(seen.attempts("flaky"), [1]);
+
+    let parked = &broker.messages(parking)[0];
+    assert_eq!(
+        parked.header_str("rw-park-reason").as_deref(),
+        Some("permanent")
+    );
+    assert_eq!(
+        parked.header_str("rw-error-message").as_deref(),
+        Some("poison cannot be done")
+    );
+    assert!(
+        parked.body_str().contains("\"poison\""),
+        "{}",
+        parked.body_str()
+    );
+
+    // The tier's TTL runs on the broker clock: nothing happens until it moves.
+    let waiting = &broker.messages(tier)[0];
+    assert_eq!(waiting.expires_in, Some(TIER));
+    broker.clock().advance(TIER - Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(broker.queue_depth(tier), 1, "not yet expired");
+    assert_eq!(seen.attempts("flaky"), [1]);
+
+    broker.clock().advance(Duration::from_secs(1));
+    eventually("flaky handled on its second attempt", || {
+        let attempts = seen.attempts("flaky");
+        async move { attempts == [1, 2] }
+    })
+    .await;
+    eventually("every queue settled", || {
+        let settled = broker.queue_depth(queue) == 0
+            && broker.unacked_count(queue) == 0
+            && broker.queue_depth(tier) == 0;
+        async move { settled }
+    })
+    .await;
+    assert_eq!(seen.done(), ["a", "b", "c", "flaky"]);
+    assert_eq!(broker.queue_depth(parking), 1);
+
+    running.shutdown().await.expect("clean stop");
+    assert_eq!(broker.consumer_count(queue), 0);
+    assert_eq!(broker.queue_depth(queue), 0, "nothing returned on stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_reconnects_after_the_broker_drops_every_connection() {
+    let broker = MemoryBroker::start().await;
+    let seen = Seen::default();
+    let running = Worker::new(Connector::new(ConnectionConfig::new(broker.url())))
+        .register(Deliver)
+        .state(seen.clone())
+        .config(WorkerConfig {
+            grace_period: Duration::from_secs(5),
+            settle_wait: Duration::from_millis(10),
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_millis(200),
+            ..WorkerConfig::default()
+        })
+        .start()
+        .await
+        .expect("started");
+    let publisher = Publisher::new(Connector::new(ConnectionConfig::new(broker.url())));
+    publisher
+        .enqueue::<Deliver>(&Job::new("before", "ok"))
+        .await
+        .unwrap();
+    eventually("first job handled", || {
+        let done = seen.done();
+        async move { done == ["before"] }
+    })
+    .await;
+
+    // Once the broker has the ack, nothing comes back after the drop.
+    eventually("the ack reached the broker", || {
+        let n = broker.unacked_count("mem.deliver");
+        async move { n == 0 }
+    })
+    .await;
+    assert_eq!(
+        broker.close_all_connections(),
+        2,
+        "the worker's and the publisher's"
+    );
+    assert_eq!(broker.connection_count(), 0);
+    eventually("the worker consumes again", || {
+        let back = broker.consumer_count("mem.deliver") == 1;
+        async move { back }
+    })
+    .await;
+    publisher
+        .enqueue::<Deliver>(&Job::new("after", "ok"))
+        .await
+        .expect("the publisher reconnects too");
+    eventually("second job handled", || {
+        let done = seen.done();
+        async move { done == ["after", "before"] }
+    })
+    .await;
+    running.shutdown().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn quorum_delivery_limit_parks_a_crash_loop_with_x_death() {
+    // The broker side of the framework's crash-loop backstop, without a worker:
+    // rejecting with requeue counts deliveries until the limit dead-letters it.
+    use futures_util::StreamExt;
+    use lapin::options::{BasicConsumeOptions, BasicRejectOptions, QueueDeclareOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+    let broker = MemoryBroker::start().await;
+    let conn = Connection::connect(&broker.url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(1));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString("crash.parking".into()),
+    );
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    ch.queue_declare("crash".into(), durable, args)
+        .await
+        .unwrap();
+    ch.queue_declare("crash.parking".into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    broker.publish("", "crash", BasicProperties::default(), "boom");
+    let mut consumer = ch
+        .basic_consume(
+            "crash".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let d = consumer.next().await.unwrap().unwrap();
+        d.acker
+            .reject(BasicRejectOptions { requeue: true })
+            .await
+            .unwrap();
+    }
+    eventually("dead-lettered after two deliveries", || {
+        let n = broker.queue_depth("crash.parking");
+        async move { n == 1 }
+    })
+    .await;
+    let dead = &broker.messages("crash.parking")[0];
+    let deaths = dead.x_death();
+    assert_eq!(deaths.len(), 1);
+    assert_eq!(deaths[0].reason, DeathReason::DeliveryLimit);
+    assert_eq!(deaths[0].queue, "crash");
+    assert_eq!(deaths[0].count, 1);
+    assert_eq!(dead.header_i64("x-delivery-count"), None);
+}
+
+#[tokio::test]
+async fn a_real_clock_broker_expires_by_wall_time() {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+    let broker = MemoryBroker::start_with_real_clock().await;
+    assert!(!broker.clock().is_manual());
+    let conn = Connection::connect(&broker.url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let mut args = FieldTable::default();
+    args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(50));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString("later".into()),
+    );
+    ch.queue_declare("soon".into(), QueueDeclareOptions::default(), args)
+        .await
+        .unwrap();
+    ch.queue_declare(
+        "later".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let confirm = ch
+        .basic_publish(
+            "".into(),
+            "soon".into(),
+            BasicPublishOptions::default(),
+            b"tick",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    assert!(confirm.await.unwrap().is_ack());
+    assert_eq!(broker.queue_depth("soon"), 1);
+    eventually("expired by wall time", || {
+        let moved = broker.queue_depth("soon") == 0 && broker.queue_depth("later") == 1;
+        async move { moved }
+    })
+    .await;
+    assert!(broker.clock().elapsed() >= Duration::from_millis(50));
+    assert_eq!(
+        broker.messages("later")[0].x_death()[0].reason,
+        DeathReason::Expired
+    );
+}
