@@ -77,6 +77,7 @@ impl std::error::Error for NodeError {}
 #[derive(Debug)]
 pub struct RabbitNode {
     dir: PathBuf,
+    home: PathBuf,
     name: String,
     amqp_port: u16,
     dist_port: u16,
@@ -117,6 +118,12 @@ impl RabbitNode {
     /// `apt-get install rabbitmq-server`), or the node does not come up (the
     /// message ends with the tail of its log).
     pub async fn start() -> Result<RabbitNode, NodeError> {
+        RabbitNode::start_with_home(None).await
+    }
+
+    /// Like [`start`](RabbitNode::start), with `HOME` (and so the Erlang
+    /// cookie) in `home` when given: nodes that share it can form a cluster.
+    async fn start_with_home(home: Option<PathBuf>) -> Result<RabbitNode, NodeError> {
         let server = Path::new(BIN_DIR).join("rabbitmq-server");
         if !server.exists() {
             return Err(NodeError::new(format!(
@@ -140,8 +147,12 @@ impl RabbitNode {
         };
         write("rabbitmq.conf", &config)?;
         write("enabled_plugins", "[].\n")?;
+        let home = home.unwrap_or_else(|| dir.join("home"));
+        std::fs::create_dir_all(&home)
+            .map_err(|e| NodeError::new(format!("cannot create {}: {e}", home.display())))?;
         let mut node = RabbitNode {
             dir,
+            home,
             name: format!("tk-{id}@localhost"),
             amqp_port,
             dist_port,
@@ -183,7 +194,7 @@ impl RabbitNode {
 
     fn env(&self, cmd: &mut Command) {
         let d = &self.dir;
-        cmd.env("HOME", d.join("home"))
+        cmd.env("HOME", &self.home)
             .env("RABBITMQ_NODENAME", &self.name)
             .env("RABBITMQ_NODE_PORT", self.amqp_port.to_string())
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
@@ -405,5 +416,121 @@ impl Drop for RabbitNode {
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Several private nodes joined into one RabbitMQ cluster on this machine.
+///
+/// The nodes share one `HOME`, so one Erlang cookie; nodes 2.. join the
+/// first with `stop_app`, `join_cluster`, `start_app`. Quorum queues declared
+/// afterwards get a member on every node.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), worker_testkit::node::NodeError> {
+/// use worker_testkit::node::RabbitCluster;
+///
+/// let mut cluster = RabbitCluster::start(3).await?;
+/// let urls = cluster.urls(); // one URL per node, comma-separated
+/// if let Some(leader) = cluster.queue_leader("orders").await? {
+///     cluster.node_mut(leader).stop().await?;
+/// }
+/// # let _ = urls; Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct RabbitCluster {
+    nodes: Vec<RabbitNode>,
+    home: PathBuf,
+}
+
+impl RabbitCluster {
+    /// Starts `size` nodes and joins them into one cluster.
+    ///
+    /// # Errors
+    ///
+    /// As [`RabbitNode::start`], or when a node cannot join.
+    pub async fn start(size: usize) -> Result<RabbitCluster, NodeError> {
+        let id = format!("{:08x}", rand::rng().random::<u32>());
+        let home = std::env::temp_dir().join(format!("tk-cluster-{id}"));
+        let mut cluster = RabbitCluster {
+            nodes: Vec::new(),
+            home: home.clone(),
+        };
+        for _ in 0..size.max(1) {
+            cluster
+                .nodes
+                .push(RabbitNode::start_with_home(Some(home.clone())).await?);
+        }
+        let first = cluster.nodes[0].name().to_owned();
+        for node in &cluster.nodes[1..] {
+            for args in [vec!["stop_app"], vec!["join_cluster", &first], vec!["start_app"]] {
+                let mut ctl = node.rabbitmqctl();
+                ctl.args(&args);
+                let out = RabbitNode::run(ctl).await?;
+                if !out.status.success() {
+                    return Err(NodeError::new(format!(
+                        "rabbitmqctl {} on {} failed: {}",
+                        args.join(" "),
+                        node.name(),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )));
+                }
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// The nodes' URLs, comma-separated, in node order (what `AMQP_URL` takes).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(RabbitNode::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Node `i`.
+    pub fn node(&self, i: usize) -> &RabbitNode {
+        &self.nodes[i]
+    }
+
+    /// Node `i`, to stop, start or kill.
+    pub fn node_mut(&mut self, i: usize) -> &mut RabbitNode {
+        &mut self.nodes[i]
+    }
+
+    /// The index of the node holding the leader of quorum queue `queue` in
+    /// the default vhost, asked of any running node; `None` if unknown.
+    ///
+    /// # Errors
+    ///
+    /// When no running node answers.
+    pub async fn queue_leader(&self, queue: &str) -> Result<Option<usize>, NodeError> {
+        let Some(asked) = self.nodes.iter().find(|n| n.is_running()) else {
+            return Err(NodeError::new("no node of the cluster is running"));
+        };
+        let mut ctl = asked.rabbitmqctl();
+        ctl.args(["list_queues", "-q", "--no-table-headers", "name", "leader"]);
+        let out = RabbitNode::run(ctl).await?;
+        if !out.status.success() {
+            return Err(NodeError::new(format!(
+                "list_queues on {} failed: {}",
+                asked.name(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+        let leader = listing.lines().find_map(|line| {
+            let mut cols = line.split_whitespace();
+            (cols.next() == Some(queue)).then(|| cols.next().map(str::to_owned))?
+        });
+        Ok(leader.and_then(|name| self.nodes.iter().position(|n| n.name() == name)))
+    }
+}
+
+impl Drop for RabbitCluster {
+    fn drop(&mut self) {
+        // Nodes first (each stops and removes its own directory), then the shared HOME.
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.home);
     }
 }

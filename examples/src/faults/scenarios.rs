@@ -104,10 +104,20 @@ impl Lab {
 }
 
 impl Run {
-    /// Reopens the scenario's inspection connection (after a broker restart).
+    /// Reopens the scenario's inspection connection (after a broker restart
+    /// or failover), trying each of the scenario's URLs in turn.
     pub async fn reconnect(&mut self) -> Result<(), String> {
-        self.conn = broker::connect(self.first_url()).await?;
-        Ok(())
+        let mut last = String::from("no URL");
+        for url in self.config.url.split(',') {
+            match broker::connect(url).await {
+                Ok(conn) => {
+                    self.conn = conn;
+                    return Ok(());
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// Publishes fixture jobs (confirmed).

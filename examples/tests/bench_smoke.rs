@@ -1,0 +1,61 @@
+//! The benchmark in quick mode with tiny sizes against a real RabbitMQ: it
+//! must complete and count every message on both sides. No timing assertions.
+
+use std::path::PathBuf;
+
+use examples::bench::{run, Config, Side};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_bench_counts_every_message_on_both_sides() {
+    let mut cfg = Config::quick();
+    cfg.messages = 300;
+    cfg.reps = 1;
+    cfg.latency_rate = 300.0;
+    cfg.latency_secs = 1.0;
+    cfg.publish_sequential = 30;
+    cfg.batch = 100;
+    cfg.memory_sizes = vec![300, 600];
+    cfg.naive = true;
+    cfg.threads = Some(2);
+    cfg.exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_bench")));
+
+    let report = run(&cfg).await.unwrap_or_else(|e| {
+        panic!(
+            "the quick bench must complete against RabbitMQ at {} (start it or set AMQP_URL): {e}",
+            worker_core::redact_url(&cfg.url)
+        )
+    });
+
+    for scenario in ["drain", "latency", "publish", "memory", "failure"] {
+        for side in [Side::Framework, Side::Lapin] {
+            assert!(
+                report
+                    .runs
+                    .iter()
+                    .any(|r| r.scenario == scenario && r.side == side),
+                "no verified {scenario} run for {side:?}"
+            );
+        }
+    }
+    assert!(report
+        .runs
+        .iter()
+        .any(|r| r.scenario == "drain" && r.side == Side::LapinNaive));
+    for r in &report.runs {
+        assert_eq!(r.resolved, r.expected, "{r:?}");
+    }
+    let failure: Vec<_> = report
+        .runs
+        .iter()
+        .filter(|r| r.scenario == "failure")
+        .collect();
+    // 300 messages: every 10th redelivered once (30 extra runs), every 100th parked (3).
+    assert!(failure.iter().any(|r| r.handler_runs == 330));
+    assert!(failure.iter().any(|r| r.parked == 3));
+    assert!(!report.figures.is_empty());
+    for f in &report.figures {
+        assert_eq!(f.framework.len(), 1, "{}", f.name);
+        assert_eq!(f.baseline.len(), 1, "{}", f.name);
+    }
+    assert!(report.render().contains("framework / baseline"));
+}
