@@ -2,10 +2,10 @@
 
 use std::panic::AssertUnwindSafe;
 
-use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::future::FutureExt;
 use tower::Service;
 
-use super::{always_ready, config_layer, Failure, FailureCause, Handled, Job, JobService, Outcome};
+use super::{config_layer, job_service_header, Failure, FailureCause, Job, JobService, Outcome};
 use crate::task::FailureKind;
 
 /// Turns panics of the inner service into [`Outcome::Failed`] with cause [`FailureCause::Panic`].
@@ -15,11 +15,7 @@ pub struct CatchPanicLayer;
 config_layer!(CatchPanicLayer => CatchPanic);
 
 impl<S: JobService> Service<Job> for CatchPanic<S> {
-    type Response = Outcome;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture<'static, Handled>;
-
-    always_ready!();
+    job_service_header!();
 
     fn call(&mut self, job: Job) -> Self::Future {
         let attempt = job.attempt();

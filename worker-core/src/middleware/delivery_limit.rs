@@ -1,9 +1,9 @@
 //! Messages past their attempt budget are parked without running the handler.
 
-use futures_util::future::{self, BoxFuture, FutureExt};
+use futures_util::future::{self, FutureExt};
 use tower::Service;
 
-use super::{always_ready, config_layer, Failure, FailureCause, Handled, Job, JobService, Outcome};
+use super::{config_layer, job_service_header, Failure, FailureCause, Job, JobService, Outcome};
 use crate::task::FailureKind;
 
 /// Compares the delivery's attempt number (our header, the work queue's
@@ -20,11 +20,7 @@ pub struct DeliveryLimitLayer;
 config_layer!(DeliveryLimitLayer => DeliveryLimit);
 
 impl<S: JobService> Service<Job> for DeliveryLimit<S> {
-    type Response = Outcome;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture<'static, Handled>;
-
-    always_ready!();
+    job_service_header!();
 
     fn call(&mut self, job: Job) -> Self::Future {
         let max = job.spec().options.retry.max_attempts;

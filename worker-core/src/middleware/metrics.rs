@@ -13,11 +13,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::future::BoxFuture;
 use metrics::{Counter, Gauge, Histogram};
 use tower::Service;
 
-use super::{always_ready, config_layer, Handled, Job, JobService, Outcome};
+use super::{config_layer, job_service_header, Job, JobService};
 
 const OUTCOMES: [&str; 7] = [
     "ack",
@@ -70,11 +69,7 @@ impl MetricsLayer {
 config_layer!(MetricsLayer => Metrics);
 
 impl<S: JobService> Service<Job> for Metrics<S> {
-    type Response = Outcome;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture<'static, Handled>;
-
-    always_ready!();
+    job_service_header!();
 
     fn call(&mut self, job: Job) -> Self::Future {
         let handles = self.config.handles.clone();

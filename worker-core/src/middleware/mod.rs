@@ -93,9 +93,15 @@ macro_rules! config_layer {
 }
 pub(crate) use config_layer;
 
-/// `poll_ready` for services whose inner service is always ready.
-macro_rules! always_ready {
+/// The associated types and `poll_ready` every job layer's service shares:
+/// it answers an [`Outcome`] through a boxed future, never fails, and is
+/// ready when its inner service is.
+macro_rules! job_service_header {
     () => {
+        type Response = $crate::middleware::Outcome;
+        type Error = std::convert::Infallible;
+        type Future = futures_util::future::BoxFuture<'static, $crate::middleware::Handled>;
+
         fn poll_ready(
             &mut self,
             cx: &mut std::task::Context<'_>,
@@ -104,4 +110,4 @@ macro_rules! always_ready {
         }
     };
 }
-pub(crate) use always_ready;
+pub(crate) use job_service_header;

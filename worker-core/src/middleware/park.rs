@@ -1,9 +1,8 @@
 //! Final failures go to the parking queue, where a person can list and replay them.
 
-use futures_util::future::BoxFuture;
 use tower::Service;
 
-use super::{always_ready, config_layer, Failure, Handled, Job, JobService, Outcome};
+use super::{config_layer, job_service_header, Failure, Job, JobService, Outcome};
 use crate::headers::{self, truncate_utf8, Headers};
 use crate::host::{hostname, now_secs};
 use crate::message::Outgoing;
@@ -26,11 +25,7 @@ pub struct ParkLayer;
 config_layer!(ParkLayer => Park);
 
 impl<S: JobService> Service<Job> for Park<S> {
-    type Response = Outcome;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture<'static, Handled>;
-
-    always_ready!();
+    job_service_header!();
 
     fn call(&mut self, job: Job) -> Self::Future {
         let fut = self.inner.call(job.clone());

@@ -14,11 +14,11 @@
 //! Deliveries returned by a broker restart or a lost connection, which
 //! never started, are not charged an attempt for it.
 
-use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::future::FutureExt;
 use tower::Service;
 
 use super::park::stamp_attempts;
-use super::{always_ready, config_layer, Handled, Job, JobService, Outcome};
+use super::{config_layer, job_service_header, Job, JobService, Outcome};
 use crate::message::Outgoing;
 use crate::task::QueueType;
 
@@ -36,11 +36,7 @@ pub struct QuarantineLayer;
 config_layer!(QuarantineLayer => Quarantine);
 
 impl<S: JobService> Service<Job> for Quarantine<S> {
-    type Response = Outcome;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture<'static, Handled>;
-
-    always_ready!();
+    job_service_header!();
 
     fn call(&mut self, job: Job) -> Self::Future {
         let classic = job.spec().options.queue_type == QueueType::Classic;

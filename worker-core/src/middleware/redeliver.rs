@@ -4,11 +4,10 @@
 //! whose fixed TTL dead-letters it back to the work queue. One TTL per queue,
 //! because RabbitMQ only expires messages at the head of a queue.
 
-use futures_util::future::BoxFuture;
 use tower::Service;
 
 use super::park::stamp_failure;
-use super::{always_ready, config_layer, Handled, Job, JobService, Outcome};
+use super::{config_layer, job_service_header, Job, JobService, Outcome};
 use crate::headers::REDELIVERIES;
 use crate::message::Outgoing;
 use crate::task::FailureKind;
@@ -26,11 +25,7 @@ pub struct RedeliverLayer;
 config_layer!(RedeliverLayer => Redeliver);
 
 impl<S: JobService> Service<Job> for Redeliver<S> {
-    type Response = Outcome;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture<'static, Handled>;
-
-    always_ready!();
+    job_service_header!();
 
     fn call(&mut self, job: Job) -> Self::Future {
         let fut = self.inner.call(job.clone());

@@ -7,12 +7,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use futures_util::future::BoxFuture;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tower::Service;
 
-use super::{always_ready, config_layer, Handled, Job, JobService, Outcome};
+use super::{config_layer, job_service_header, Job, JobService, Outcome};
 use crate::task::FailureKind;
 
 /// Retries transient failures up to the task's `in_process_attempts`, with its backoff.
@@ -44,11 +43,7 @@ impl RetryLayer {
 config_layer!(RetryLayer => Retry);
 
 impl<S: JobService> Service<Job> for Retry<S> {
-    type Response = Outcome;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture<'static, Handled>;
-
-    always_ready!();
+    job_service_header!();
 
     fn call(&mut self, job: Job) -> Self::Future {
         let mut inner = self.inner.clone();

@@ -1,9 +1,8 @@
 //! An attempt that runs past the task's timeout is a transient failure.
 
-use futures_util::future::BoxFuture;
 use tower::Service;
 
-use super::{always_ready, config_layer, Failure, FailureCause, Handled, Job, JobService, Outcome};
+use super::{config_layer, job_service_header, Failure, FailureCause, Job, JobService, Outcome};
 use crate::duration::format_duration;
 use crate::task::FailureKind;
 
@@ -17,11 +16,7 @@ pub struct TimeoutLayer;
 config_layer!(TimeoutLayer => Timeout);
 
 impl<S: JobService> Service<Job> for Timeout<S> {
-    type Response = Outcome;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture<'static, Handled>;
-
-    always_ready!();
+    job_service_header!();
 
     fn call(&mut self, job: Job) -> Self::Future {
         let limit = job.spec().options.timeout;

@@ -1,10 +1,9 @@
 //! One tracing span per delivery.
 
-use futures_util::future::BoxFuture;
 use tower::Service;
 use tracing::Instrument;
 
-use super::{always_ready, config_layer, Handled, Job, JobService, Outcome};
+use super::{config_layer, job_service_header, Job, JobService};
 
 /// Wraps each delivery in an `info` span named `delivery` with the task,
 /// queue, message id, correlation id, attempt and redelivered flag, and logs
@@ -15,11 +14,7 @@ pub struct TraceLayer;
 config_layer!(TraceLayer => Trace);
 
 impl<S: JobService> Service<Job> for Trace<S> {
-    type Response = Outcome;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture<'static, Handled>;
-
-    always_ready!();
+    job_service_header!();
 
     fn call(&mut self, job: Job) -> Self::Future {
         let delivery = job.delivery();
