@@ -6,22 +6,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use examples::faults::{plain_jobs, Lab, Run};
+use examples::faults::{plain_jobs, scaled, Lab, Run, SETTLE};
 use examples::tasks::record::RecordJob;
 
 fn lab() -> Lab {
     Lab::new(PathBuf::from(env!("CARGO_BIN_EXE_demo-worker")))
 }
-
-fn scaled(n: usize) -> usize {
-    let scale: f64 = std::env::var("FAULTS_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    ((n as f64 * scale) as usize).max(100)
-}
-
-const SETTLE: Duration = Duration::from_secs(240);
 
 async fn finish(run: &Run, name: &str) -> examples::faults::Account {
     let (account, _) = run.account().await;
@@ -36,11 +26,20 @@ async fn sigkill_mid_backlog_then_restart_loses_nothing() {
     let mut run = lab.prepare("sigkill", "200ms,500ms", &[]).await.unwrap();
     run.publish(&plain_jobs("kill", n, 0)).await.unwrap();
     let mut first = run.spawn().unwrap();
-    assert!(run.wait_handled(n / 4, SETTLE).await, "first worker made no progress");
+    assert!(
+        run.wait_handled(n / 4, SETTLE).await,
+        "first worker made no progress"
+    );
     first.kill().await;
     let mut second = run.spawn().unwrap();
-    assert!(run.wait_settled(SETTLE).await, "backlog not finished after the restart");
-    second.terminate(Duration::from_secs(30)).await.expect("clean exit");
+    assert!(
+        run.wait_settled(SETTLE).await,
+        "backlog not finished after the restart"
+    );
+    second
+        .terminate(Duration::from_secs(30))
+        .await
+        .expect("clean exit");
     let account = finish(&run, "SIGKILL mid-backlog").await;
     assert_eq!(account.lost, 0);
     assert_eq!(account.handled, n);
@@ -55,7 +54,10 @@ async fn sigterm_mid_backlog_is_a_clean_stop_without_duplicates() {
     let mut run = lab.prepare("sigterm", "200ms,500ms", &[]).await.unwrap();
     run.publish(&plain_jobs("term", n, 1)).await.unwrap();
     let mut first = run.spawn().unwrap();
-    assert!(run.wait_handled(n / 4, SETTLE).await, "first worker made no progress");
+    assert!(
+        run.wait_handled(n / 4, SETTLE).await,
+        "first worker made no progress"
+    );
     let status = first
         .terminate(Duration::from_secs(60))
         .await
@@ -64,11 +66,20 @@ async fn sigterm_mid_backlog_is_a_clean_stop_without_duplicates() {
     let handled_before = run.record().distinct();
     assert!(handled_before < n, "stopped mid-backlog");
     let mut second = run.spawn().unwrap();
-    assert!(run.wait_settled(SETTLE).await, "backlog not finished after the restart");
-    second.terminate(Duration::from_secs(30)).await.expect("clean exit");
+    assert!(
+        run.wait_settled(SETTLE).await,
+        "backlog not finished after the restart"
+    );
+    second
+        .terminate(Duration::from_secs(30))
+        .await
+        .expect("clean exit");
     let account = finish(&run, "SIGTERM mid-backlog").await;
     assert_eq!(account.lost, 0);
-    assert_eq!(account.duplicates, 0, "a clean stop must not redeliver finished work");
+    assert_eq!(
+        account.duplicates, 0,
+        "a clean stop must not redeliver finished work"
+    );
     assert_eq!(account.handled, n);
 }
 
@@ -76,16 +87,31 @@ async fn sigterm_mid_backlog_is_a_clean_stop_without_duplicates() {
 async fn broker_closing_all_connections_mid_backlog_loses_nothing() {
     let n = scaled(10_000);
     let lab = lab();
-    let mut run = lab.prepare("close-connections", "200ms,500ms", &[]).await.unwrap();
+    let mut run = lab
+        .prepare("close-connections", "200ms,500ms", &[])
+        .await
+        .unwrap();
     run.publish(&plain_jobs("close", n, 1)).await.unwrap();
     let mut worker = run.spawn().unwrap();
-    assert!(run.wait_handled(n / 4, SETTLE).await, "worker made no progress");
+    assert!(
+        run.wait_handled(n / 4, SETTLE).await,
+        "worker made no progress"
+    );
     let vhost = run.vhost().unwrap().to_owned();
     let closed = run.close_connections(&vhost).unwrap();
     assert!(closed >= 1, "no connection was closed");
-    assert!(run.wait_settled(SETTLE).await, "the worker did not reconnect and finish");
-    assert!(worker.exited().is_none(), "the worker reconnected instead of exiting");
-    worker.terminate(Duration::from_secs(30)).await.expect("clean exit");
+    assert!(
+        run.wait_settled(SETTLE).await,
+        "the worker did not reconnect and finish"
+    );
+    assert!(
+        worker.exited().is_none(),
+        "the worker reconnected instead of exiting"
+    );
+    worker
+        .terminate(Duration::from_secs(30))
+        .await
+        .expect("clean exit");
     let account = finish(&run, "broker closes all connections").await;
     assert_eq!(account.lost, 0);
     assert_eq!(account.handled, n);
@@ -104,41 +130,64 @@ async fn poison_mix_ends_parked_with_the_right_reasons() {
         match i % 100 {
             0 => {
                 failing.push(id.clone());
-                jobs.push(RecordJob { id, fail: 99, ..RecordJob::default() });
+                jobs.push(RecordJob {
+                    id,
+                    fail: 99,
+                    ..RecordJob::default()
+                });
             }
             1 => {
                 panicking.push(id.clone());
-                jobs.push(RecordJob { id, panic: true, ..RecordJob::default() });
+                jobs.push(RecordJob {
+                    id,
+                    panic: true,
+                    ..RecordJob::default()
+                });
             }
             2 => raw.push((id, b"{\"id\": \"truncated".to_vec())),
             3..=12 => {
                 flaky.push(id.clone());
-                jobs.push(RecordJob { id, fail: 1, ..RecordJob::default() });
+                jobs.push(RecordJob {
+                    id,
+                    fail: 1,
+                    ..RecordJob::default()
+                });
             }
-            _ => jobs.push(RecordJob { id, ..RecordJob::default() }),
+            _ => jobs.push(RecordJob {
+                id,
+                ..RecordJob::default()
+            }),
         }
     }
     run.publish(&jobs).await.unwrap();
     run.publish_raw(&raw).await.unwrap();
     let mut worker = run.spawn().unwrap();
     assert!(run.wait_settled(SETTLE).await, "poison mix not settled");
-    worker.terminate(Duration::from_secs(30)).await.expect("clean exit");
+    worker
+        .terminate(Duration::from_secs(30))
+        .await
+        .expect("clean exit");
     let (account, parked) = run.account().await;
     println!("poison mix: {account}");
     assert_eq!(account.lost, 0);
     assert_eq!(account.parked, failing.len() + panicking.len() + raw.len());
     assert_eq!(account.handled, n - account.parked);
     for p in &parked {
-        let (reason, attempts) = if failing.contains(&p.id) || panicking.contains(&p.id) {
+        let id = p.message_id.clone().unwrap_or_default();
+        let (reason, attempts) = if failing.contains(&id) || panicking.contains(&id) {
             ("exhausted", Some(5))
         } else {
             ("undecodable", Some(1))
         };
-        assert_eq!((p.reason.as_str(), p.attempts), (reason, attempts), "{}", p.id);
+        assert_eq!((p.reason.as_str(), p.attempts), (reason, attempts), "{id}");
     }
     let record = run.record();
     for id in &flaky {
-        assert_eq!(record.attempts(id), [2], "{id} succeeds on its second attempt");
+        assert_eq!(
+            record.attempts(id),
+            [2],
+            "{id} succeeds on its second attempt"
+        );
     }
 }
 
@@ -146,20 +195,39 @@ async fn poison_mix_ends_parked_with_the_right_reasons() {
 async fn crash_loop_ends_parked_and_the_rest_is_handled() {
     let n = scaled(500);
     let lab = lab();
-    let mut run = lab.prepare("crash-loop", "100ms,200ms", &["--prefetch", "10"]).await.unwrap();
+    let mut run = lab
+        .prepare("crash-loop", "100ms,200ms", &["--prefetch", "10"])
+        .await
+        .unwrap();
     let mut jobs = plain_jobs("c", n, 2);
     jobs[n / 10].abort = true;
     let abort_id = jobs[n / 10].id.clone();
     run.publish(&jobs).await.unwrap();
     let worker = run.spawn().unwrap();
     let (settled, restarts, mut worker) = run.supervise(worker, SETTLE, 20).await.unwrap();
-    assert!(settled, "crash loop did not settle after {restarts} restarts");
-    worker.terminate(Duration::from_secs(30)).await.expect("clean exit");
+    assert!(
+        settled,
+        "crash loop did not settle after {restarts} restarts"
+    );
+    worker
+        .terminate(Duration::from_secs(30))
+        .await
+        .expect("clean exit");
     let (account, parked) = run.account().await;
     println!("crash loop: {account} (restarts: {restarts})");
     assert_eq!(account.lost, 0);
-    let abort = parked.iter().find(|p| p.id == abort_id).expect("the crashing message is parked");
-    assert!(abort.reason.contains("delivery"), "parked through the delivery limit: {}", abort.reason);
-    assert_eq!(account.parked, 1, "only the crashing message is parked: {parked:?}");
+    let abort = parked
+        .iter()
+        .find(|p| p.message_id.as_deref() == Some(abort_id.as_str()))
+        .expect("the crashing message is parked");
+    assert!(
+        abort.reason.contains("delivery"),
+        "parked through the delivery limit: {}",
+        abort.reason
+    );
+    assert_eq!(
+        account.parked, 1,
+        "only the crashing message is parked: {parked:?}"
+    );
     assert_eq!(account.handled, n - 1, "every other message handled");
 }

@@ -5,18 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use examples::faults::{plain_jobs, Lab};
+use examples::faults::{plain_jobs, scaled, Lab, SETTLE};
 use worker_testkit::node::{RabbitCluster, RabbitNode};
-
-fn scaled(n: usize) -> usize {
-    let scale: f64 = std::env::var("FAULTS_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    ((n as f64 * scale) as usize).max(100)
-}
-
-const SETTLE: Duration = Duration::from_secs(240);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_node_stopped_and_started_mid_backlog_loses_nothing() {
@@ -29,13 +19,24 @@ async fn broker_node_stopped_and_started_mid_backlog_loses_nothing() {
         .unwrap();
     run.publish(&plain_jobs("restart", n, 1)).await.unwrap();
     let mut worker = run.spawn().unwrap();
-    assert!(run.wait_handled(n / 4, SETTLE).await, "worker made no progress");
+    assert!(
+        run.wait_handled(n / 4, SETTLE).await,
+        "worker made no progress"
+    );
     node.stop().await.unwrap();
     node.start_again().await.unwrap();
-    run.reconnect().await.unwrap();
-    assert!(run.wait_settled(SETTLE).await, "the worker did not recover and finish");
-    assert!(worker.exited().is_none(), "the worker reconnected instead of exiting");
-    worker.terminate(Duration::from_secs(30)).await.expect("clean exit");
+    assert!(
+        run.wait_settled(SETTLE).await,
+        "the worker did not recover and finish"
+    );
+    assert!(
+        worker.exited().is_none(),
+        "the worker reconnected instead of exiting"
+    );
+    worker
+        .terminate(Duration::from_secs(30))
+        .await
+        .expect("clean exit");
     let (account, _) = run.account().await;
     println!("broker node stopped and started: {account}");
     assert_eq!(account.lost, 0);
@@ -59,12 +60,23 @@ async fn cluster_leader_node_stopped_mid_backlog_fails_over_and_loses_nothing() 
         .unwrap()
         .expect("demo.record has a leader");
     let mut worker = run.spawn().unwrap();
-    assert!(run.wait_handled(n / 4, SETTLE).await, "worker made no progress");
+    assert!(
+        run.wait_handled(n / 4, SETTLE).await,
+        "worker made no progress"
+    );
     cluster.node_mut(leader).stop().await.unwrap();
-    run.reconnect().await.unwrap();
-    assert!(run.wait_settled(SETTLE).await, "the worker did not fail over and finish");
-    assert!(worker.exited().is_none(), "the worker failed over instead of exiting");
-    worker.terminate(Duration::from_secs(30)).await.expect("clean exit");
+    assert!(
+        run.wait_settled(SETTLE).await,
+        "the worker did not fail over and finish"
+    );
+    assert!(
+        worker.exited().is_none(),
+        "the worker failed over instead of exiting"
+    );
+    worker
+        .terminate(Duration::from_secs(30))
+        .await
+        .expect("clean exit");
     let (account, _) = run.account().await;
     println!("cluster leader (node {leader}) stopped: {account}");
     assert_eq!(account.lost, 0);

@@ -4,8 +4,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
-use super::broker::ParkedMessage;
-
 /// What became of every published message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Account {
@@ -27,17 +25,17 @@ pub struct Account {
 
 impl Account {
     /// Builds the account from the published ids, the record file's lines,
-    /// the parked messages and the number still queued.
+    /// the parked `(message id, reason)` pairs and the number still queued.
     pub fn settle(
         published: &[String],
         record: &Record,
-        parked: &[ParkedMessage],
+        parked: &[(String, String)],
         queued: usize,
     ) -> Account {
-        let parked_ids: BTreeSet<&str> = parked.iter().map(|p| p.id.as_str()).collect();
+        let parked_ids: BTreeSet<&str> = parked.iter().map(|(id, _)| id.as_str()).collect();
         let mut by_reason = BTreeMap::new();
-        for p in parked {
-            *by_reason.entry(p.reason.clone()).or_insert(0) += 1;
+        for (_, reason) in parked {
+            *by_reason.entry(reason.clone()).or_insert(0) += 1;
         }
         let accounted = published
             .iter()
@@ -126,14 +124,16 @@ mod tests {
         std::fs::write(&dir, "a\t1\nb\t1\nb\t2\n").unwrap();
         let record = Record::read(&dir);
         let published: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
-        let parked = vec![ParkedMessage {
-            id: "c".to_owned(),
-            reason: "exhausted".to_owned(),
-            attempts: Some(5),
-        }];
+        let parked = vec![("c".to_owned(), "exhausted".to_owned())];
         let account = Account::settle(&published, &record, &parked, 1);
         assert_eq!(
-            (account.handled, account.duplicates, account.parked, account.queued, account.lost),
+            (
+                account.handled,
+                account.duplicates,
+                account.parked,
+                account.queued,
+                account.lost
+            ),
             (2, 1, 1, 1, 1)
         );
         std::fs::remove_file(dir).unwrap();

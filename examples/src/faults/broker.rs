@@ -2,9 +2,6 @@
 
 use std::time::Duration;
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Connection, ConnectionProperties};
 use worker_core::{ConnectionConfig, Connector, EnqueueOptions, Publisher, Task};
 
 use crate::tasks::record::{Record, RecordJob};
@@ -42,7 +39,10 @@ impl Vhost {
         rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"])?;
         Ok(Vhost {
             name,
-            base: base_url.trim_end_matches(|c| c != '/').trim_end_matches('/').to_owned(),
+            base: base_url
+                .trim_end_matches(|c| c != '/')
+                .trim_end_matches('/')
+                .to_owned(),
         })
     }
 
@@ -61,13 +61,6 @@ impl Drop for Vhost {
     fn drop(&mut self) {
         let _ = rabbitmqctl(&["delete_vhost", &self.name]);
     }
-}
-
-/// Opens a lapin connection or explains what is wrong.
-pub(crate) async fn connect(url: &str) -> Result<Connection, String> {
-    Connection::connect(url, ConnectionProperties::default())
-        .await
-        .map_err(|e| format!("cannot connect to {}: {e}", worker_core::redact_url(url)))
 }
 
 /// Publishes fixture jobs with their id as message id, confirmed, in batches.
@@ -121,78 +114,10 @@ pub(crate) async fn publish_raw(url: &str, items: &[(String, Vec<u8>)]) -> Resul
         message.body = body.clone().into();
         messages.push(message);
     }
-    publisher.publish_batch(messages).await.map_err(|e| e.to_string())
-}
-
-/// Ready messages in a queue (0 when it does not exist).
-pub(crate) async fn depth(conn: &Connection, queue: &str) -> usize {
-    let Ok(ch) = conn.create_channel().await else {
-        return 0;
-    };
-    let declared = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
-    let _ = ch.close(200, "bye".into()).await;
-    declared.map_or(0, |q| q.message_count() as usize)
-}
-
-/// A message found in the parking queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParkedMessage {
-    /// Its message id.
-    pub id: String,
-    /// `rw-park-reason`, or `broker:<x-death reason>` when the broker parked it.
-    pub reason: String,
-    /// `rw-attempts`, when the worker parked it.
-    pub attempts: Option<u64>,
-}
-
-/// Takes every parked message, with its reason: from `rw-park-reason`, or
-/// from the newest `x-death` entry when the broker parked it by dead-lettering.
-pub(crate) async fn drain_parked(conn: &Connection, parking: &str) -> Vec<ParkedMessage> {
-    let ch = conn.create_channel().await.expect("channel");
-    let mut out = Vec::new();
-    while let Ok(Some(m)) = ch.basic_get(parking.into(), BasicGetOptions::default()).await {
-        let props = &m.delivery.properties;
-        let id = props
-            .message_id()
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let headers = props.headers().clone().unwrap_or_default();
-        let text = |v: Option<&AMQPValue>| match v {
-            Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-            Some(AMQPValue::ShortString(s)) => Some(s.to_string()),
-            _ => None,
-        };
-        let reason = text(headers.inner().get("rw-park-reason"))
-            .or_else(|| match headers.inner().get("x-death") {
-                Some(AMQPValue::FieldArray(a)) => a.as_slice().first().and_then(|e| match e {
-                    AMQPValue::FieldTable(t) => text(t.inner().get("reason")).map(|r| format!("broker:{r}")),
-                    _ => None,
-                }),
-                _ => None,
-            })
-            .unwrap_or_else(|| "unknown".to_owned());
-        let attempts = match headers.inner().get("rw-attempts") {
-            Some(AMQPValue::LongLongInt(n)) => u64::try_from(*n).ok(),
-            _ => None,
-        };
-        let _ = m.delivery.acker.ack(BasicAckOptions::default()).await;
-        out.push(ParkedMessage {
-            id,
-            reason,
-            attempts,
-        });
-    }
-    out
+    publisher
+        .publish_batch(messages)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Awaits `cond`, polling every 100 ms, for at most `limit`; says whether it held.

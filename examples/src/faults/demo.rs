@@ -39,7 +39,10 @@ impl DemoConfig {
             .env("AMQP_URL", &self.url)
             .env("DEMO_RECORD_FILE", &self.record)
             .env("DEMO_RETRY_TIERS", &self.tiers)
-            .env("RUST_LOG", std::env::var("FAULTS_RUST_LOG").unwrap_or_else(|_| "warn,worker_core=info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("FAULTS_RUST_LOG").unwrap_or_else(|_| "warn,worker_core=info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -62,7 +65,10 @@ impl DemoProcess {
                 .args(["-TERM", &pid.to_string()])
                 .status();
         }
-        tokio::time::timeout(limit, self.child.wait()).await.ok()?.ok()
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Whether the process has exited (without waiting).

@@ -14,6 +14,6 @@ mod demo;
 mod scenarios;
 
 pub use account::{Account, Record};
-pub use broker::{rabbitmqctl, ParkedMessage, Vhost};
+pub use broker::{rabbitmqctl, Vhost};
 pub use demo::{sibling_demo_worker, DemoConfig, DemoProcess};
 pub use scenarios::*;

@@ -3,15 +3,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lapin::Connection;
+use worker_core::ops::{self, parked::ParkedMessage};
+use worker_core::{ConnectionConfig, Connector};
 
 use super::account::{Account, Record};
-use super::broker::{self, ParkedMessage, Vhost};
+use super::broker::{self, Vhost};
 use super::demo::{DemoConfig, DemoProcess};
 use crate::tasks::record::RecordJob;
 
 const WORK: &str = "demo.record";
 const PARKING: &str = "demo.record.parking";
+const QUARANTINE: &str = "demo.record.quarantine";
 
 /// Where scenarios run.
 #[derive(Debug, Clone)]
@@ -33,7 +35,7 @@ pub struct Run {
     pub config: DemoConfig,
     /// Ids of the confirmed messages.
     pub published: Vec<String>,
-    conn: Connection,
+    connector: Connector,
     tiers: Vec<String>,
     spawned: usize,
 }
@@ -54,7 +56,8 @@ impl Lab {
     /// demo worker's own `topology declare`.
     pub async fn prepare(&self, name: &str, tiers: &str, args: &[&str]) -> Result<Run, String> {
         let vhost = Vhost::create(&self.base_url)?;
-        self.prepare_at(name, vhost.url(), Some(vhost), tiers, args).await
+        self.prepare_at(name, vhost.url(), Some(vhost), tiers, args)
+            .await
     }
 
     /// Prepares a scenario against `url` (a private node or cluster).
@@ -85,8 +88,9 @@ impl Lab {
         if !status.success() {
             return Err(format!("demo-worker topology declare failed: {status}"));
         }
-        let first = url.split(',').next().unwrap_or(&url).to_owned();
-        let conn = broker::connect(&first).await?;
+        let mut inspect = ConnectionConfig::new(url.clone());
+        inspect.urls = url.split(',').map(str::to_owned).collect();
+        let connector = Connector::new(inspect);
         let tiers = tiers
             .split(',')
             .filter(|t| !t.trim().is_empty())
@@ -96,7 +100,7 @@ impl Lab {
             _vhost: vhost,
             config,
             published: Vec::new(),
-            conn,
+            connector,
             tiers,
             spawned: 0,
         })
@@ -104,22 +108,6 @@ impl Lab {
 }
 
 impl Run {
-    /// Reopens the scenario's inspection connection (after a broker restart
-    /// or failover), trying each of the scenario's URLs in turn.
-    pub async fn reconnect(&mut self) -> Result<(), String> {
-        let mut last = String::from("no URL");
-        for url in self.config.url.split(',') {
-            match broker::connect(url).await {
-                Ok(conn) => {
-                    self.conn = conn;
-                    return Ok(());
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    }
-
     /// Publishes fixture jobs (confirmed).
     pub async fn publish(&mut self, jobs: &[RecordJob]) -> Result<(), String> {
         let ids = broker::publish_jobs(self.first_url(), jobs).await?;
@@ -130,12 +118,17 @@ impl Run {
     /// Publishes undecodable bodies with the given ids.
     pub async fn publish_raw(&mut self, items: &[(String, Vec<u8>)]) -> Result<(), String> {
         broker::publish_raw(self.first_url(), items).await?;
-        self.published.extend(items.iter().map(|(id, _)| id.clone()));
+        self.published
+            .extend(items.iter().map(|(id, _)| id.clone()));
         Ok(())
     }
 
     fn first_url(&self) -> &str {
-        self.config.url.split(',').next().unwrap_or(&self.config.url)
+        self.config
+            .url
+            .split(',')
+            .next()
+            .unwrap_or(&self.config.url)
     }
 
     /// Starts another demo worker.
@@ -161,13 +154,25 @@ impl Run {
         broker::wait_for(limit, || async move { self.record().distinct() >= n }).await
     }
 
-    /// Messages in the work queue, the tiers and parking.
+    /// Messages in the work queue, quarantine and the tiers, and in parking.
+    /// The inspection connection reopens by itself, on any of the scenario's
+    /// URLs, after a broker restart or failover.
     pub async fn depths(&self) -> (usize, usize) {
-        let mut queued = broker::depth(&self.conn, WORK).await;
-        for tier in &self.tiers {
-            queued += broker::depth(&self.conn, tier).await;
+        let mut queued = 0;
+        for queue in [WORK, QUARANTINE]
+            .into_iter()
+            .chain(self.tiers.iter().map(String::as_str))
+        {
+            queued += self.depth(queue).await;
         }
-        (queued, broker::depth(&self.conn, PARKING).await)
+        (queued, self.depth(PARKING).await)
+    }
+
+    async fn depth(&self, queue: &str) -> usize {
+        match ops::queue_depth(&self.connector, queue).await {
+            Ok(depth) => depth.map_or(0, |d| d.messages as usize),
+            Err(_) => usize::MAX / 4,
+        }
     }
 
     /// Whether every published message is handled or parked.
@@ -212,11 +217,18 @@ impl Run {
         }
     }
 
-    /// Drains parking and builds the account.
+    /// Reads parking (without removing anything) and builds the account.
     pub async fn account(&self) -> (Account, Vec<ParkedMessage>) {
         let (queued, _) = self.depths().await;
-        let parked = broker::drain_parked(&self.conn, PARKING).await;
-        let account = Account::settle(&self.published, &self.record(), &parked, queued);
+        let parked = ops::parked::list(&self.connector, PARKING, usize::MAX)
+            .await
+            .map(|listing| listing.messages)
+            .unwrap_or_default();
+        let ids: Vec<(String, String)> = parked
+            .iter()
+            .map(|p| (p.message_id.clone().unwrap_or_default(), p.reason.clone()))
+            .collect();
+        let account = Account::settle(&self.published, &self.record(), &ids, queued);
         (account, parked)
     }
 
@@ -262,4 +274,16 @@ pub fn plain_jobs(prefix: &str, n: usize, sleep_ms: u64) -> Vec<RecordJob> {
             ..RecordJob::default()
         })
         .collect()
+}
+
+/// How long a scenario may take to settle.
+pub const SETTLE: Duration = Duration::from_secs(240);
+
+/// `n` scaled by `FAULTS_SCALE` (default 1.0; `0.1` for a quick local run), at least 100.
+pub fn scaled(n: usize) -> usize {
+    let scale: f64 = std::env::var("FAULTS_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64 * scale) as usize).max(100)
 }
