@@ -10,23 +10,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use worker_core::cli::{exit, App};
-use worker_core::{Publisher, RetryPolicy, Task, TaskContext, TaskError, TaskOptions};
+use worker_core::{Publisher, TaskError};
 
-struct Ping;
-
-impl Task for Ping {
-    type Payload = String;
-    const NAME: &'static str = "cli.http.ping";
-    const QUEUE: &'static str = "cli.http.ping";
-    fn options(&self) -> TaskOptions {
-        TaskOptions {
-            retry: RetryPolicy::none(),
-            ..TaskOptions::default()
-        }
-    }
-    async fn run(&self, _: TaskContext, _: String) -> Result<(), TaskError> {
-        Ok(())
-    }
+/// Does nothing; no retries.
+#[worker_core::task(name = "cli.http.ping", queue = "cli.http.ping", max_attempts = 1, in_process = 1, tiers = [])]
+async fn ping(_: String) -> Result<(), TaskError> {
+    Ok(())
 }
 
 /// Sends raw bytes, returns (status, whole response).

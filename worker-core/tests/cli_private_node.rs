@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use worker_core::cli::{exit, App, Finished};
 use worker_core::connection::{Connector, TlsConfig};
-use worker_core::{
-    ConnectionConfig, Publisher, RetryPolicy, Task, TaskContext, TaskError, TaskOptions, Worker,
-};
+use worker_core::{ConnectionConfig, Publisher, TaskError, Worker};
 
 const NODE: &str = "rw-cli-private@localhost";
 const AMQP_PORT: u16 = 5781;
@@ -186,21 +184,10 @@ fn make_certs(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-struct Note;
-
-impl Task for Note {
-    type Payload = String;
-    const NAME: &'static str = "cli.private.note";
-    const QUEUE: &'static str = "cli.private.notes";
-    fn options(&self) -> TaskOptions {
-        TaskOptions {
-            retry: RetryPolicy::none(),
-            ..TaskOptions::default()
-        }
-    }
-    async fn run(&self, _: TaskContext, _: String) -> Result<(), TaskError> {
-        Ok(())
-    }
+/// Does nothing; no retries.
+#[worker_core::task(name = "cli.private.note", queue = "cli.private.notes", max_attempts = 1, in_process = 1, tiers = [])]
+async fn note(_: String) -> Result<(), TaskError> {
+    Ok(())
 }
 
 async fn cli(args: &[&str]) -> Finished {
