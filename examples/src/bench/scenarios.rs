@@ -355,51 +355,60 @@ impl Bench<'_> {
             "msg/s",
             true,
         );
+        let mut cpu_fig = Figure::new("publisher CPU per message, batched".to_owned(), "us", false);
         for rep in 0..self.cfg.reps {
             // Framework: enqueue, sequential awaits.
             let payloads = jobs(seq_n);
-            let t = Instant::now();
-            for p in &payloads {
-                publisher.enqueue::<FwTask<S>>(p).await?;
-            }
-            let fw_seq = seq_n as f64 / t.elapsed().as_secs_f64();
+            let (fw_seq, _) = timed(seq_n, async {
+                for p in &payloads {
+                    publisher.enqueue::<FwTask<S>>(p).await?;
+                }
+                Ok(())
+            })
+            .await?;
             self.settle_published(&fw_queue, seq_n).await?;
 
             // Raw lapin: publish, await its confirm, next.
             let payloads = jobs(seq_n);
-            let t = Instant::now();
-            for p in &payloads {
-                expect_ack(raw_send(&raw, &base_queue, p).await?.await?)?;
-            }
-            let base_seq = seq_n as f64 / t.elapsed().as_secs_f64();
+            let (base_seq, _) = timed(seq_n, async {
+                for p in &payloads {
+                    expect_ack(raw_send(&raw, &base_queue, p).await?.await?)?;
+                }
+                Ok(())
+            })
+            .await?;
             self.settle_published(&base_queue, seq_n).await?;
 
             // Framework: enqueue_batch.
             let payloads = jobs(batch_n);
-            let t = Instant::now();
-            for chunk in payloads.chunks(batch) {
-                publisher.enqueue_batch::<FwTask<S>>(chunk).await?;
-            }
-            let fw_batch = batch_n as f64 / t.elapsed().as_secs_f64();
+            let (fw_batch, fw_cpu) = timed(batch_n, async {
+                for chunk in payloads.chunks(batch) {
+                    publisher.enqueue_batch::<FwTask<S>>(chunk).await?;
+                }
+                Ok(())
+            })
+            .await?;
             self.settle_published(&fw_queue, batch_n).await?;
 
             // Raw lapin: publish a batch back to back, then await its confirms.
             let payloads = jobs(batch_n);
-            let t = Instant::now();
-            for chunk in payloads.chunks(batch) {
-                let mut confirms: Vec<PublisherConfirm> = Vec::with_capacity(chunk.len());
-                for p in chunk {
-                    confirms.push(raw_send(&raw, &base_queue, p).await?);
+            let (base_batch, base_cpu) = timed(batch_n, async {
+                for chunk in payloads.chunks(batch) {
+                    let mut confirms: Vec<PublisherConfirm> = Vec::with_capacity(chunk.len());
+                    for p in chunk {
+                        confirms.push(raw_send(&raw, &base_queue, p).await?);
+                    }
+                    for c in confirms {
+                        expect_ack(c.await?)?;
+                    }
                 }
-                for c in confirms {
-                    expect_ack(c.await?)?;
-                }
-            }
-            let base_batch = batch_n as f64 / t.elapsed().as_secs_f64();
+                Ok(())
+            })
+            .await?;
             self.settle_published(&base_queue, batch_n).await?;
 
             eprintln!(
-                "  publish rep {}/{}: sequential fw {fw_seq:.0} / lapin {base_seq:.0} msg/s; batched fw {fw_batch:.0} / lapin {base_batch:.0} msg/s",
+                "  publish rep {}/{}: sequential fw {fw_seq:.0} / lapin {base_seq:.0} msg/s; batched fw {fw_batch:.0} / lapin {base_batch:.0} msg/s, CPU fw {fw_cpu:.1} / lapin {base_cpu:.1} us/msg",
                 rep + 1,
                 self.cfg.reps
             );
@@ -407,8 +416,10 @@ impl Bench<'_> {
             seq_fig.push(Side::Lapin, base_seq);
             batch_fig.push(Side::Framework, fw_batch);
             batch_fig.push(Side::Lapin, base_batch);
+            cpu_fig.push(Side::Framework, fw_cpu);
+            cpu_fig.push(Side::Lapin, base_cpu);
         }
-        self.figures.extend([seq_fig, batch_fig]);
+        self.figures.extend([seq_fig, batch_fig, cpu_fig]);
         if let Some(c) = publisher.connector() {
             c.close().await;
         }
@@ -434,6 +445,22 @@ impl Bench<'_> {
         });
         Ok(())
     }
+}
+
+/// Runs `work` (which handles `n` messages) and returns messages per second
+/// and this process's CPU microseconds per message over it (only the side
+/// being measured publishes meanwhile; the resolution is 10 ms of CPU).
+async fn timed(
+    n: u64,
+    work: impl std::future::Future<Output = Result<(), BenchError>>,
+) -> Result<(f64, f64), BenchError> {
+    let cpu = procfs::cpu_time();
+    let t = Instant::now();
+    work.await?;
+    let elapsed = t.elapsed().as_secs_f64().max(1e-9);
+    let cpu = procfs::cpu_time().saturating_sub(cpu).as_secs_f64();
+    let n = n.max(1) as f64;
+    Ok((n / elapsed, cpu * 1e6 / n))
 }
 
 /// Publishes one job the way the framework's publisher does (JSON via

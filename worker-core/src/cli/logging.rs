@@ -4,8 +4,13 @@ use tracing_subscriber::EnvFilter;
 
 use super::{Cli, Command};
 
-/// The default filter: warnings, without lapin's channel-close errors.
-const QUIET: &str = "warn,lapin::channel=off";
+/// The default filter: warnings, without lapin's channel-close errors and
+/// its own recovery messages (the framework reports connection trouble itself).
+const QUIET: &str = "warn,lapin::channel=off,lapin::io_loop=off";
+
+/// Added for `run`: the worker's start, stop and reconnect lines, but not the
+/// per-delivery span (a cost on every message; `RUST_LOG=info` turns it on).
+const RUN: &str = "worker_core=info,worker_core::middleware::trace=warn";
 
 /// The log filter for a command line: `--log-level` if given, else
 /// `RUST_LOG` if set, else `warn` without lapin's channel-close errors
@@ -17,7 +22,10 @@ const QUIET: &str = "warn,lapin::channel=off";
 /// let cli = App::new("w").try_parse_from(["w", "--log-level", "debug", "status"]).unwrap();
 /// assert_eq!(log_filter(&cli, None), "debug");
 /// let cli = App::new("w").try_parse_from(["w", "run"]).unwrap();
-/// assert_eq!(log_filter(&cli, None), "warn,lapin::channel=off,worker_core=info");
+/// assert_eq!(
+///     log_filter(&cli, None),
+///     "warn,lapin::channel=off,lapin::io_loop=off,worker_core=info,worker_core::middleware::trace=warn"
+/// );
 /// assert_eq!(log_filter(&cli, Some("trace")), "trace");
 /// ```
 pub fn log_filter(cli: &Cli, rust_log: Option<&str>) -> String {
@@ -31,7 +39,7 @@ pub fn log_filter(cli: &Cli, rust_log: Option<&str>) -> String {
     // 404 and 406 replies that `status` and `topology check` provoke on
     // purpose; the framework reports the ones that matter itself.
     match cli.command {
-        Command::Run(_) => format!("{QUIET},worker_core=info"),
+        Command::Run(_) => format!("{QUIET},{RUN}"),
         _ => QUIET.to_owned(),
     }
 }
