@@ -93,17 +93,12 @@ impl TaskContext {
         publisher: Publisher,
         state: Arc<StateMap>,
     ) -> Self {
-        let correlation = delivery
-            .properties
-            .correlation_id()
-            .or(delivery.properties.message_id())
-            .map(Arc::from);
         TaskContext {
             task,
             queue,
             delivery,
             attempt,
-            publisher: publisher.with_correlation_id(correlation),
+            publisher,
             state,
         }
     }
@@ -150,13 +145,17 @@ impl TaskContext {
 
     /// A publisher that stamps this message's correlation id (or, failing
     /// that, its message id) on what it sends.
-    pub fn publisher(&self) -> &Publisher {
-        &self.publisher
+    ///
+    /// Built when asked for, so handlers that publish nothing pay nothing.
+    pub fn publisher(&self) -> Publisher {
+        let props = &self.delivery.properties;
+        let correlation = props.correlation_id().or(props.message_id()).map(Arc::from);
+        self.publisher.with_correlation_id(correlation)
     }
 
     /// Enqueues a follow-up task, correlated with this one.
     pub async fn enqueue<T: Task>(&self, payload: &T::Payload) -> Result<String, Error> {
-        self.publisher
+        self.publisher()
             .enqueue_with::<T>(payload, EnqueueOptions::default())
             .await
     }
