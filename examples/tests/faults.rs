@@ -6,17 +6,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use examples::faults::{plain_jobs, scaled, Lab, Run, SETTLE};
+use examples::faults::{plain_jobs, scaled, Lab, SETTLE};
 use examples::tasks::record::RecordJob;
 
 fn lab() -> Lab {
     Lab::new(PathBuf::from(env!("CARGO_BIN_EXE_demo-worker")))
-}
-
-async fn finish(run: &Run, name: &str) -> examples::faults::Account {
-    let (account, _) = run.account().await;
-    println!("{name}: {account} (workers started: {})", run.spawned());
-    account
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,23 +18,10 @@ async fn sigkill_mid_backlog_then_restart_loses_nothing() {
     let n = scaled(10_000);
     let lab = lab();
     let mut run = lab.prepare("sigkill", "200ms,500ms", &[]).await.unwrap();
-    run.publish(&plain_jobs("kill", n, 0)).await.unwrap();
-    let mut first = run.spawn().unwrap();
-    assert!(
-        run.wait_handled(n / 4, SETTLE).await,
-        "first worker made no progress"
-    );
+    let mut first = run.start_backlog("kill", n, 0).await.unwrap();
     first.kill().await;
-    let mut second = run.spawn().unwrap();
-    assert!(
-        run.wait_settled(SETTLE).await,
-        "backlog not finished after the restart"
-    );
-    second
-        .terminate(Duration::from_secs(30))
-        .await
-        .expect("clean exit");
-    let account = finish(&run, "SIGKILL mid-backlog").await;
+    let second = run.spawn().unwrap();
+    let account = run.finish(second, "SIGKILL mid-backlog").await.unwrap();
     assert_eq!(account.lost, 0);
     assert_eq!(account.handled, n);
     assert_eq!(account.parked, 0);
@@ -52,29 +33,15 @@ async fn sigterm_mid_backlog_is_a_clean_stop_without_duplicates() {
     let n = scaled(10_000);
     let lab = lab();
     let mut run = lab.prepare("sigterm", "200ms,500ms", &[]).await.unwrap();
-    run.publish(&plain_jobs("term", n, 1)).await.unwrap();
-    let mut first = run.spawn().unwrap();
-    assert!(
-        run.wait_handled(n / 4, SETTLE).await,
-        "first worker made no progress"
-    );
+    let mut first = run.start_backlog("term", n, 1).await.unwrap();
     let status = first
         .terminate(Duration::from_secs(60))
         .await
         .expect("the worker exits after SIGTERM");
     assert!(status.success(), "clean stop exits 0, got {status}");
-    let handled_before = run.record().distinct();
-    assert!(handled_before < n, "stopped mid-backlog");
-    let mut second = run.spawn().unwrap();
-    assert!(
-        run.wait_settled(SETTLE).await,
-        "backlog not finished after the restart"
-    );
-    second
-        .terminate(Duration::from_secs(30))
-        .await
-        .expect("clean exit");
-    let account = finish(&run, "SIGTERM mid-backlog").await;
+    assert!(run.record().distinct() < n, "stopped mid-backlog");
+    let second = run.spawn().unwrap();
+    let account = run.finish(second, "SIGTERM mid-backlog").await.unwrap();
     assert_eq!(account.lost, 0);
     assert_eq!(
         account.duplicates, 0,
@@ -91,28 +58,16 @@ async fn broker_closing_all_connections_mid_backlog_loses_nothing() {
         .prepare("close-connections", "200ms,500ms", &[])
         .await
         .unwrap();
-    run.publish(&plain_jobs("close", n, 1)).await.unwrap();
-    let mut worker = run.spawn().unwrap();
-    assert!(
-        run.wait_handled(n / 4, SETTLE).await,
-        "worker made no progress"
-    );
+    let worker = run.start_backlog("close", n, 1).await.unwrap();
     let vhost = run.vhost().unwrap().to_owned();
-    let closed = run.close_connections(&vhost).unwrap();
-    assert!(closed >= 1, "no connection was closed");
     assert!(
-        run.wait_settled(SETTLE).await,
-        "the worker did not reconnect and finish"
+        run.close_connections(&vhost).unwrap() >= 1,
+        "no connection was closed"
     );
-    assert!(
-        worker.exited().is_none(),
-        "the worker reconnected instead of exiting"
-    );
-    worker
-        .terminate(Duration::from_secs(30))
+    let account = run
+        .finish(worker, "broker closes all connections")
         .await
-        .expect("clean exit");
-    let account = finish(&run, "broker closes all connections").await;
+        .unwrap();
     assert_eq!(account.lost, 0);
     assert_eq!(account.handled, n);
 }
@@ -161,14 +116,9 @@ async fn poison_mix_ends_parked_with_the_right_reasons() {
     }
     run.publish(&jobs).await.unwrap();
     run.publish_raw(&raw).await.unwrap();
-    let mut worker = run.spawn().unwrap();
-    assert!(run.wait_settled(SETTLE).await, "poison mix not settled");
-    worker
-        .terminate(Duration::from_secs(30))
-        .await
-        .expect("clean exit");
-    let (account, parked) = run.account().await;
-    println!("poison mix: {account}");
+    let worker = run.spawn().unwrap();
+    let account = run.finish(worker, "poison mix").await.unwrap();
+    let (_, parked) = run.account().await;
     assert_eq!(account.lost, 0);
     assert_eq!(account.parked, failing.len() + panicking.len() + raw.len());
     assert_eq!(account.handled, n - account.parked);
@@ -204,17 +154,14 @@ async fn crash_loop_ends_parked_and_the_rest_is_handled() {
     let abort_id = jobs[n / 10].id.clone();
     run.publish(&jobs).await.unwrap();
     let worker = run.spawn().unwrap();
-    let (settled, restarts, mut worker) = run.supervise(worker, SETTLE, 20).await.unwrap();
+    let (settled, restarts, worker) = run.supervise(worker, SETTLE, 20).await.unwrap();
     assert!(
         settled,
         "crash loop did not settle after {restarts} restarts"
     );
-    worker
-        .terminate(Duration::from_secs(30))
-        .await
-        .expect("clean exit");
-    let (account, parked) = run.account().await;
-    println!("crash loop: {account} (restarts: {restarts})");
+    let name = format!("crash loop ({restarts} restarts)");
+    let account = run.finish(worker, &name).await.unwrap();
+    let (_, parked) = run.account().await;
     assert_eq!(account.lost, 0);
     let abort = parked
         .iter()

@@ -175,6 +175,44 @@ impl Run {
         }
     }
 
+    /// Publishes `n` plain jobs, starts a worker and waits until a quarter
+    /// of them were handled: the moment the scenarios inject their fault.
+    pub async fn start_backlog(
+        &mut self,
+        prefix: &str,
+        n: usize,
+        sleep_ms: u64,
+    ) -> Result<DemoProcess, String> {
+        self.publish(&plain_jobs(prefix, n, sleep_ms)).await?;
+        let worker = self.spawn()?;
+        if !self.wait_handled(n / 4, SETTLE).await {
+            return Err("the worker made no progress".into());
+        }
+        Ok(worker)
+    }
+
+    /// Waits until everything settled while `worker` kept running, stops it
+    /// with SIGTERM, and returns the account (also printed under `name`).
+    pub async fn finish(&self, mut worker: DemoProcess, name: &str) -> Result<Account, String> {
+        if !self.wait_settled(SETTLE).await {
+            return Err(format!(
+                "{name}: the backlog did not settle within {SETTLE:?}"
+            ));
+        }
+        if let Some(status) = worker.exited() {
+            return Err(format!(
+                "{name}: the worker exited ({status}) instead of recovering"
+            ));
+        }
+        worker
+            .terminate(Duration::from_secs(30))
+            .await
+            .ok_or_else(|| format!("{name}: the worker did not stop after SIGTERM"))?;
+        let (account, _) = self.account().await;
+        println!("{name}: {account} (workers started: {})", self.spawned);
+        Ok(account)
+    }
+
     /// Whether every published message is handled or parked.
     pub async fn settled(&self) -> bool {
         let (queued, parked) = self.depths().await;
