@@ -110,6 +110,7 @@
 //! # }
 //! ```
 
+pub mod fixture;
 pub mod memory;
 pub mod mock;
 pub mod node;

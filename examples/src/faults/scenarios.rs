@@ -16,13 +16,14 @@ const PARKING: &str = "demo.record.parking";
 const QUARANTINE: &str = "demo.record.quarantine";
 
 /// Where scenarios run.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Lab {
     /// The `demo-worker` executable.
     pub demo_bin: PathBuf,
     /// The broker's URL (its vhost part is replaced per scenario).
     pub base_url: String,
-    /// A scratch directory for record files and logs.
+    /// A scratch directory for record files and logs, removed on drop unless
+    /// a scenario failed.
     pub dir: PathBuf,
 }
 
@@ -104,6 +105,15 @@ impl Lab {
             tiers,
             spawned: 0,
         })
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Keep the record files and worker logs when a scenario failed.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

@@ -16,7 +16,6 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use worker_core::{parse_duration, RetryPolicy, Task, TaskContext, TaskError, TaskOptions};
 
 /// The environment variable naming the record file.
@@ -26,27 +25,8 @@ pub const RETRY_TIERS_ENV: &str = "DEMO_RETRY_TIERS";
 /// The default delay tiers.
 pub const DEFAULT_TIERS: &str = "1s,5s";
 
-/// The fixture payload.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct RecordJob {
-    /// Identifies the message in the record file.
-    pub id: String,
-    /// Attempts that fail transiently before one succeeds.
-    #[serde(default)]
-    pub fail: u32,
-    /// Fail permanently.
-    #[serde(default)]
-    pub permanent: bool,
-    /// Panic.
-    #[serde(default)]
-    pub panic: bool,
-    /// Sleep before anything else.
-    #[serde(default)]
-    pub sleep_ms: u64,
-    /// Abort the whole process (an extension of the fixture for crash-loop tests).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub abort: bool,
-}
+/// The fixture payload: the testkit's scripted job.
+pub type RecordJob = worker_testkit::fixture::ScriptedJob;
 
 /// The `demo.record` task.
 #[derive(Debug, Default)]
@@ -107,29 +87,7 @@ impl Task for Record {
     }
 
     async fn run(&self, ctx: TaskContext, job: RecordJob) -> Result<(), TaskError> {
-        if job.sleep_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(job.sleep_ms)).await;
-        }
-        if job.abort {
-            tracing::error!(id = %job.id, "demo.record asked to abort the process");
-            std::process::abort();
-        }
-        if job.panic {
-            panic!("demo.record asked to panic for {}", job.id);
-        }
-        if job.permanent {
-            return Err(TaskError::permanent(format!(
-                "demo.record asked to fail permanently for {}",
-                job.id
-            )));
-        }
-        if ctx.attempt() <= job.fail {
-            return Err(TaskError::transient(format!(
-                "demo.record asked to fail attempt {} of {}",
-                ctx.attempt(),
-                job.fail
-            )));
-        }
+        job.act(ctx.attempt()).await?;
         self.append(&job.id, ctx.attempt())?;
         Ok(())
     }

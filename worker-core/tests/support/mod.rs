@@ -9,7 +9,6 @@ use std::time::Duration;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
-use serde::{Deserialize, Serialize};
 use worker_core::connection::default_url;
 use worker_core::{TaskContext, TaskError};
 
@@ -142,28 +141,8 @@ impl Recorder {
     }
 }
 
-/// A scripted payload, like the demo's fixture task.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct Script {
-    pub id: String,
-    #[serde(default)]
-    pub fail: u32,
-    #[serde(default)]
-    pub permanent: bool,
-    #[serde(default)]
-    pub panic: bool,
-    #[serde(default)]
-    pub sleep_ms: u64,
-}
-
-impl Script {
-    pub fn ok(id: impl Into<String>) -> Script {
-        Script {
-            id: id.into(),
-            ..Script::default()
-        }
-    }
-}
+/// The scripted payload the demo's fixture task also plays.
+pub type Script = worker_testkit::fixture::ScriptedJob;
 
 /// The scripted behaviour: sleep, then panic / fail permanently / fail
 /// while attempt <= fail / succeed, recording what happened.
@@ -172,25 +151,7 @@ pub async fn run_script(ctx: TaskContext, s: Script) -> Result<(), TaskError> {
         .state::<Recorder>()
         .ok_or_else(|| TaskError::permanent("no recorder"))?;
     recorder.saw(&s.id, ctx.attempt());
-    if s.sleep_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(s.sleep_ms)).await;
-    }
-    if s.panic {
-        panic!("scripted panic for {}", s.id);
-    }
-    if s.permanent {
-        return Err(TaskError::permanent(format!(
-            "scripted permanent failure for {}",
-            s.id
-        )));
-    }
-    if ctx.attempt() <= s.fail {
-        return Err(TaskError::transient(format!(
-            "scripted failure {} of {}",
-            ctx.attempt(),
-            s.fail
-        )));
-    }
+    s.act(ctx.attempt()).await?;
     recorder.finished(&s.id);
     Ok(())
 }
