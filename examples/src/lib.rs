@@ -8,6 +8,6 @@
 //! Binaries: `demo-worker` (the CLI over all of these) and `quickstart`
 //! (an end-to-end run that exits by itself).
 
-pub mod tasks;
 pub mod bench;
 pub mod faults;
+pub mod tasks;

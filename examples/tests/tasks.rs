@@ -29,7 +29,11 @@ async fn a_flaky_provider_is_retried_in_process_until_the_email_goes_out() {
 async fn a_provider_down_for_long_sends_the_email_to_the_first_delay_tier() {
     let harness = Harness::new(SendEmail);
     let report = harness.run_payload(&email("ada@example.com", 10)).await;
-    assert_eq!(report.redelivered_to(), Some((Duration::from_secs(1), 3)), "{report}");
+    assert_eq!(
+        report.redelivered_to(),
+        Some((Duration::from_secs(1), 3)),
+        "{report}"
+    );
     assert!(report.acked());
 }
 
@@ -77,7 +81,10 @@ async fn a_thumbnail_that_renders_too_long_times_out_twice_then_parks() {
     let report = harness.run_payload(&slow).await;
     assert_eq!(report.runs().len(), 2, "{report}");
     let parked = report.parked().expect("parked");
-    assert_eq!((parked.reason.as_str(), parked.error_kind.as_str()), ("exhausted", "timeout"));
+    assert_eq!(
+        (parked.reason.as_str(), parked.error_kind.as_str()),
+        ("exhausted", "timeout")
+    );
     let fast = Thumbnail {
         image: "dog.png".into(),
         render_ms: 500,
@@ -102,7 +109,15 @@ async fn the_record_fixture_fails_as_asked() {
         permanent: true,
         ..RecordJob::default()
     };
-    assert_eq!(harness.run_payload(&permanent).await.parked().unwrap().reason, "permanent");
+    assert_eq!(
+        harness
+            .run_payload(&permanent)
+            .await
+            .parked()
+            .unwrap()
+            .reason,
+        "permanent"
+    );
 
     let panics = RecordJob {
         id: "c".into(),
@@ -110,7 +125,11 @@ async fn the_record_fixture_fails_as_asked() {
         ..RecordJob::default()
     };
     let report = harness.run_payload(&panics).await;
-    assert_eq!(report.redelivered_to().map(|(_, attempt)| attempt), Some(2), "{report}");
+    assert_eq!(
+        report.redelivered_to().map(|(_, attempt)| attempt),
+        Some(2),
+        "{report}"
+    );
 }
 
 #[test]
@@ -122,6 +141,9 @@ fn demo_worker_run_help_prints_the_fixture_defaults() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(help.contains("2 in-process attempts"), "{help}");
-    assert!(help.contains("DEMO_RETRY_TIERS") && help.contains("default 1s,5s"), "{help}");
+    assert!(
+        help.contains("DEMO_RETRY_TIERS") && help.contains("default 1s,5s"),
+        "{help}"
+    );
     assert!(help.contains("5 attempts at most"), "{help}");
 }

@@ -155,7 +155,12 @@ mod tests {
             "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN".into(),
         );
         assert!(login.is_fatal());
-        assert!(login.to_string().contains("check the user name and password"), "{login}");
+        assert!(
+            login
+                .to_string()
+                .contains("check the user name and password"),
+            "{login}"
+        );
         assert!(!login.to_string().contains("pw@"), "{login}");
         let vhost = Error::connect(
             "amqp://u:pw@h/v",

@@ -210,7 +210,13 @@ mod tests {
         let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             names,
-            ["jobs", "jobs.quarantine", "jobs.retry.1s", "jobs.retry.1m", "jobs.parking"]
+            [
+                "jobs",
+                "jobs.quarantine",
+                "jobs.retry.1s",
+                "jobs.retry.1m",
+                "jobs.parking"
+            ]
         );
         let work = &plans[0].arguments;
         assert_eq!(

@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use worker_core::{ConnectionConfig, Connector, Error, Publisher, Worker};
 
-scripted_task!(Guarded, "it.access.guarded", worker_core::TaskOptions::default());
+scripted_task!(
+    Guarded,
+    "it.access.guarded",
+    worker_core::TaskOptions::default()
+);
 
 fn rabbitmqctl(args: &[&str]) {
     let status = std::process::Command::new("rabbitmqctl")
@@ -14,7 +18,8 @@ fn rabbitmqctl(args: &[&str]) {
         .output()
         .expect("rabbitmqctl is installed with rabbitmq-server");
     assert!(
-        status.status.success() || String::from_utf8_lossy(&status.stderr).contains("already exists"),
+        status.status.success()
+            || String::from_utf8_lossy(&status.stderr).contains("already exists"),
         "rabbitmqctl {args:?}: {}",
         String::from_utf8_lossy(&status.stderr)
     );
@@ -35,12 +40,18 @@ async fn a_user_without_vhost_permissions_gets_a_final_error_that_says_what_to_d
         .start()
         .await
         .expect_err("no access to the vhost");
-    assert!(started.elapsed() < Duration::from_secs(10), "no retry storm");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "no retry storm"
+    );
     assert!(matches!(err, Error::AccessRefused { .. }), "{err:?}");
     assert!(err.is_fatal());
     let text = err.to_string();
     assert!(text.contains("set_permissions"), "{text}");
-    assert!(!text.contains("noperm-secret"), "the password never shows: {text}");
+    assert!(
+        !text.contains("noperm-secret"),
+        "the password never shows: {text}"
+    );
 }
 
 #[tokio::test]

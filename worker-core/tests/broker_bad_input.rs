@@ -43,13 +43,67 @@ async fn bad_inputs_are_parked_with_reasons_and_the_worker_keeps_serving() {
     let json = || with_id("x").with_content_type("application/json");
 
     let bad: Vec<(&str, Outgoing, &str, &str)> = vec![
-        ("invalid-json", raw(b"{\"id\": ", json().with_message_id("invalid-json").unwrap()), "undecodable", "cannot decode"),
-        ("wrong-shape", raw(b"{\"name\": 5}", json().with_message_id("wrong-shape").unwrap()), "undecodable", "missing field `id`"),
-        ("empty", raw(b"", json().with_message_id("empty").unwrap()), "undecodable", "empty body"),
-        ("too-big", raw(&vec![b' '; 4096], json().with_message_id("too-big").unwrap()), "too-large", "exceeds the task's limit of 1024 bytes"),
-        ("unknown-type", raw(b"<id>x</id>", with_id("unknown-type").with_content_type("application/xml")), "undecodable", "unsupported content type"),
-        ("no-type-not-json", raw(b"id=x", with_id("no-type-not-json")), "undecodable", "cannot decode"),
-        ("unknown-task", raw(br#"{"id":"u"}"#, json().with_message_id("unknown-task").unwrap().with_kind("billing.refund").unwrap()), "unknown-task", "no task named \"billing.refund\""),
+        (
+            "invalid-json",
+            raw(
+                b"{\"id\": ",
+                json().with_message_id("invalid-json").unwrap(),
+            ),
+            "undecodable",
+            "cannot decode",
+        ),
+        (
+            "wrong-shape",
+            raw(
+                b"{\"name\": 5}",
+                json().with_message_id("wrong-shape").unwrap(),
+            ),
+            "undecodable",
+            "missing field `id`",
+        ),
+        (
+            "empty",
+            raw(b"", json().with_message_id("empty").unwrap()),
+            "undecodable",
+            "empty body",
+        ),
+        (
+            "too-big",
+            raw(
+                &vec![b' '; 4096],
+                json().with_message_id("too-big").unwrap(),
+            ),
+            "too-large",
+            "exceeds the task's limit of 1024 bytes",
+        ),
+        (
+            "unknown-type",
+            raw(
+                b"<id>x</id>",
+                with_id("unknown-type").with_content_type("application/xml"),
+            ),
+            "undecodable",
+            "unsupported content type",
+        ),
+        (
+            "no-type-not-json",
+            raw(b"id=x", with_id("no-type-not-json")),
+            "undecodable",
+            "cannot decode",
+        ),
+        (
+            "unknown-task",
+            raw(
+                br#"{"id":"u"}"#,
+                json()
+                    .with_message_id("unknown-task")
+                    .unwrap()
+                    .with_kind("billing.refund")
+                    .unwrap(),
+            ),
+            "unknown-task",
+            "no task named \"billing.refund\"",
+        ),
     ];
     for (_, message, _, _) in &bad {
         publisher.publish(message.clone()).await.unwrap();
@@ -70,24 +124,30 @@ async fn bad_inputs_are_parked_with_reasons_and_the_worker_keeps_serving() {
         }),
         ("counts-as-strings", {
             let mut h = Headers::new();
-            h.insert("rw-attempts", "three").insert("x-delivery-count", "many");
+            h.insert("rw-attempts", "three")
+                .insert("x-delivery-count", "many");
             h
         }),
         ("negative-counts", {
             let mut h = Headers::new();
-            h.insert("rw-attempts", -4i32).insert("x-delivery-count", -1i64);
+            h.insert("rw-attempts", -4i32)
+                .insert("x-delivery-count", -1i64);
             h
         }),
         ("deeply-nested", {
             let mut h = Headers::new();
-            h.insert(X_DEATH, vec![HeaderValue::Table(nested.clone())]).insert("deep", nested);
+            h.insert(X_DEATH, vec![HeaderValue::Table(nested.clone())])
+                .insert("deep", nested);
             h
         }),
     ];
     for (id, headers) in &odd_headers {
         Strict::enqueue_script(&publisher, id, headers.clone()).await;
     }
-    publisher.enqueue::<Strict>(&Script::ok("good")).await.unwrap();
+    publisher
+        .enqueue::<Strict>(&Script::ok("good"))
+        .await
+        .unwrap();
 
     let running = worker.start().await.unwrap();
     let conn = support::connect().await;
@@ -104,15 +164,30 @@ async fn bad_inputs_are_parked_with_reasons_and_the_worker_keeps_serving() {
     for (id, _, reason, message) in &bad {
         let p = parked
             .iter()
-            .find(|m| m.delivery.properties.message_id().as_ref().map(|s| s.as_str()) == Some(*id))
+            .find(|m| {
+                m.delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.as_str())
+                    == Some(*id)
+            })
             .unwrap_or_else(|| panic!("{id} was not parked"));
         let props = &p.delivery.properties;
-        assert_eq!(header_str(props, "rw-park-reason").as_deref(), Some(*reason), "{id}");
+        assert_eq!(
+            header_str(props, "rw-park-reason").as_deref(),
+            Some(*reason),
+            "{id}"
+        );
         let text = header_str(props, "rw-error-message").unwrap();
         assert!(text.contains(message), "{id}: {text}");
     }
     for (id, _) in &odd_headers {
-        assert_eq!(recorder.attempts(id), vec![1], "{id} handled once, as attempt 1");
+        assert_eq!(
+            recorder.attempts(id),
+            vec![1],
+            "{id} handled once, as attempt 1"
+        );
     }
     assert_eq!(recorder.attempts("good"), vec![1]);
 }

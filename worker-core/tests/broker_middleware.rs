@@ -368,11 +368,23 @@ async fn returned_messages_run_alone_and_quarantine_returns_are_limited() {
     support::reset(Returned::QUEUE, &[]).await;
     let quarantine = "it.mw.returned.quarantine";
     let recorder = Recorder::default();
-    worker(&recorder).register(Returned).declare_topology().await.unwrap();
+    worker(&recorder)
+        .register(Returned)
+        .declare_topology()
+        .await
+        .unwrap();
     let publisher = Publisher::from_env();
-    publisher.enqueue::<Returned>(&Script::ok("from-work")).await.unwrap();
+    publisher
+        .enqueue::<Returned>(&Script::ok("from-work"))
+        .await
+        .unwrap();
     let (_, copy) = publisher
-        .task_message(Returned::NAME, quarantine, &Script::ok("from-quarantine"), Default::default())
+        .task_message(
+            Returned::NAME,
+            quarantine,
+            &Script::ok("from-quarantine"),
+            Default::default(),
+        )
         .unwrap();
     publisher.publish(copy).await.unwrap();
     let (conn, ch) = support::channel().await;
@@ -381,21 +393,38 @@ async fn returned_messages_run_alone_and_quarantine_returns_are_limited() {
             .await
             .delivery
             .acker
-            .nack(BasicNackOptions { requeue: true, multiple: false })
+            .nack(BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            })
             .await
             .unwrap();
     }
     let running = worker(&recorder).register(Returned).start().await.unwrap();
     wait_parked(&conn, "it.mw.returned.parking", 1).await;
-    support::eventually(Duration::from_secs(10), "the work-queue message handled", || {
-        let r = recorder.clone();
-        async move { r.done_count() == 1 }
-    })
+    support::eventually(
+        Duration::from_secs(10),
+        "the work-queue message handled",
+        || {
+            let r = recorder.clone();
+            async move { r.done_count() == 1 }
+        },
+    )
     .await;
     running.shutdown().await.unwrap();
-    assert_eq!(recorder.attempts("from-work"), vec![1], "returned from the work queue: not charged");
-    assert!(recorder.attempts("from-quarantine").is_empty(), "handler must not run");
+    assert_eq!(
+        recorder.attempts("from-work"),
+        vec![1],
+        "returned from the work queue: not charged"
+    );
+    assert!(
+        recorder.attempts("from-quarantine").is_empty(),
+        "handler must not run"
+    );
     let parked = support::drain(&conn, "it.mw.returned.parking").await;
     let p = &parked[0].delivery.properties;
-    assert_eq!(header_str(p, "rw-park-reason").as_deref(), Some("delivery-limit"));
+    assert_eq!(
+        header_str(p, "rw-park-reason").as_deref(),
+        Some("delivery-limit")
+    );
 }

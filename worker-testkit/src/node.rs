@@ -462,7 +462,11 @@ impl RabbitCluster {
         }
         let first = cluster.nodes[0].name().to_owned();
         for node in &cluster.nodes[1..] {
-            for args in [vec!["stop_app"], vec!["join_cluster", &first], vec!["start_app"]] {
+            for args in [
+                vec!["stop_app"],
+                vec!["join_cluster", &first],
+                vec!["start_app"],
+            ] {
                 let mut ctl = node.rabbitmqctl();
                 ctl.args(&args);
                 let out = RabbitNode::run(ctl).await?;

@@ -436,15 +436,27 @@ async fn a_delivery_returned_from_the_work_queue_is_quarantined_without_charging
     let harness = Harness::new(Scripted::new(retry_options(3, &[1], 5), |_, _| async {
         Ok(())
     }));
-    let report = harness.run(work(1).delivery_count(4).attempts(2).build()).await;
-    assert!(report.runs().is_empty(), "returned deliveries do not run in place: {report}");
-    assert!(matches!(report.outcome(), Outcome::Quarantined { attempts: 2 }), "{report}");
+    let report = harness
+        .run(work(1).delivery_count(4).attempts(2).build())
+        .await;
+    assert!(
+        report.runs().is_empty(),
+        "returned deliveries do not run in place: {report}"
+    );
+    assert!(
+        matches!(report.outcome(), Outcome::Quarantined { attempts: 2 }),
+        "{report}"
+    );
     assert!(report.acked(), "acked once the copy is confirmed");
     let quarantine = harness.spec().quarantine.clone();
     let copies = report.published_to(&quarantine);
     assert_eq!(copies.len(), 1, "{report}");
     assert_eq!(copies[0].header_u64("rw-attempts"), Some(2));
-    assert_eq!(copies[0].header_u64("x-delivery-count"), None, "broker headers dropped");
+    assert_eq!(
+        copies[0].header_u64("x-delivery-count"),
+        None,
+        "broker headers dropped"
+    );
 
     let report = harness
         .run(DeliveryBuilder::from_published(copies[0]).build())

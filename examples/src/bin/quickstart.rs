@@ -79,13 +79,19 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     ];
     for email in &emails {
         let id = SendEmail::enqueue(&publisher, email).await?;
-        println!("enqueued {} to {:<18} message id {id}", SendEmail::NAME, email.to);
+        println!(
+            "enqueued {} to {:<18} message id {id}",
+            SendEmail::NAME,
+            email.to
+        );
     }
 
     let running = worker.start().await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let parked = ops::queue_depth(&connector, &spec.parking).await?.map_or(0, |d| d.messages);
+        let parked = ops::queue_depth(&connector, &spec.parking)
+            .await?
+            .map_or(0, |d| d.messages);
         if sent.load(Ordering::SeqCst) == 2 && parked > parked_before {
             break;
         }
@@ -98,11 +104,17 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("\n2 emails sent (one after two provider failures), 1 parked");
 
     let listing = ops::parked::list(&connector, &spec.parking, 10).await?;
-    println!("\n{} message(s) parked in {}:", listing.total, listing.queue);
+    println!(
+        "\n{} message(s) parked in {}:",
+        listing.total, listing.queue
+    );
     for message in &listing.messages {
         println!("  {}", message.summary());
     }
-    println!("\nList them any time with: cargo run -p examples --bin demo-worker -- parked list {}", SendEmail::NAME);
+    println!(
+        "\nList them any time with: cargo run -p examples --bin demo-worker -- parked list {}",
+        SendEmail::NAME
+    );
     connector.close().await;
     Ok(())
 }

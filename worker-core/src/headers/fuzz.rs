@@ -29,8 +29,14 @@ fn scalar() -> impl Strategy<Value = AMQPValue> {
             .prop_map(|b| AMQPValue::ByteArray(ByteArray::from(b))),
         Just(AMQPValue::Void),
         // Values that look like what the broker writes.
-        prop_oneof![Just("queue"), Just("reason"), Just("rejected"), Just("expired"), Just("q")]
-            .prop_map(|s| AMQPValue::LongString(s.into())),
+        prop_oneof![
+            Just("queue"),
+            Just("reason"),
+            Just("rejected"),
+            Just("expired"),
+            Just("q")
+        ]
+        .prop_map(|s| AMQPValue::LongString(s.into())),
     ]
 }
 

@@ -179,7 +179,12 @@ mod tests {
 
     #[test]
     fn a_ready_run_at_the_head_is_one_multiple_ack() {
-        let mut t = table(&[(1, Slot::AckReady), (2, Slot::AckReady), (3, Slot::AckReady), (4, Slot::Running)]);
+        let mut t = table(&[
+            (1, Slot::AckReady),
+            (2, Slot::AckReady),
+            (3, Slot::AckReady),
+            (4, Slot::Running),
+        ]);
         assert_eq!(ready_acks(&mut t), vec![(3, true)]);
         assert_eq!(t, table(&[(4, Slot::Running)]));
     }
@@ -193,7 +198,11 @@ mod tests {
 
     #[test]
     fn a_single_ready_head_is_a_plain_ack() {
-        let mut t = table(&[(7, Slot::AckReady), (9, Slot::Running), (10, Slot::AckReady)]);
+        let mut t = table(&[
+            (7, Slot::AckReady),
+            (9, Slot::Running),
+            (10, Slot::AckReady),
+        ]);
         assert_eq!(ready_acks(&mut t), vec![(7, false), (10, false)]);
         assert_eq!(t, table(&[(9, Slot::Running)]));
     }
