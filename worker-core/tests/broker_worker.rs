@@ -45,6 +45,11 @@ async fn enqueued_task_is_handled_once_and_acked() {
     support::reset(Handled::QUEUE, &[]).await;
     let recorder = Recorder::default();
     let running = worker(&recorder).register(Handled).start().await.unwrap();
+    let mut readiness = running.readiness();
+    tokio::time::timeout(Duration::from_secs(10), readiness.wait_for(|ready| *ready))
+        .await
+        .expect("ready once every consumer is confirmed")
+        .unwrap();
     let publisher = Publisher::from_env();
     publisher
         .enqueue::<Handled>(&Script::ok("one"))

@@ -70,6 +70,16 @@ impl QueueGroup {
     }
 }
 
+/// What every consumer of one connection session shares.
+pub(crate) struct Session {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) publisher: Publisher,
+    pub(crate) config: WorkerConfig,
+    pub(crate) stop: Shutdown,
+    /// Told once `basic.consume` was confirmed (for readiness).
+    pub(crate) consuming: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
 /// Consumes `source` for `group`'s tasks until `stop` fires (then stops cleanly and returns
 /// `Ok`) or the channel is lost (returns `Err`; the broker redelivers whatever
 /// was not settled).
@@ -77,11 +87,15 @@ pub(crate) async fn consume(
     conn: &Connection,
     group: &QueueGroup,
     source: &Source,
-    runtime: Arc<Runtime>,
-    publisher: Publisher,
-    config: &WorkerConfig,
-    stop: Shutdown,
+    session: Session,
 ) -> Result<(), Error> {
+    let Session {
+        runtime,
+        publisher,
+        config,
+        stop,
+        consuming,
+    } = session;
     let channel = conn
         .create_channel()
         .await
@@ -101,6 +115,7 @@ pub(crate) async fn consume(
         .await
         .map_err(|e| Error::broker(format!("basic.consume {}", source.queue), e))?;
     tracing::info!(queue = %source.queue, prefetch = source.prefetch, concurrency = source.concurrency, "consuming");
+    let _ = consuming.send(());
 
     let transport: Arc<dyn Transport> = Arc::new(LapinTransport::new(channel.clone(), publisher));
     let settler = Settler::spawn(transport.clone());
@@ -156,7 +171,7 @@ pub(crate) async fn consume(
         tags,
         &settler,
         source,
-        config,
+        &config,
     )
     .await;
     Ok(())

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::util::BoxCloneSyncService;
 
-use consumer::{consume, QueueGroup};
+use consumer::{consume, QueueGroup, Session};
 
 use crate::connection::{ConnectionConfig, Connector};
 use crate::error::{redact_url, Error};
@@ -483,33 +483,45 @@ impl Supervisor {
             }
             first = false;
             let (session_trigger, session_stop) = Shutdown::new();
+            let (consuming_tx, mut consuming) = tokio::sync::mpsc::unbounded_channel();
             let mut consumers = JoinSet::new();
             for index in 0..self.groups.len() {
                 for source in self.groups[index].sources() {
                     let groups = self.groups.clone();
                     let conn = conn.clone();
-                    let runtime = self.runtime.clone();
-                    let publisher = self.publisher.clone();
-                    let config = self.config.clone();
-                    let stop = session_stop.clone();
+                    let session = Session {
+                        runtime: self.runtime.clone(),
+                        publisher: self.publisher.clone(),
+                        config: self.config.clone(),
+                        stop: session_stop.clone(),
+                        consuming: consuming_tx.clone(),
+                    };
                     consumers.spawn(async move {
-                        let group = &groups[index];
-                        consume(&conn, group, &source, runtime, publisher, &config, stop).await
+                        consume(&conn, &groups[index], &source, session).await
                     });
                 }
             }
-            let _ = self.ready.send(true);
-            let mut lost = None;
-            tokio::select! {
-                () = self.shutdown.triggered() => {}
-                Some(done) = consumers.join_next() => {
-                    lost = Some(match done {
-                        Ok(Ok(())) => Error::Config("a consumer stopped".into()),
-                        Ok(Err(e)) => e,
-                        Err(e) => Error::Config(format!("consumer task failed: {e}")),
-                    });
+            // Ready once every consumer's basic.consume was confirmed.
+            let expected = consumers.len();
+            let mut confirmed = 0;
+            let lost = loop {
+                tokio::select! {
+                    () = self.shutdown.triggered() => break None,
+                    Some(()) = consuming.recv(), if confirmed < expected => {
+                        confirmed += 1;
+                        if confirmed == expected {
+                            let _ = self.ready.send(true);
+                        }
+                    }
+                    Some(done) = consumers.join_next() => {
+                        break Some(match done {
+                            Ok(Ok(())) => Error::Config("a consumer stopped".into()),
+                            Ok(Err(e)) => e,
+                            Err(e) => Error::Config(format!("consumer task failed: {e}")),
+                        });
+                    }
                 }
-            }
+            };
             let _ = self.ready.send(false);
             session_trigger.trigger();
             while consumers.join_next().await.is_some() {}
