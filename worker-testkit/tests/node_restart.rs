@@ -15,8 +15,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lapin::options::{BasicGetOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicGetOptions;
 use serde::{Deserialize, Serialize};
 use worker_core::worker::WorkerConfig;
 use worker_core::{
@@ -121,23 +120,13 @@ async fn take_ids(url: &str, queue: &str) -> Vec<u32> {
 
 /// Ready messages in `queue`, by a fresh connection (`None` if unreachable).
 async fn depth(url: &str, queue: &str) -> Option<u32> {
-    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+    let connector = Connector::new(ConnectionConfig::new(url));
+    let depth = worker_core::ops::queue_depth(&connector, queue)
         .await
-        .ok()?;
-    let ch = conn.create_channel().await.ok()?;
-    let q = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .ok()?;
-    let _ = conn.close(200, "depth".into()).await;
-    Some(q.message_count())
+        .ok()
+        .flatten();
+    connector.close().await;
+    depth.map(|d| d.messages)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

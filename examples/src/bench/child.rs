@@ -249,7 +249,13 @@ impl LapinSide {
     /// the parking queue) on a confirm channel, await the confirm, then ack
     /// the original; requeue it if the copy was not confirmed.
     async fn fail(&self, delivery: Delivery, attempt: u32) {
-        let Some(ch) = self.confirm.as_ref() else {
+        let confirmed = match self.confirm.as_ref() {
+            Some(ch) => self.publish_copy(ch, &delivery, attempt).await,
+            None => false,
+        };
+        if confirmed {
+            let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+        } else {
             let _ = delivery
                 .acker
                 .nack(BasicNackOptions {
@@ -257,8 +263,11 @@ impl LapinSide {
                     requeue: true,
                 })
                 .await;
-            return;
-        };
+        }
+    }
+
+    /// Publishes the failure copy and says whether the broker confirmed it.
+    async fn publish_copy(&self, ch: &Channel, delivery: &Delivery, attempt: u32) -> bool {
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         let (queue, error) = match self.counters.mode() {
             Mode::Park => (&self.parking_queue, "permanent"),
@@ -285,20 +294,9 @@ impl LapinSide {
                 props,
             )
             .await;
-        let confirmed = match sent {
+        match sent {
             Ok(confirm) => matches!(confirm.await, Ok(Confirmation::Ack(None))),
             Err(_) => false,
-        };
-        if confirmed {
-            let _ = delivery.acker.ack(BasicAckOptions::default()).await;
-        } else {
-            let _ = delivery
-                .acker
-                .nack(BasicNackOptions {
-                    multiple: false,
-                    requeue: true,
-                })
-                .await;
         }
     }
 }
