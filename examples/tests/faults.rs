@@ -21,7 +21,7 @@ async fn sigkill_mid_backlog_then_restart_loses_nothing() {
     let mut first = run.start_backlog("kill", n, 0).await.unwrap();
     first.kill().await;
     let second = run.spawn().unwrap();
-    let account = run.finish(second, "SIGKILL mid-backlog").await.unwrap();
+    let (account, _) = run.finish(second, "SIGKILL mid-backlog").await.unwrap();
     assert_eq!(account.lost, 0);
     assert_eq!(account.handled, n);
     assert_eq!(account.parked, 0);
@@ -41,7 +41,7 @@ async fn sigterm_mid_backlog_is_a_clean_stop_without_duplicates() {
     assert!(status.success(), "clean stop exits 0, got {status}");
     assert!(run.record().distinct() < n, "stopped mid-backlog");
     let second = run.spawn().unwrap();
-    let account = run.finish(second, "SIGTERM mid-backlog").await.unwrap();
+    let (account, _) = run.finish(second, "SIGTERM mid-backlog").await.unwrap();
     assert_eq!(account.lost, 0);
     assert_eq!(
         account.duplicates, 0,
@@ -64,7 +64,7 @@ async fn broker_closing_all_connections_mid_backlog_loses_nothing() {
         run.close_connections(&vhost).unwrap() >= 1,
         "no connection was closed"
     );
-    let account = run
+    let (account, _) = run
         .finish(worker, "broker closes all connections")
         .await
         .unwrap();
@@ -117,8 +117,7 @@ async fn poison_mix_ends_parked_with_the_right_reasons() {
     run.publish(&jobs).await.unwrap();
     run.publish_raw(&raw).await.unwrap();
     let worker = run.spawn().unwrap();
-    let account = run.finish(worker, "poison mix").await.unwrap();
-    let (_, parked) = run.account().await;
+    let (account, parked) = run.finish(worker, "poison mix").await.unwrap();
     assert_eq!(account.lost, 0);
     assert_eq!(account.parked, failing.len() + panicking.len() + raw.len());
     assert_eq!(account.handled, n - account.parked);
@@ -160,8 +159,7 @@ async fn crash_loop_ends_parked_and_the_rest_is_handled() {
         "crash loop did not settle after {restarts} restarts"
     );
     let name = format!("crash loop ({restarts} restarts)");
-    let account = run.finish(worker, &name).await.unwrap();
-    let (_, parked) = run.account().await;
+    let (account, parked) = run.finish(worker, &name).await.unwrap();
     assert_eq!(account.lost, 0);
     let abort = parked
         .iter()

@@ -23,7 +23,7 @@ async fn broker_node_stopped_and_started_mid_backlog_loses_nothing() {
     let worker = run.start_backlog("restart", n, 1).await.unwrap();
     node.stop().await.unwrap();
     node.start_again().await.unwrap();
-    let account = run
+    let (account, _) = run
         .finish(worker, "broker node stopped and started")
         .await
         .unwrap();
@@ -49,7 +49,7 @@ async fn cluster_leader_node_stopped_mid_backlog_fails_over_and_loses_nothing() 
     let worker = run.start_backlog("cluster", n, 1).await.unwrap();
     cluster.node_mut(leader).stop().await.unwrap();
     let name = format!("cluster leader (node {leader}) stopped");
-    let account = run.finish(worker, &name).await.unwrap();
+    let (account, _) = run.finish(worker, &name).await.unwrap();
     assert_eq!(account.lost, 0);
     assert_eq!(account.handled, n);
     assert_eq!(account.queued, 0);

@@ -202,8 +202,13 @@ impl Run {
     }
 
     /// Waits until everything settled while `worker` kept running, stops it
-    /// with SIGTERM, and returns the account (also printed under `name`).
-    pub async fn finish(&self, mut worker: DemoProcess, name: &str) -> Result<Account, String> {
+    /// with SIGTERM, and returns the account (also printed under `name`) and
+    /// the parked messages.
+    pub async fn finish(
+        &self,
+        mut worker: DemoProcess,
+        name: &str,
+    ) -> Result<(Account, Vec<ParkedMessage>), String> {
         if !self.wait_settled(SETTLE).await {
             return Err(format!(
                 "{name}: the backlog did not settle within {SETTLE:?}"
@@ -218,9 +223,9 @@ impl Run {
             .terminate(Duration::from_secs(30))
             .await
             .ok_or_else(|| format!("{name}: the worker did not stop after SIGTERM"))?;
-        let (account, _) = self.account().await;
+        let (account, parked) = self.account().await;
         println!("{name}: {account} (workers started: {})", self.spawned);
-        Ok(account)
+        Ok((account, parked))
     }
 
     /// Whether every published message is handled or parked.
