@@ -460,3 +460,62 @@ async fn listing_a_missing_parking_queue_says_what_to_do() {
         "{out:?}"
     );
 }
+
+/// A listing returns the messages it took with a requeue, which a quorum
+/// queue applies through its log; a listing started right after must still
+/// see every parked message (it once saw an empty queue here).
+#[tokio::test]
+async fn listings_back_to_back_see_every_parked_message() {
+    const TASK_QUEUE: &str = "cli.parked.relist";
+    const PARKED: usize = 25;
+    let spec = worker_core::runtime::TaskSpec::new(
+        "cli.parked.relist",
+        TASK_QUEUE,
+        TaskOptions::default(),
+    );
+    let names: Vec<String> = worker_core::topology::plan(&spec)
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    support::delete_queues(&names).await;
+    let (conn, channel) = support::channel().await;
+    worker_core::topology::declare(&channel, &spec)
+        .await
+        .unwrap();
+
+    let connector = worker_core::Connector::new(worker_core::ConnectionConfig::from_env());
+    let publisher = worker_core::Publisher::new(connector.clone());
+    for i in 0..PARKED {
+        let properties = worker_core::Properties::default()
+            .with_message_id(&format!("relist-{i}"))
+            .unwrap();
+        publisher
+            .publish(worker_core::message::Outgoing::to_queue(
+                &spec.parking,
+                properties,
+                format!("{i}").into_bytes(),
+            ))
+            .await
+            .unwrap();
+    }
+    assert_eq!(support::depth(&conn, &spec.parking).await, PARKED as u32);
+
+    for round in 0..5 {
+        let listing = worker_core::ops::parked::list(&connector, &spec.parking, 100)
+            .await
+            .unwrap();
+        let ids: Vec<String> = listing
+            .messages
+            .iter()
+            .filter_map(|m| m.message_id.clone())
+            .collect();
+        assert_eq!(
+            (listing.total as usize, ids.len()),
+            (PARKED, PARKED),
+            "listing {round} saw {ids:?}"
+        );
+        assert_eq!(ids[0], "relist-0", "oldest first, order kept");
+    }
+    support::delete_queues(&names).await;
+}

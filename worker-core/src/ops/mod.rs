@@ -90,17 +90,7 @@ pub(crate) async fn inspect_queue(
         field: "queue name",
         len: queue.len(),
     })?;
-    match channel
-        .queue_declare(
-            name,
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-    {
+    match passive_declare(&channel, name).await {
         Ok(q) => {
             let _ = channel.close(200, "inspected".into()).await;
             Ok(Some(QueueDepth {
@@ -111,6 +101,24 @@ pub(crate) async fn inspect_queue(
         Err(e) if reply_code(&e) == Some(404) => Ok(None),
         Err(e) => Err(Error::broker(format!("queue.declare (passive) {queue}"), e)),
     }
+}
+
+/// Declares `queue` passively on `channel`: its counts if it exists; a
+/// missing queue is a 404 channel error, which closes the channel.
+pub(crate) async fn passive_declare(
+    channel: &lapin::Channel,
+    queue: lapin::types::ShortString,
+) -> Result<lapin::Queue, lapin::Error> {
+    channel
+        .queue_declare(
+            queue,
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
 }
 
 /// Messages and consumers of `queue` (a passive declare on a throwaway

@@ -45,7 +45,7 @@ use lapin::options::{
 use lapin::{Channel, Connection};
 use serde_json::{json, Value};
 
-use super::{format_time, inspect_queue};
+use super::{format_time, inspect_queue, passive_declare};
 use crate::connection::Connector;
 use crate::error::Error;
 use crate::headers::{self, HeaderValue, Headers};
@@ -395,15 +395,22 @@ pub struct ReplayReport {
     pub error: Option<Error>,
 }
 
+/// How long [`Peek::finish`] waits for returned messages to be ready again.
+const RETURN_WAIT: Duration = Duration::from_secs(3);
+
 /// A channel holding unacked `basic.get` deliveries of one queue.
 struct Peek {
     channel: Channel,
     queue: String,
     unacked: BTreeSet<u64>,
+    /// Messages ready when the peek started.
+    ready_before: u32,
+    /// Messages acked (removed) since.
+    acked: u32,
 }
 
 impl Peek {
-    async fn open(conn: &Connection, queue: &str) -> Result<Peek, Error> {
+    async fn open(conn: &Connection, queue: &str, ready_before: u32) -> Result<Peek, Error> {
         let channel = conn
             .create_channel()
             .await
@@ -412,6 +419,8 @@ impl Peek {
             channel,
             queue: queue.to_owned(),
             unacked: BTreeSet::new(),
+            ready_before,
+            acked: 0,
         })
     }
 
@@ -436,13 +445,20 @@ impl Peek {
             .await
             .map_err(|e| Error::broker(format!("basic.ack on {}", self.queue), e))?;
         self.unacked.remove(&tag);
+        self.acked += 1;
         Ok(())
     }
 
     /// Returns every unacked message, makes sure the broker took the acks
-    /// and nacks (a synchronous round trip, then a short settle wait), and
-    /// closes the channel.
-    async fn finish(self, acked_any: bool) {
+    /// and nacks (a synchronous round trip, then a short settle wait), waits
+    /// until the returned messages are ready again, and closes the channel.
+    ///
+    /// The last wait matters for quorum queues: a requeue goes through the
+    /// queue's log, so for a moment after the nack the messages are neither
+    /// unacked nor ready, and a listing started right after this one would
+    /// find the queue empty.
+    async fn finish(self) {
+        let returned = !self.unacked.is_empty();
         if let Some(&last) = self.unacked.last() {
             if let Err(e) = self
                 .channel
@@ -460,10 +476,41 @@ impl Peek {
         }
         // basic.qos is synchronous: its reply follows every earlier frame.
         let _ = self.channel.basic_qos(0, BasicQosOptions::default()).await;
-        if acked_any {
+        if self.acked > 0 {
             tokio::time::sleep(SETTLE_WAIT).await;
         }
+        if returned {
+            self.wait_until_returned().await;
+        }
         let _ = self.channel.close(200, "done".into()).await;
+    }
+
+    /// Polls the queue's ready count until every message taken and not
+    /// acked is back. Gives up quietly after [`RETURN_WAIT`]: someone else
+    /// (a concurrent replay or purge) may have taken messages meanwhile.
+    async fn wait_until_returned(&self) {
+        let expected = self.ready_before.saturating_sub(self.acked);
+        let deadline = tokio::time::Instant::now() + RETURN_WAIT;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let ready = passive_declare(&self.channel, self.queue.as_str().into())
+                .await
+                .map(|q| q.message_count());
+            match ready {
+                Ok(ready) if ready >= expected => return,
+                Ok(ready) if tokio::time::Instant::now() >= deadline => {
+                    tracing::debug!(queue = %self.queue, ready, expected, "listed messages not all ready again; going on");
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(queue = %self.queue, error = %e, "could not read the queue's depth after returning messages");
+                    return;
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
     }
 }
 
@@ -478,7 +525,7 @@ pub async fn list(connector: &Connector, queue: &str, limit: usize) -> Result<Li
             messages: Vec::new(),
         });
     };
-    let mut peek = Peek::open(&conn, queue).await?;
+    let mut peek = Peek::open(&conn, queue, depth.messages).await?;
     let mut messages = Vec::new();
     let mut failure = None;
     while messages.len() < limit.min(depth.messages as usize) {
@@ -491,7 +538,7 @@ pub async fn list(connector: &Connector, queue: &str, limit: usize) -> Result<Li
             }
         }
     }
-    peek.finish(false).await;
+    peek.finish().await;
     match failure {
         Some(e) => Err(e),
         None => Ok(Listing {
@@ -515,7 +562,7 @@ pub async fn find(
         let Some(depth) = inspect_queue(&conn, queue).await? else {
             continue;
         };
-        let mut peek = Peek::open(&conn, queue).await?;
+        let mut peek = Peek::open(&conn, queue, depth.messages).await?;
         let mut found = None;
         let mut failure = None;
         for _ in 0..depth.messages {
@@ -532,7 +579,7 @@ pub async fn find(
                 }
             }
         }
-        peek.finish(false).await;
+        peek.finish().await;
         if let Some(e) = failure {
             return Err(e);
         }
@@ -571,7 +618,7 @@ pub async fn replay(
         return Ok(report);
     };
     let publisher = Publisher::new(connector.clone());
-    let mut peek = Peek::open(&conn, queue).await?;
+    let mut peek = Peek::open(&conn, queue, depth.messages).await?;
     for _ in 0..depth.messages {
         if wanted.as_ref().is_some_and(HashSet::is_empty) {
             break;
@@ -610,7 +657,7 @@ pub async fn replay(
         tracing::info!(task = spec.name, message_id = ?id, "replayed parked message to {}", spec.queue);
         report.replayed.push(id.unwrap_or_else(|| "<no id>".into()));
     }
-    peek.finish(!report.replayed.is_empty()).await;
+    peek.finish().await;
     if let Some(w) = wanted {
         let mut missing: Vec<String> = w.into_iter().map(str::to_owned).collect();
         missing.sort();
