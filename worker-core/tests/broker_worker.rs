@@ -31,6 +31,16 @@ scripted_task!(
     }
 );
 
+scripted_task!(
+    Busy,
+    "it.worker.busy",
+    TaskOptions {
+        concurrency: 1,
+        prefetch: 4,
+        ..quick(TaskOptions::default())
+    }
+);
+
 fn worker(recorder: &Recorder) -> Worker {
     Worker::from_env()
         .state(recorder.clone())
@@ -190,4 +200,57 @@ async fn stop_with_a_backlog_loses_nothing() {
     assert_eq!(parked, 0);
     assert_eq!(handled + queued, N, "every message handled or still queued");
     assert_eq!(recorder.duplicates(), 0, "no handler ran twice");
+}
+
+/// With fewer handler slots than the prefetch, a stop must not wait for a
+/// slot: it returns within the grace period, and the deliveries that never
+/// started go back to the queue unstarted.
+#[tokio::test]
+async fn stop_while_every_slot_is_busy_returns_the_waiting_deliveries() {
+    support::reset(Busy::QUEUE, &[]).await;
+    let publisher = Publisher::from_env();
+    let payloads: Vec<Script> = (0..3)
+        .map(|i| Script {
+            id: format!("b{i}"),
+            sleep_ms: 120_000,
+            ..Script::default()
+        })
+        .collect();
+    let recorder = Recorder::default();
+    let worker = Worker::from_env()
+        .state(recorder.clone())
+        .config(WorkerConfig {
+            grace_period: Duration::from_millis(300),
+            ..WorkerConfig::default()
+        })
+        .register(Busy);
+    worker.declare_topology().await.unwrap();
+    publisher.enqueue_batch::<Busy>(&payloads).await.unwrap();
+    let running = worker.start().await.unwrap();
+    support::eventually(Duration::from_secs(10), "the first handler started", || {
+        let r = recorder.clone();
+        async move { !r.attempts("b0").is_empty() }
+    })
+    .await;
+
+    tokio::time::timeout(Duration::from_secs(15), running.shutdown())
+        .await
+        .expect("the stop waited for a busy handler slot instead of the grace period")
+        .unwrap();
+    assert_eq!(
+        (recorder.attempts("b1"), recorder.attempts("b2")),
+        (vec![], vec![]),
+        "deliveries waiting for a slot never start after the stop"
+    );
+    let conn = support::connect().await;
+    support::eventually(
+        Duration::from_secs(10),
+        "all three back in the queue",
+        || {
+            let conn = &conn;
+            async move { support::depth(conn, Busy::QUEUE).await == 3 }
+        },
+    )
+    .await;
+    assert_eq!(support::depth(&conn, "it.worker.busy.parking").await, 0);
 }

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::Connection;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
@@ -123,6 +123,12 @@ pub(crate) async fn consume(
     let mut running: JoinSet<()> = JoinSet::new();
     let mut tags: HashMap<tokio::task::Id, u64> = HashMap::new();
 
+    // A delivery is taken from the consumer only once a handler slot is
+    // free, and every wait in this loop also watches for the stop signal:
+    // with fewer slots than the prefetch, a stop must not wait behind busy
+    // handlers, and a delivery that has not started when the stop comes is
+    // returned by `stop_cleanly` rather than started.
+    let mut slot: Option<OwnedSemaphorePermit> = None;
     let lost = loop {
         tokio::select! {
             biased;
@@ -130,9 +136,12 @@ pub(crate) async fn consume(
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
                 reap(done, &mut tags, &settler);
             }
-            next = consumer.next() => match next {
+            permit = permits.clone().acquire_owned(), if slot.is_none() => {
+                slot = Some(permit.expect("semaphore is never closed"));
+            }
+            next = consumer.next(), if slot.is_some() => match next {
                 Some(Ok(raw)) => {
-                    let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
+                    let permit = slot.take().expect("a slot is held in this branch");
                     let delivery = Arc::new(Delivery::from_lapin(raw));
                     let tag = delivery.tag;
                     let (spec, svc, unknown) = group.pick(&delivery);
