@@ -559,6 +559,11 @@ impl Connector {
         let _ = rx.wait_for(Option::is_none).await;
     }
 
+    /// Changes of the blocked state: `Some(reason)` while blocked.
+    pub(crate) fn blocked_changes(&self) -> watch::Receiver<Option<String>> {
+        self.inner.blocked.subscribe()
+    }
+
     /// Follows `connection.blocked` / `unblocked` notices of one connection.
     fn watch_events(&self, conn: &Connection) {
         self.inner.blocked.send_replace(None);

@@ -98,6 +98,30 @@ impl Publisher {
         }
     }
 
+    /// Sets how long to wait for the broker's confirm of one message while
+    /// the connection is not blocked (30 s by default); past it the publish
+    /// fails with [`Error::ConfirmTimeout`] and the message may or may not
+    /// have arrived. Time spent blocked by a resource alarm does not count.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use worker_core::{ConnectionConfig, Connector, Publisher};
+    /// let publisher = Publisher::new(Connector::new(ConnectionConfig::from_env()))
+    ///     .with_confirm_timeout(Duration::from_secs(5));
+    /// # drop(publisher);
+    /// ```
+    pub fn with_confirm_timeout(self, timeout: Duration) -> Self {
+        let backend = match self.backend {
+            Backend::Broker(inner) => Backend::Broker(Arc::new(PublisherInner {
+                connector: inner.connector.clone(),
+                channel: Mutex::new(None),
+                confirm_timeout: timeout,
+            })),
+            transport @ Backend::Transport(_) => transport,
+        };
+        Publisher { backend, ..self }
+    }
+
     /// A publisher that sends through a [`Transport`] (the testkit's mock, for example).
     pub fn from_transport(transport: Arc<dyn Transport>) -> Self {
         Publisher {
@@ -246,9 +270,9 @@ impl PublisherInner {
         message: &Outgoing,
         confirm: PublisherConfirm,
     ) -> Result<(), Error> {
-        let confirmation = tokio::time::timeout(self.confirm_timeout, confirm)
-            .await
-            .map_err(|_| Error::ConfirmTimeout(self.confirm_timeout))?
+        let confirmation = self
+            .await_confirm(confirm)
+            .await?
             .map_err(|e| Error::broker("publisher confirm", e))?;
         match confirmation {
             Confirmation::Ack(None) => Ok(()),
@@ -265,6 +289,40 @@ impl PublisherInner {
             Confirmation::NotRequested => Err(Error::Config(
                 "publisher confirms are not enabled on the publishing channel".into(),
             )),
+        }
+    }
+
+    /// Waits for a confirm. The timeout runs only while the connection is
+    /// not blocked: the publish that makes RabbitMQ send `connection.blocked`
+    /// is already on the wire, and its confirm is held back for as long as
+    /// the resource alarm lasts, which may be minutes. Every change of the
+    /// blocked state starts the timeout afresh.
+    async fn await_confirm(
+        &self,
+        confirm: PublisherConfirm,
+    ) -> Result<Result<Confirmation, lapin::Error>, Error> {
+        let mut blocked = self.connector.blocked_changes();
+        tokio::pin!(confirm);
+        loop {
+            let is_blocked = blocked.borrow_and_update().is_some();
+            let timeout = async {
+                if is_blocked {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(self.confirm_timeout).await;
+            };
+            tokio::select! {
+                result = &mut confirm => return Ok(result),
+                changed = blocked.changed() => {
+                    if changed.is_err() {
+                        // The connector is gone; only the timeout is left.
+                        return tokio::time::timeout(self.confirm_timeout, confirm)
+                            .await
+                            .map_err(|_| Error::ConfirmTimeout(self.confirm_timeout));
+                    }
+                }
+                () = timeout => return Err(Error::ConfirmTimeout(self.confirm_timeout)),
+            }
         }
     }
 

@@ -275,7 +275,10 @@ async fn tls_and_flow_control_on_a_private_node() {
     // --- connection.blocked --------------------------------------------------
     let plain = format!("amqp://guest:guest@127.0.0.1:{AMQP_PORT}/%2f");
     let connector = Connector::new(ConnectionConfig::new(&plain));
-    let publisher = Publisher::new(connector.clone());
+    // A confirm timeout far shorter than the alarm below: time spent
+    // blocked must not count against it.
+    let publisher =
+        Publisher::new(connector.clone()).with_confirm_timeout(Duration::from_millis(300));
     Worker::new(connector.clone())
         .register(Note)
         .declare_topology()
@@ -298,7 +301,9 @@ async fn tls_and_flow_control_on_a_private_node() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    // RabbitMQ tells a connection it is blocked when it next publishes.
+    // RabbitMQ tells a connection it is blocked when it next publishes: this
+    // publish is already sent when the block arrives, and its confirm is
+    // held back until the alarm clears.
     let blocked_publish = tokio::spawn({
         let publisher = publisher.clone();
         async move { publisher.enqueue::<Note>(&"during".to_owned()).await }
@@ -319,7 +324,12 @@ async fn tls_and_flow_control_on_a_private_node() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         !blocked_publish.is_finished(),
-        "publishing pauses while blocked"
+        "publishing pauses while blocked, past the confirm timeout: {:?}",
+        if blocked_publish.is_finished() {
+            Some(blocked_publish.await)
+        } else {
+            None
+        }
     );
     assert!(!cli_publish.is_finished(), "enqueue pauses while blocked");
 
