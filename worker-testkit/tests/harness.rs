@@ -201,6 +201,62 @@ async fn user_layers_wrap_the_handler_inside_the_stack() {
     ));
 }
 
+/// Layers that hold a resource between `poll_ready` and `call` (a
+/// concurrency limit, a buffer, a rate limit) panic when called without
+/// being made ready; the retry layer calls the handler several times.
+#[tokio::test(start_paused = true)]
+async fn user_layers_that_need_poll_ready_work_through_in_process_retries() {
+    let harness = Harness::new(Scripted::new(
+        retry_options(3, &[], 3),
+        |ctx, _| async move {
+            if ctx.attempt() < 3 {
+                Err(down())
+            } else {
+                Ok(())
+            }
+        },
+    ))
+    .wrap_handler(|handler: BoxJobService| {
+        BoxCloneSyncService::new(
+            tower::ServiceBuilder::new()
+                .concurrency_limit(1)
+                .service(handler),
+        )
+    });
+
+    let report = harness.run_payload(&Work { id: 1 }).await;
+
+    assert!(report.succeeded(), "{report}");
+    assert_eq!(report.handler_runs(), 3, "{report}");
+    assert!(report.acked());
+}
+
+/// A user layer may panic while making its future, before anything is
+/// polled: that is a caught panic too, never a lost delivery.
+#[tokio::test(start_paused = true)]
+async fn a_panic_while_calling_a_user_layer_is_caught() {
+    let harness = Harness::new(Scripted::new(retry_options(1, &[], 1), |_, _| async {
+        Ok(())
+    }))
+    .wrap_handler(|_handler: BoxJobService| {
+        BoxCloneSyncService::new(tower::service_fn(
+            |_job: Job| -> std::future::Ready<Result<Outcome, Infallible>> {
+                panic!("layer refused synchronously")
+            },
+        ))
+    });
+
+    let report = harness.run_payload(&Work { id: 1 }).await;
+
+    let parked = report.parked().expect("parked after its only attempt");
+    assert_eq!(parked.error_kind, "panic", "{report}");
+    assert!(
+        parked.error_message.contains("layer refused synchronously"),
+        "{}",
+        parked.error_message
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_job_can_drive_a_single_layer() {
     let harness = Harness::new(Scripted::new(retry_options(3, &[1], 2), |_, _| async {

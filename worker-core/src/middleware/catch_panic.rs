@@ -19,21 +19,23 @@ impl<S: JobService> Service<Job> for CatchPanic<S> {
 
     fn call(&mut self, job: Job) -> Self::Future {
         let attempt = job.attempt();
-        let fut = self.inner.call(job);
+        // A service may panic while making its future, not only while it runs.
+        let called = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(job)));
         Box::pin(async move {
-            match AssertUnwindSafe(fut).catch_unwind().await {
-                Ok(outcome) => outcome,
-                Err(panic) => {
-                    let message = panic_message(panic.as_ref());
-                    tracing::warn!(%message, attempt, "handler panicked");
-                    Ok(Outcome::Failed(Failure::new(
-                        FailureKind::Transient,
-                        FailureCause::Panic,
-                        format!("handler panicked: {message}"),
-                        attempt,
-                    )))
-                }
-            }
+            let caught = match called {
+                Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
+                Err(panic) => Err(panic),
+            };
+            caught.unwrap_or_else(|panic| {
+                let message = panic_message(panic.as_ref());
+                tracing::warn!(%message, attempt, "handler panicked");
+                Ok(Outcome::Failed(Failure::new(
+                    FailureKind::Transient,
+                    FailureCause::Panic,
+                    format!("handler panicked: {message}"),
+                    attempt,
+                )))
+            })
         })
     }
 }

@@ -111,3 +111,13 @@ macro_rules! job_service_header {
     };
 }
 pub(crate) use job_service_header;
+
+/// Takes the inner service that `poll_ready` made ready, leaving a clone in
+/// its place: a layer that calls its inner service from inside its future
+/// must call the instance that was made ready (tower's `ConcurrencyLimit`
+/// or `Buffer` panic otherwise), and must make it ready again before every
+/// further call ([`tower::ServiceExt::ready`]).
+pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let fresh = inner.clone();
+    std::mem::replace(inner, fresh)
+}

@@ -18,7 +18,7 @@ use futures_util::future::FutureExt;
 use tower::Service;
 
 use super::park::stamp_attempts;
-use super::{config_layer, job_service_header, Job, JobService, Outcome};
+use super::{config_layer, job_service_header, take_ready, Job, JobService, Outcome};
 use crate::message::Outgoing;
 use crate::task::QueueType;
 
@@ -50,7 +50,7 @@ impl<S: JobService> Service<Job> for Quarantine<S> {
             (true, true) if classic => job.attempt(),
             _ => return self.inner.call(job).boxed(),
         };
-        let mut inner = self.inner.clone();
+        let mut inner = take_ready(&mut self.inner);
         Box::pin(async move {
             let spec = job.spec();
             let delivery = job.delivery();

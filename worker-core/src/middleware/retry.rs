@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tower::Service;
+use tower::{Service, ServiceExt};
 
-use super::{config_layer, job_service_header, Job, JobService, Outcome};
+use super::{config_layer, job_service_header, take_ready, Job, JobService, Outcome};
 use crate::task::FailureKind;
 
 /// Retries transient failures up to the task's `in_process_attempts`, with its backoff.
@@ -46,12 +46,12 @@ impl<S: JobService> Service<Job> for Retry<S> {
     job_service_header!();
 
     fn call(&mut self, job: Job) -> Self::Future {
-        let mut inner = self.inner.clone();
+        let mut inner = take_ready(&mut self.inner);
         let rng = self.config.rng.clone();
         Box::pin(async move {
             let mut job = job;
             loop {
-                let outcome = inner.call(job.clone()).await?;
+                let outcome = inner.ready().await?.call(job.clone()).await?;
                 let Outcome::Failed(failure) = &outcome else {
                     return Ok(outcome);
                 };
