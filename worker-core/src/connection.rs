@@ -635,10 +635,7 @@ impl Connector {
                     last = Some(err);
                 }
                 Err(_) => {
-                    last = Some(Error::Connect {
-                        url: redact_url(url),
-                        message: format!("timed out after {:?}", config.connect_timeout),
-                    });
+                    last = Some(Error::connect_timeout(url, config.connect_timeout));
                 }
             }
         }

@@ -7,12 +7,14 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     /// Could not reach or log in to the broker.
-    #[error("cannot connect to RabbitMQ at {url}: {message}. Is the broker running and is AMQP_URL right?")]
+    #[error("cannot connect to RabbitMQ at {url}: {message}. {hint}")]
     Connect {
         /// The URL, with any password redacted.
         url: String,
         /// What lapin reported.
         message: String,
+        /// What to check.
+        hint: &'static str,
     },
     /// The broker refused the login or the vhost: retrying will not help.
     #[error("RabbitMQ at {url} refused access: {message}. {hint}")]
@@ -76,6 +78,12 @@ pub enum Error {
     Config(String),
 }
 
+/// What to check when the broker cannot be reached.
+const UNREACHABLE_HINT: &str = "Is the broker running and is AMQP_URL right?";
+
+/// What to check when the broker's TLS certificate is not accepted.
+const CERTIFICATE_HINT: &str = "The broker's TLS certificate was not accepted: give the CA that signed it (--tls-ca-file or AMQP_TLS_CA_FILE) and connect by a host name the certificate names";
+
 impl Error {
     /// Classifies a failed connection attempt: a refused login or vhost
     /// becomes [`Error::AccessRefused`], anything else [`Error::Connect`].
@@ -93,8 +101,27 @@ impl Error {
                 message,
                 hint: "grant the user access to the vhost: rabbitmqctl set_permissions -p <vhost> <user> \".*\" \".*\" \".*\"",
             }
+        } else if message.contains("certificate") {
+            Error::Connect {
+                url,
+                message,
+                hint: CERTIFICATE_HINT,
+            }
         } else {
-            Error::Connect { url, message }
+            Error::Connect {
+                url,
+                message,
+                hint: UNREACHABLE_HINT,
+            }
+        }
+    }
+
+    /// A connection attempt that did not finish within `limit`.
+    pub(crate) fn connect_timeout(url: &str, limit: Duration) -> Self {
+        Error::Connect {
+            url: redact_url(url),
+            message: format!("timed out after {limit:?}"),
+            hint: UNREACHABLE_HINT,
         }
     }
 
@@ -169,7 +196,13 @@ mod tests {
         assert!(vhost.to_string().contains("set_permissions"), "{vhost}");
         let down = Error::connect("amqp://h", "Connection refused (os error 111)".into());
         assert!(!down.is_fatal());
-        assert!(matches!(down, Error::Connect { .. }));
+        assert!(down.to_string().contains("Is the broker running"), "{down}");
+        let tls = Error::connect(
+            "amqps://h",
+            "IO error: invalid peer certificate: UnknownIssuer".into(),
+        );
+        assert!(tls.to_string().contains("--tls-ca-file"), "{tls}");
+        assert!(!tls.to_string().contains("Is the broker running"), "{tls}");
     }
 
     #[test]

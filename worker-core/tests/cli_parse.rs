@@ -350,10 +350,25 @@ async fn commands_that_need_no_broker_report_usage_errors() {
     assert_eq!(out.code, exit::CONFIG, "{out:?}");
     assert!(out.stderr.contains("AMQP_PASSWORD_FILE"), "{out:?}");
 
-    // TLS files with an amqp:// URL are refused.
-    let cli = parse(&["status", "--url", "amqp://h", "--tls-ca-file", "/x.pem"]);
+    // TLS files with an amqp:// URL are refused (the file exists and is
+    // read; the scheme is what is wrong).
+    let ca = std::env::temp_dir().join(format!("cli-parse-ca-{}.pem", std::process::id()));
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let cli = parse(&[
+        "status",
+        "--url",
+        "amqp://h",
+        "--tls-ca-file",
+        ca.to_str().unwrap(),
+    ]);
     let out = app().execute(cli, std::future::pending()).await;
+    let _ = std::fs::remove_file(&ca);
     assert_eq!(out.code, exit::CONFIG, "{out:?}");
+    assert!(out.stderr.contains("is not an amqps:// URL"), "{out:?}");
 
     // A URL that is not AMQP.
     let cli = parse(&["status", "--url", "http://u:pw-in-url@h"]);

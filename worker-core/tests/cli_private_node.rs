@@ -243,14 +243,30 @@ async fn tls_and_flow_control_on_a_private_node() {
     assert_eq!(out.code, exit::OK, "{out:?}");
     assert!(out.stdout.contains("cli.private.notes"), "{out:?}");
 
-    // Without the CA the server's certificate is not trusted.
-    let out = cli(&["status", "--url", &good]).await;
-    assert_eq!(out.code, exit::UNAVAILABLE, "{out:?}");
+    // Without the CA (system roots only), or with a wrong one (the client's
+    // own certificate as the only trust anchor), the server's certificate
+    // is not trusted, and the error says what to give.
+    let wrong_ca = dir.join("client.pem").display().to_string();
+    for extra in [&[][..], &["--tls-ca-file", wrong_ca.as_str()][..]] {
+        let mut args = vec!["status", "--url", &good];
+        args.extend_from_slice(extra);
+        let out = cli(&args).await;
+        assert_eq!(out.code, exit::UNAVAILABLE, "{args:?}: {out:?}");
+        assert!(out.stderr.contains("certificate"), "{args:?}: {out:?}");
+        assert!(out.stderr.contains("--tls-ca-file"), "{args:?}: {out:?}");
+    }
     // The certificate names localhost only: 127.0.0.1 fails hostname verification.
     let by_ip = format!("amqps://guest:guest@127.0.0.1:{TLS_PORT}/%2f");
     let out = cli(&["status", "--url", &by_ip, "--tls-ca-file", &ca_arg]).await;
     assert_eq!(out.code, exit::UNAVAILABLE, "{out:?}");
-    eprintln!("hostname mismatch reported as: {}", out.stderr);
+    assert!(
+        out.stderr.contains("not valid for name \"127.0.0.1\""),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("a host name the certificate names"),
+        "{out:?}"
+    );
 
     // A client certificate (CN=guest) logs in with EXTERNAL: no password at all.
     let external = format!("amqps://localhost:{TLS_PORT}/%2f?auth_mechanism=external");

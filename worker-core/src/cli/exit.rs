@@ -26,7 +26,7 @@ pub const TOPOLOGY: u8 = 5;
 /// use worker_core::cli::exit;
 /// use worker_core::Error;
 ///
-/// let err = Error::Connect { url: "amqp://mq".into(), message: "refused".into() };
+/// let err = Error::Connect { url: "amqp://mq".into(), message: "refused".into(), hint: "start it" };
 /// assert_eq!(exit::code_for(&err), exit::UNAVAILABLE);
 /// assert_eq!(exit::code_for(&Error::Config("bad".into())), exit::CONFIG);
 /// ```
