@@ -76,6 +76,27 @@ pub enum Error {
     /// Configuration that cannot work.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Consuming stopped without a connection error: the broker cancelled a
+    /// consumer (its queue was deleted, or a quorum queue moved), or a
+    /// consumer task ended. The worker reconnects and consumes again.
+    #[error("consuming stopped: {0}")]
+    ConsumerStopped(String),
+    /// The worker's own task ended abnormally (a bug in the framework:
+    /// please report it with the log).
+    #[error("the worker task ended abnormally: {0}")]
+    WorkerFailed(String),
+    /// A replayed message's copy reached the work queue but its parked
+    /// original could not be removed: it is now in both places.
+    #[error("message {message_id} was replayed, but its parked original could not be removed from {queue} ({source}); it is in both queues: purge or ignore the parked one")]
+    ReplayLeftOriginal {
+        /// The message's id (`<no id>` when it has none).
+        message_id: String,
+        /// The parking queue still holding it.
+        queue: String,
+        /// Why the ack failed.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 /// What to check when the broker cannot be reached.

@@ -41,6 +41,8 @@ scripted_task!(
     }
 );
 
+scripted_task!(Deleted, "it.worker.deleted", quick(TaskOptions::default()));
+
 fn worker(recorder: &Recorder) -> Worker {
     Worker::from_env()
         .state(recorder.clone())
@@ -253,4 +255,43 @@ async fn stop_while_every_slot_is_busy_returns_the_waiting_deliveries() {
     )
     .await;
     assert_eq!(support::depth(&conn, "it.worker.busy.parking").await, 0);
+}
+
+/// Deleting the work queue under a running worker makes the broker cancel
+/// its consumer: the worker declares the queue again and goes on consuming.
+#[tokio::test]
+async fn a_queue_deleted_under_the_worker_is_declared_again_and_consumed() {
+    support::reset(Deleted::QUEUE, &[]).await;
+    let recorder = Recorder::default();
+    let running = worker(&recorder).register(Deleted).start().await.unwrap();
+    let mut readiness = running.readiness();
+    tokio::time::timeout(Duration::from_secs(10), readiness.wait_for(|ready| *ready))
+        .await
+        .expect("ready")
+        .unwrap();
+
+    support::delete_queues(&[Deleted::QUEUE]).await;
+    tokio::time::timeout(Duration::from_secs(10), readiness.wait_for(|ready| !*ready))
+        .await
+        .expect("not ready while the consumer is gone")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), readiness.wait_for(|ready| *ready))
+        .await
+        .expect("ready again after declaring the queue anew")
+        .unwrap();
+
+    Publisher::from_env()
+        .enqueue::<Deleted>(&Script::ok("after"))
+        .await
+        .expect("the queue exists again");
+    support::eventually(
+        Duration::from_secs(10),
+        "handled after the redeclare",
+        || {
+            let r = recorder.clone();
+            async move { r.done_count() == 1 }
+        },
+    )
+    .await;
+    running.shutdown().await.unwrap();
 }

@@ -646,10 +646,11 @@ pub async fn replay(
         if let Err(e) = peek.ack(delivery.tag).await {
             // The copy is in the work queue and the original stays parked:
             // a duplicate, reported so a person can purge or ignore it.
-            report.error = Some(Error::Config(format!(
-                "message {} was replayed but its parked copy could not be removed ({e}); it is still in {queue}",
-                id.as_deref().unwrap_or("<no id>")
-            )));
+            report.error = Some(Error::ReplayLeftOriginal {
+                message_id: id.clone().unwrap_or_else(|| "<no id>".into()),
+                queue: queue.to_owned(),
+                source: Box::new(e),
+            });
             report.replayed.push(id.unwrap_or_else(|| "<no id>".into()));
             break;
         }

@@ -160,16 +160,33 @@ pub(crate) async fn consume(
                     tags.insert(handle.id(), tag);
                 }
                 Some(Err(e)) => break Some(Error::broker(format!("consuming {}", source.queue), e)),
-                None => break Some(Error::Config(format!("the broker cancelled the consumer of {}", source.queue))),
+                None => break Some(Error::ConsumerStopped(format!("the broker cancelled the consumer of {}", source.queue))),
             },
         }
     };
 
     if let Some(err) = lost {
-        // The channel is gone: nothing can be settled on it any more. Let
-        // running handlers finish (their settlements are dropped and the
-        // broker redelivers) but do not wait for them.
-        running.detach_all();
+        if !matches!(err, Error::ConsumerStopped(_)) {
+            // The channel is gone: nothing can be settled on it any more.
+            // Let running handlers finish (their settlements are dropped and
+            // the broker redelivers) but do not wait for them.
+            running.detach_all();
+            return Err(err);
+        }
+        // The broker cancelled the consumer but the channel is open: settle
+        // what is in flight on it and close it like a clean stop, then let
+        // the supervisor consume again.
+        stop_cleanly(
+            &channel,
+            &consumer_tag,
+            &mut consumer,
+            running,
+            tags,
+            &settler,
+            source,
+            &config,
+        )
+        .await;
         return Err(err);
     }
     stop_cleanly(

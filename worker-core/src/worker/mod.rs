@@ -433,7 +433,7 @@ impl RunningWorker {
         self.trigger.trigger();
         let result = match self.handle.await {
             Ok(r) => r,
-            Err(e) => Err(Error::Config(format!("worker task failed: {e}"))),
+            Err(e) => Err(Error::WorkerFailed(e.to_string())),
         };
         self.connector.close().await;
         result
@@ -474,7 +474,7 @@ impl Supervisor {
                 }
                 Err(e) => {
                     failures += 1;
-                    self.pause(failures, &e).await;
+                    self.pause(failures, Some(&e)).await;
                     continue;
                 }
             };
@@ -515,9 +515,9 @@ impl Supervisor {
                     }
                     Some(done) = consumers.join_next() => {
                         break Some(match done {
-                            Ok(Ok(())) => Error::Config("a consumer stopped".into()),
+                            Ok(Ok(())) => Error::ConsumerStopped("a consumer ended".into()),
                             Ok(Err(e)) => e,
-                            Err(e) => Error::Config(format!("consumer task failed: {e}")),
+                            Err(e) => Error::ConsumerStopped(format!("a consumer task failed: {e}")),
                         });
                     }
                 }
@@ -530,15 +530,17 @@ impl Supervisor {
                 Some(e) => {
                     failures = 1;
                     tracing::warn!(error = %e, "lost the broker connection or a channel; reconnecting");
-                    self.pause(failures, &e).await;
+                    self.pause(failures, None).await;
                 }
             }
         }
     }
 
     /// Waits before the next reconnect attempt (capped exponential backoff
-    /// with jitter), returning early on shutdown.
-    async fn pause(&self, failures: u32, error: &Error) {
+    /// with jitter), returning early on shutdown. `error` is the failed
+    /// connection attempt, logged on the first and every power-of-two
+    /// failure; `None` after a lost session, which was logged already.
+    async fn pause(&self, failures: u32, error: Option<&Error>) {
         let exp = failures.saturating_sub(1).min(16);
         let base = self
             .config
@@ -555,8 +557,12 @@ impl Supervisor {
             .iter()
             .map(|u| redact_url(u))
             .collect();
-        if failures == 1 || failures.is_power_of_two() {
-            tracing::warn!(error = %error, ?urls, attempt = failures, ?delay, "cannot reach RabbitMQ; retrying");
+        match error {
+            Some(error) if failures.is_power_of_two() => {
+                tracing::warn!(error = %error, ?urls, attempt = failures, ?delay, "cannot reach RabbitMQ; retrying");
+            }
+            Some(_) => {}
+            None => tracing::debug!(?urls, ?delay, "reconnecting after a pause"),
         }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
