@@ -230,10 +230,7 @@ impl Publisher {
         inner.connector.wait_until_unblocked().await;
         let started = Instant::now();
         let confirm = send(&channel, &message).await?;
-        let result = inner.settle_confirm(&message, confirm).await;
-        metrics::histogram!("rabbit_worker_publish_confirm_seconds")
-            .record(started.elapsed().as_secs_f64());
-        result
+        inner.settle_confirm(&message, confirm, started).await
     }
 
     /// Publishes messages back to back, then waits for all confirms.
@@ -249,6 +246,7 @@ impl Publisher {
         };
         let channel = inner.channel().await?;
         inner.connector.wait_until_unblocked().await;
+        let started = Instant::now();
         let mut pending = Vec::with_capacity(messages.len());
         for message in &messages {
             pending.push(send(&channel, message).await?);
@@ -257,7 +255,7 @@ impl Publisher {
             messages
                 .iter()
                 .zip(pending)
-                .map(|(m, c)| inner.settle_confirm(m, c)),
+                .map(|(m, c)| inner.settle_confirm(m, c, started)),
         )
         .await;
         results.into_iter().collect()
@@ -265,15 +263,29 @@ impl Publisher {
 }
 
 impl PublisherInner {
+    /// Waits for `message`'s confirm and records its latency since
+    /// `started` in `rabbit_worker_publish_confirm_seconds`, labelled with
+    /// the task (the `type` property) and the queue (the routing key on the
+    /// default exchange, else the exchange).
     async fn settle_confirm(
         &self,
         message: &Outgoing,
         confirm: PublisherConfirm,
+        started: Instant,
     ) -> Result<(), Error> {
-        let confirmation = self
-            .await_confirm(confirm)
-            .await?
-            .map_err(|e| Error::broker("publisher confirm", e))?;
+        let confirmation = self.await_confirm(confirm).await;
+        let queue = if message.exchange.is_empty() {
+            &message.routing_key
+        } else {
+            &message.exchange
+        };
+        metrics::histogram!(
+            "rabbit_worker_publish_confirm_seconds",
+            "task" => message.properties.kind().unwrap_or("").to_owned(),
+            "queue" => queue.clone(),
+        )
+        .record(started.elapsed().as_secs_f64());
+        let confirmation = confirmation?.map_err(|e| Error::broker("publisher confirm", e))?;
         match confirmation {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {

@@ -239,7 +239,7 @@ async fn panics_and_timeouts_are_retried_then_parked_while_others_are_served() {
 async fn broker_driven_dead_letter_cycle_is_counted_through_x_death() {
     let q = Cycled::QUEUE;
     let wait = "it.mw.cycled.wait";
-    support::delete_queues(&[q, wait, "it.mw.cycled.parking"]).await;
+    support::delete_queues(&[q, wait, "it.mw.cycled.parking", "it.mw.cycled.quarantine"]).await;
     let (conn, ch) = support::channel().await;
     let mut work_args = FieldTable::default();
     work_args.insert(
@@ -270,13 +270,12 @@ async fn broker_driven_dead_letter_cycle_is_counted_through_x_death() {
     ch.queue_declare(wait.into(), durable, wait_args)
         .await
         .unwrap();
-    ch.queue_declare(
-        "it.mw.cycled.parking".into(),
-        durable,
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    // The worker consumes the task's quarantine queue too.
+    for side in ["it.mw.cycled.parking", "it.mw.cycled.quarantine"] {
+        ch.queue_declare(side.into(), durable, FieldTable::default())
+            .await
+            .unwrap();
+    }
 
     Publisher::from_env()
         .enqueue::<Cycled>(&Script::ok("cycled"))
@@ -302,11 +301,17 @@ async fn broker_driven_dead_letter_cycle_is_counted_through_x_death() {
         .start()
         .await
         .unwrap();
+    let mut readiness = running.readiness();
+    tokio::time::timeout(Duration::from_secs(10), readiness.wait_for(|ready| *ready))
+        .await
+        .expect("consuming on the hand-made topology")
+        .unwrap();
     support::eventually(Duration::from_secs(10), "handled after the cycle", || {
         let r = recorder.clone();
         async move { r.done_count() == 1 }
     })
     .await;
+    assert!(*readiness.borrow(), "never lost a consumer");
     running.shutdown().await.unwrap();
     assert_eq!(recorder.attempts("cycled"), vec![3]);
     drop(conn);

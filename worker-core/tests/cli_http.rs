@@ -10,12 +10,29 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use worker_core::cli::{exit, App};
-use worker_core::{Publisher, TaskError};
+use worker_core::{Publisher, TaskContext, TaskError};
 
-/// Does nothing; no retries.
-#[worker_core::task(name = "cli.http.ping", queue = "cli.http.ping", max_attempts = 1, in_process = 1, tiers = [])]
-async fn ping(_: String) -> Result<(), TaskError> {
+/// Succeeds; `"flaky"` fails its first attempt and is retried in process.
+#[worker_core::task(name = "cli.http.ping", queue = "cli.http.ping", max_attempts = 2, in_process = 2, backoff = "1ms..5ms", tiers = [])]
+async fn ping(ctx: TaskContext, text: String) -> Result<(), TaskError> {
+    if text == "flaky" && ctx.attempt() == 1 {
+        return Err(TaskError::transient("first try fails"));
+    }
     Ok(())
+}
+
+/// The value of one Prometheus sample: `name{...}` with every given label.
+fn sample(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .find(|(series, _)| {
+            series
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.is_empty())
+                && labels.iter().all(|l| series.contains(l))
+        })
+        .and_then(|(_, value)| value.parse().ok())
 }
 
 /// Sends raw bytes, returns (status, whole response).
@@ -132,21 +149,58 @@ async fn run_serves_metrics_health_and_readiness() {
     }
     assert_eq!(get(addr, "/healthz").await.0, 200);
 
-    // Handle one message so the framework's metrics have values.
+    // Handle one message that needs an in-process retry, so the framework's
+    // metrics have values.
     Publisher::from_env()
-        .enqueue::<Ping>(&"hi".to_owned())
+        .enqueue::<Ping>(&"flaky".to_owned())
         .await
         .unwrap();
+    let task = "task=\"cli.http.ping\"";
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let metrics = loop {
         let (status, body) = get(addr, "/metrics").await;
         assert_eq!(status, 200, "{body}");
-        if body.contains("rabbit_worker_deliveries_total") {
+        if sample(
+            &body,
+            "rabbit_worker_outcomes_total",
+            &[task, "outcome=\"ack\""],
+        ) == Some(1.0)
+        {
             break body;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no metrics: {body}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no ack counted: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let queue = "queue=\"cli.http.ping\"";
+    for (name, labels, value) in [
+        ("rabbit_worker_deliveries_total", &[task, queue][..], 1.0),
+        (
+            "rabbit_worker_outcomes_total",
+            &[task, "outcome=\"retry\""][..],
+            1.0,
+        ),
+        (
+            "rabbit_worker_outcomes_total",
+            &[task, "outcome=\"park\""][..],
+            0.0,
+        ),
+        ("rabbit_worker_in_flight", &[task][..], 0.0),
+        ("rabbit_worker_handler_seconds_count", &[task][..], 1.0),
+        (
+            "rabbit_worker_publish_confirm_seconds_count",
+            &[task, queue][..],
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            sample(&metrics, name, labels),
+            Some(value),
+            "{name} {labels:?} in {metrics}"
+        );
+    }
     assert!(
         metrics.contains("Content-Type: text/plain; version=0.0.4"),
         "{metrics}"

@@ -2,11 +2,15 @@
 //!
 //! Names (labels `task` and `queue`; outcomes also `outcome`):
 //! - `rabbit_worker_deliveries_total`: deliveries taken;
-//! - `rabbit_worker_outcomes_total`: `ack`, `discard`, `redeliver`, `park`,
-//!   `quarantine`, `requeue`, `dead-letter`;
+//! - `rabbit_worker_outcomes_total`: what became of each delivery, once per
+//!   delivery: `ack`, `discard`, `redeliver`, `park`, `quarantine`,
+//!   `requeue`, `dead-letter`; and `retry`, once per in-process retry (an
+//!   attempt that failed and runs again in this process, counted by
+//!   [`RetryLayer`](super::RetryLayer));
 //! - `rabbit_worker_handler_seconds`: time from taking a delivery to its outcome;
 //! - `rabbit_worker_in_flight`: deliveries being handled now;
-//! - `rabbit_worker_publish_confirm_seconds` (from the publisher): confirm latency.
+//! - `rabbit_worker_publish_confirm_seconds` (from the publisher): confirm
+//!   latency, labelled with the published message's task (`type`) and queue.
 //!
 //! Handles are registered once per task, so the hot path does no label work.
 

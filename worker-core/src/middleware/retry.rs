@@ -73,6 +73,13 @@ impl<S: JobService> Service<Job> for Retry<S> {
                     }
                 };
                 tracing::debug!(attempt = job.attempt(), ?delay, error = %failure.message, "retrying in process");
+                metrics::counter!(
+                    "rabbit_worker_outcomes_total",
+                    "task" => job.spec().name,
+                    "queue" => job.spec().queue.to_string(),
+                    "outcome" => "retry",
+                )
+                .increment(1);
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = runtime.shutdown.triggered() => return Ok(outcome),
