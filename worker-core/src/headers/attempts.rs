@@ -57,12 +57,12 @@ impl Attempts {
             .fold(0u64, u64::saturating_add);
         Attempts {
             sources: AttemptSources {
-                recorded: headers.get_u64(ATTEMPTS).unwrap_or(0),
+                recorded: headers.get_count(ATTEMPTS).unwrap_or(0),
                 dead_lettered,
                 returned: headers.delivery_count(),
             },
             redeliveries: headers
-                .get_u64(REDELIVERIES)
+                .get_count(REDELIVERIES)
                 .map_or(0, |r| u32::try_from(r).unwrap_or(u32::MAX)),
         }
     }

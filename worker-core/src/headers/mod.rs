@@ -127,7 +127,33 @@ impl Headers {
 
     /// The quorum queue's `x-delivery-count` (absent on a first delivery: 0).
     pub fn delivery_count(&self) -> u64 {
-        self.get_u64(X_DELIVERY_COUNT).unwrap_or(0)
+        self.get_count(X_DELIVERY_COUNT).unwrap_or(0)
+    }
+
+    /// A counting header (attempts, redeliveries, deliveries): like
+    /// [`get_u64`](Self::get_u64), but a value that is present and cannot be
+    /// read as a count (negative, text, a table) is logged as a warning
+    /// before it is ignored, so a producer writing bad headers gets noticed.
+    ///
+    /// ```
+    /// use worker_core::Headers;
+    ///
+    /// let mut headers = Headers::new();
+    /// headers.insert("rw-attempts", -3i64);
+    /// assert_eq!(headers.get_count("rw-attempts"), None); // and a warning
+    /// assert_eq!(headers.get_count("missing"), None); // silently
+    /// ```
+    pub fn get_count(&self, name: &str) -> Option<u64> {
+        let value = self.get(name)?;
+        let count = value.as_u64();
+        if count.is_none() {
+            tracing::warn!(
+                header = name,
+                ?value,
+                "ignoring a header that should hold a count"
+            );
+        }
+        count
     }
 }
 
