@@ -46,6 +46,14 @@ async fn cluster_leader_node_stopped_mid_backlog_fails_over_and_loses_nothing() 
         .await
         .unwrap()
         .expect("demo.record has a leader");
+    // The queues were declared through node 0 (the first URL), which
+    // RabbitMQ 3.10's client-local leader locator makes the leader; the
+    // worker also connects to the first URL it can reach. Stopping that
+    // node takes away both the queue leader and the worker's connection.
+    assert_eq!(
+        leader, 0,
+        "the leader should be on node 0, where the worker connects"
+    );
     let worker = run.start_backlog("cluster", n, 1).await.unwrap();
     cluster.node_mut(leader).stop().await.unwrap();
     let name = format!("cluster leader (node {leader}) stopped");

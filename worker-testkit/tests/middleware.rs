@@ -245,8 +245,16 @@ async fn a_long_retry_after_skips_in_process_retries_and_picks_a_tier_at_least_t
     harness.mock().assert_published_to("work.retry.2h");
 }
 
+/// Seconds since the epoch, as the framework stamps them.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 #[tokio::test(start_paused = true)]
-async fn a_retry_after_longer_than_every_tier_uses_the_longest() {
+async fn a_retry_after_longer_than_every_tier_waits_in_the_longest_until_due() {
     let ask = || TaskError::retry_after(Duration::from_secs(3600), "rate limited");
     let harness = Harness::new(always(ask, retry_options(3, &[1, 5], 5)));
 
@@ -254,6 +262,44 @@ async fn a_retry_after_longer_than_every_tier_uses_the_longest() {
 
     assert_eq!(report.handler_runs(), 1, "{report}");
     assert_eq!(report.redelivered_to(), Some((secs(5), 1)));
+    let copy = report.redelivered_copy().expect("copy").clone();
+    let due = copy.header_u64("rw-not-before").expect("rw-not-before");
+    let asked = unix_now() + 3600;
+    assert!(
+        (asked - 2..=asked + 1).contains(&due),
+        "due {due}, asked {asked}"
+    );
+
+    // Back from the tier long before it is due: to the tier again, without
+    // running and without being charged an attempt.
+    let back = DeliveryBuilder::returned_from_tier(&copy, "work")
+        .tag(2)
+        .build();
+    let report = harness.run(back).await;
+    assert_eq!(report.handler_runs(), 0, "{report}");
+    assert_eq!(report.redelivered_to(), Some((secs(5), 1)), "{report}");
+    let again = report.redelivered_copy().expect("copy");
+    assert_eq!(again.header_u64("rw-not-before"), Some(due));
+    assert_eq!(
+        again.header_u64("rw-attempts"),
+        copy.header_u64("rw-attempts")
+    );
+    assert_eq!(
+        again.header_u64("rw-redeliveries"),
+        copy.header_u64("rw-redeliveries")
+    );
+    assert!(
+        report.acked(),
+        "the early copy is acked once its next wait is confirmed"
+    );
+
+    // Once due, it runs: attempt 2.
+    let due_now = DeliveryBuilder::returned_from_tier(&copy, "work")
+        .tag(3)
+        .header("rw-not-before", unix_now() - 1)
+        .build();
+    let report = harness.run(due_now).await;
+    assert_eq!(report.runs()[0].attempt, 2, "{report}");
 }
 
 #[tokio::test(start_paused = true)]

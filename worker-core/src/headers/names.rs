@@ -12,6 +12,10 @@ pub const X_DELIVERY_COUNT: &str = "x-delivery-count";
 pub const ATTEMPTS: &str = "rw-attempts";
 /// Trips through the delay tiers so far.
 pub const REDELIVERIES: &str = "rw-redeliveries";
+/// Seconds since the epoch before which the message must not run: set when
+/// a handler asked to retry after longer than the longest delay tier, so the
+/// message waits in that tier as many times as it takes.
+pub const NOT_BEFORE: &str = "rw-not-before";
 /// Times a parked message was replayed.
 pub const REPLAYS: &str = "rw-replays";
 /// Task name of a parked message.

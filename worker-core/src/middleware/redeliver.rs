@@ -4,11 +4,14 @@
 //! whose fixed TTL dead-letters it back to the work queue. One TTL per queue,
 //! because RabbitMQ only expires messages at the head of a queue.
 
+use std::time::Duration;
+
 use tower::Service;
 
 use super::park::stamp_failure;
 use super::{config_layer, job_service_header, Job, JobService, Outcome};
-use crate::headers::REDELIVERIES;
+use crate::headers::{Headers, NOT_BEFORE, REDELIVERIES};
+use crate::host::now_secs;
 use crate::message::Outgoing;
 use crate::task::FailureKind;
 
@@ -19,6 +22,11 @@ use crate::task::FailureKind;
 /// the attempts made so far. A failure that used up `max_attempts`, or a
 /// task without tiers, passes up unchanged (to be parked). If the copy
 /// cannot be published, the delivery is requeued (`nack(requeue = true)`).
+///
+/// A `retry_after` longer than the longest tier is honoured too: the copy
+/// carries `rw-not-before`, and a delivery that comes back before that time
+/// goes to a tier again without running and without being charged an
+/// attempt.
 #[derive(Debug, Clone, Default)]
 pub struct RedeliverLayer;
 
@@ -28,6 +36,9 @@ impl<S: JobService> Service<Job> for Redeliver<S> {
     job_service_header!();
 
     fn call(&mut self, job: Job) -> Self::Future {
+        if let Some(left) = still_waiting(&job) {
+            return Box::pin(async move { Ok(wait_again(&job, left).await) });
+        }
         let fut = self.inner.call(job.clone());
         Box::pin(async move {
             let outcome = fut.await?;
@@ -44,31 +55,90 @@ impl<S: JobService> Service<Job> for Redeliver<S> {
                 Some(wait) => policy.tier_at_least(wait),
                 None => policy.tier_for(redeliveries),
             };
-            let Some((tier, queue)) = tier.and_then(|t| spec.tier_queue(t).map(|q| (t, q))) else {
+            let Some(tier) = tier.filter(|t| spec.tier_queue(*t).is_some()) else {
                 return Ok(outcome);
             };
-            let delivery = job.delivery();
-            let mut properties = delivery.properties.without_expiration();
-            let headers = properties.headers_mut();
-            headers.retain(|name| !name.starts_with("x-"));
-            stamp_failure(headers, &job, failure);
-            headers.insert(REDELIVERIES, redeliveries.saturating_add(1));
-            let copy = Outgoing::to_queue(queue, properties, delivery.body.clone());
-            match job.transport().publish(copy).await {
-                Ok(()) => {
-                    tracing::info!(task = spec.name, attempt = failure.attempt, error = %failure.message, "redelivering through {queue}");
-                    Ok(Outcome::Redelivered {
-                        tier,
-                        attempt: failure.attempt,
-                    })
+            let not_before = failure
+                .retry_after
+                .filter(|wait| *wait > tier)
+                .map(|wait| now_secs().saturating_add(wait.as_secs_f64().ceil() as u64));
+            let sent = send_to_tier(&job, tier, |headers| {
+                stamp_failure(headers, &job, failure);
+                headers.insert(REDELIVERIES, redeliveries.saturating_add(1));
+                if let Some(at) = not_before {
+                    headers.insert(NOT_BEFORE, at);
+                } else if headers.contains(NOT_BEFORE) {
+                    headers.remove(NOT_BEFORE);
                 }
-                Err(e) => {
-                    // The failure was transient: give the message back to the
-                    // broker rather than park it for a publishing problem.
-                    tracing::error!(task = spec.name, error = %e, "could not publish to delay tier {queue}; requeueing");
-                    Ok(Outcome::Requeue)
-                }
+            })
+            .await;
+            if sent.is_some() {
+                tracing::info!(task = spec.name, attempt = failure.attempt, error = %failure.message, "redelivering through {}", tier_name(&job, tier));
             }
+            Ok(sent.map_or(Outcome::Requeue, |()| Outcome::Redelivered {
+                tier,
+                attempt: failure.attempt,
+            }))
         })
+    }
+}
+
+/// How long the delivery must still wait, when it carries an
+/// `rw-not-before` in the future and the task has tiers to wait in.
+fn still_waiting(job: &Job) -> Option<Duration> {
+    let not_before = job.delivery().properties.headers().get_count(NOT_BEFORE)?;
+    let left = not_before.checked_sub(now_secs()).filter(|s| *s > 0)?;
+    job.spec()
+        .options
+        .retry
+        .tier_at_least(Duration::from_secs(left))?;
+    Some(Duration::from_secs(left))
+}
+
+/// Sends a delivery that came back too early to a tier again, unchanged
+/// but for the broker's `x-` headers: it has not run, so no attempt is charged.
+async fn wait_again(job: &Job, left: Duration) -> Outcome {
+    let spec = job.spec();
+    let Some(tier) = spec.options.retry.tier_at_least(left) else {
+        return Outcome::Requeue;
+    };
+    let attempt = job.attempt().saturating_sub(1);
+    match send_to_tier(job, tier, |_| {}).await {
+        Some(()) => {
+            tracing::debug!(
+                task = spec.name,
+                ?left,
+                "not due yet; waiting again in {}",
+                tier_name(job, tier)
+            );
+            Outcome::Redelivered { tier, attempt }
+        }
+        None => Outcome::Requeue,
+    }
+}
+
+fn tier_name(job: &Job, tier: Duration) -> &str {
+    job.spec().tier_queue(tier).unwrap_or("?")
+}
+
+/// Publishes a copy of the job's delivery to the wait queue of `tier`, with
+/// the broker's `x-` headers dropped and `stamp` applied to the rest.
+/// `None` (logged) when it could not be published: the caller requeues, as
+/// the failure was transient and a publishing problem is no reason to park.
+async fn send_to_tier(job: &Job, tier: Duration, stamp: impl FnOnce(&mut Headers)) -> Option<()> {
+    let spec = job.spec();
+    let queue = spec.tier_queue(tier)?;
+    let delivery = job.delivery();
+    let mut properties = delivery.properties.without_expiration();
+    let headers = properties.headers_mut();
+    headers.retain(|name| !name.starts_with("x-"));
+    stamp(headers);
+    let copy = Outgoing::to_queue(queue, properties, delivery.body.clone());
+    match job.transport().publish(copy).await {
+        Ok(()) => Some(()),
+        Err(e) => {
+            tracing::error!(task = spec.name, error = %e, "could not publish to delay tier {queue}; requeueing");
+            None
+        }
     }
 }

@@ -62,6 +62,7 @@ const SETTLE_WAIT: Duration = Duration::from_millis(200);
 pub const CLEARED_ON_REPLAY: &[&str] = &[
     headers::ATTEMPTS,
     headers::REDELIVERIES,
+    headers::NOT_BEFORE,
     headers::FIRST_FAILURE,
     headers::LAST_FAILURE,
     headers::PARK_TASK,

@@ -94,7 +94,11 @@ impl TaskError {
     /// A transient failure that asks for a specific wait before the next try.
     ///
     /// Short waits are slept in process; long ones go to the broker through
-    /// the delay tier that is at least as long as `delay`.
+    /// the delay tier that is at least as long as `delay`. A wait longer than
+    /// every tier is spent in the longest one, as many times as it takes
+    /// (the message carries its due time in `rw-not-before` and is not
+    /// charged an attempt for the extra trips). Without tiers the message
+    /// is parked once its in-process attempts are used up.
     pub fn retry_after(delay: Duration, message: impl fmt::Display) -> Self {
         let mut err = Self::new(Some(FailureKind::Transient), message);
         err.retry_after = Some(delay);
