@@ -213,4 +213,84 @@ mod tests {
         assert!(ready_acks(&mut t).is_empty());
         assert_eq!(t.len(), 1);
     }
+
+    /// Records each operation when its future is first polled (as lapin
+    /// queues a frame), then stays pending once, like a real round trip.
+    #[derive(Default)]
+    struct Frames(std::sync::Mutex<Vec<String>>);
+
+    impl Frames {
+        fn op(
+            &self,
+            frame: String,
+        ) -> futures_util::future::BoxFuture<'_, Result<(), crate::transport::SettleError>>
+        {
+            Box::pin(async move {
+                self.0.lock().unwrap().push(frame);
+                tokio::task::yield_now().await;
+                Ok(())
+            })
+        }
+    }
+
+    impl Transport for Frames {
+        fn ack(
+            &self,
+            tag: u64,
+            multiple: bool,
+        ) -> futures_util::future::BoxFuture<'_, Result<(), crate::transport::SettleError>>
+        {
+            self.op(format!("ack {tag} multiple={multiple}"))
+        }
+        fn nack(
+            &self,
+            tag: u64,
+            _: bool,
+            requeue: bool,
+        ) -> futures_util::future::BoxFuture<'_, Result<(), crate::transport::SettleError>>
+        {
+            self.op(format!("nack {tag} requeue={requeue}"))
+        }
+        fn reject(
+            &self,
+            tag: u64,
+            requeue: bool,
+        ) -> futures_util::future::BoxFuture<'_, Result<(), crate::transport::SettleError>>
+        {
+            self.op(format!("reject {tag} requeue={requeue}"))
+        }
+        fn publish(
+            &self,
+            _: crate::message::Outgoing,
+        ) -> futures_util::future::BoxFuture<'_, Result<(), crate::Error>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// A `multiple` ack may cover a tag settled otherwise just before (it is
+    /// no longer outstanding), so that settlement's frame must go out first:
+    /// otherwise the broker would ack a message meant for the dead-letter
+    /// route or the queue.
+    #[tokio::test]
+    async fn a_multiple_ack_goes_out_after_the_rejects_and_nacks_it_covers() {
+        let frames = Arc::new(Frames::default());
+        let settler = Settler::spawn(frames.clone());
+        for tag in 1..=5 {
+            settler.track(tag);
+        }
+        settler.settle(2, Settlement::DeadLetter);
+        settler.settle(4, Settlement::Requeue);
+        for tag in [1, 3, 5] {
+            settler.settle(tag, Settlement::Ack);
+        }
+        settler.flush().await;
+        assert_eq!(
+            *frames.0.lock().unwrap(),
+            [
+                "reject 2 requeue=false",
+                "nack 4 requeue=true",
+                "ack 5 multiple=true"
+            ]
+        );
+    }
 }
