@@ -39,6 +39,9 @@ pub(crate) struct ChildSpec {
     pub(crate) prefetch: u16,
     pub(crate) latency: bool,
     pub(crate) threads: Option<usize>,
+    /// Install the Prometheus recorder in the framework's child.
+    #[serde(default)]
+    pub(crate) metrics: bool,
 }
 
 /// The no-op benchmark task, on the queue of slot `S`.
@@ -119,6 +122,10 @@ async fn wait_all(counters: &Counters) -> Result<(), BenchError> {
 
 async fn framework<const S: usize>(spec: &ChildSpec) -> Result<ChildResult, BenchError> {
     let counters = Arc::new(Counters::new(spec.expected, spec.mode, spec.latency));
+    if spec.metrics {
+        // What `run --http` installs: every metric is recorded for real.
+        worker_core::http::prometheus()?;
+    }
     let worker = Worker::new(Connector::new(ConnectionConfig::new(spec.url.clone()))).register(
         FwTask::<S> {
             counters: counters.clone(),

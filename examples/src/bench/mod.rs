@@ -174,6 +174,9 @@ pub struct Config {
     pub naive: bool,
     /// Tokio worker threads of each consuming child (default: one per CPU).
     pub threads: Option<usize>,
+    /// Whether the framework's consuming child records metrics into the
+    /// Prometheus recorder, as `run --http` does (default: yes).
+    pub metrics: bool,
     /// The bench binary to re-execute for consuming children (default: this executable).
     pub exe: Option<PathBuf>,
     /// Whether these are the quick-mode defaults.
@@ -196,6 +199,7 @@ impl Config {
             memory_sizes: vec![100_000, 1_000_000],
             naive: false,
             threads: None,
+            metrics: true,
             exe: None,
             quick: false,
         }
@@ -243,6 +247,7 @@ impl Config {
             match flag {
                 "--quick" => {}
                 "--naive" => cfg.naive = true,
+                "--no-metrics" => cfg.metrics = false,
                 "--url" => cfg.url = value()?,
                 "--scenarios" => {
                     cfg.scenarios = value()?
@@ -297,6 +302,8 @@ bench: the framework side by side with a raw lapin baseline, against AMQP_URL
   --batch N                batch size of batched publishing (1000)
   --memory-sizes A,B       backlog sizes of the memory scenario (100000,1000000)
   --naive                  also drain with a lapin loop that awaits every ack
+  --no-metrics             framework child without the Prometheus recorder
+                           (by default it records metrics as `run --http` does)
   --threads N              tokio worker threads per consuming child (one per CPU)
   --url URL                broker URL (overrides AMQP_URL)
   --quick                  everything small: 2000 messages, 1 rep, backlogs 2000,10000
@@ -309,6 +316,8 @@ pub struct Machine {
     pub nproc: usize,
     /// CPU model from `/proc/cpuinfo`.
     pub cpu_model: String,
+    /// Total memory in GiB.
+    pub mem_gib: f64,
     /// Broker product and version from the AMQP handshake, or `unknown`.
     pub broker: String,
     /// Load averages (1, 5, 15 min) when the run started.
@@ -338,6 +347,7 @@ impl Machine {
         Machine {
             nproc: procfs::nproc(),
             cpu_model: procfs::cpu_model(),
+            mem_gib: procfs::mem_total_gib(),
             broker: broker::server_version(url).await,
             load_before: procfs::loadavg(),
         }
@@ -346,8 +356,8 @@ impl Machine {
     /// The header printed above the table.
     pub fn render(&self) -> String {
         format!(
-            "machine: {} CPUs, {}; broker: {}; load average before: {}",
-            self.nproc, self.cpu_model, self.broker, self.load_before
+            "machine: {} CPUs, {}, {:.0} GiB RAM; broker: {}; load average before: {}",
+            self.nproc, self.cpu_model, self.mem_gib, self.broker, self.load_before
         )
     }
 }
@@ -357,11 +367,12 @@ impl Report {
     pub fn render(&self) -> String {
         let c = &self.config;
         format!(
-            "{}\nsettings: messages {}, reps {}, prefetch {}, quorum queues, persistent ~100-byte JSON{}\n\n{}\nload average after: {}; wall time {:.0} s\nframework / baseline: for msg/s below 1 means the framework is slower; for us, ms and MiB above 1 means it costs more.\n",
+            "{}\nsettings: messages {}, reps {}, prefetch {}, quorum queues, persistent ~100-byte JSON, framework metrics {}{}\n\n{}\nload average after: {}; wall time {:.0} s\nframework / baseline: for msg/s below 1 means the framework is slower; for us, ms and MiB above 1 means it costs more.\n",
             self.machine.render(),
             c.messages,
             c.reps,
             c.prefetch,
+            if c.metrics { "recorded (Prometheus)" } else { "off" },
             if c.quick { " (quick mode)" } else { "" },
             table(&self.figures),
             self.load_after,

@@ -52,6 +52,19 @@ fn status_kb(key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Total memory in GiB (`MemTotal` of `/proc/meminfo`), 0 when unknown.
+pub(crate) fn mem_total_gib() -> f64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / (1024.0 * 1024.0))
+}
+
 /// The 1-, 5- and 15-minute load averages.
 pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")

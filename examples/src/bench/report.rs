@@ -36,9 +36,14 @@ impl Figure {
 
     /// A figure compared with the naive lapin loop that awaits every ack.
     pub(crate) fn naive(name: String, unit: &'static str, higher_is_better: bool) -> Self {
+        Figure::new(name, unit, higher_is_better).against("naive lapin")
+    }
+
+    /// The same figure compared with another baseline.
+    pub(crate) fn against(self, baseline_name: &'static str) -> Self {
         Figure {
-            baseline_name: "naive lapin",
-            ..Figure::new(name, unit, higher_is_better)
+            baseline_name,
+            ..self
         }
     }
 

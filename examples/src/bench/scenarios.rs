@@ -119,6 +119,7 @@ impl Bench<'_> {
             prefetch: self.cfg.prefetch,
             latency: latency_rate.is_some(),
             threads: self.cfg.threads,
+            metrics: self.cfg.metrics,
         };
         let mut child = Child::spawn(&self.exe, &child_spec)?;
         if let Some(rate) = latency_rate {
@@ -355,6 +356,14 @@ impl Bench<'_> {
             "msg/s",
             true,
         );
+        // The comparison: even one-at-a-time enqueue against the
+        // fastest raw lapin publisher (pipelined confirms).
+        let mut seq_vs_pipelined = Figure::new(
+            format!("publish one at a time vs lapin pipelined ({batch} per batch)"),
+            "msg/s",
+            true,
+        )
+        .against("lapin pipelined");
         let mut cpu_fig = Figure::new("publisher CPU per message, batched".to_owned(), "us", false);
         for rep in 0..self.cfg.reps {
             // Framework: enqueue, sequential awaits.
@@ -416,10 +425,13 @@ impl Bench<'_> {
             seq_fig.push(Side::Lapin, base_seq);
             batch_fig.push(Side::Framework, fw_batch);
             batch_fig.push(Side::Lapin, base_batch);
+            seq_vs_pipelined.push(Side::Framework, fw_seq);
+            seq_vs_pipelined.push(Side::Lapin, base_batch);
             cpu_fig.push(Side::Framework, fw_cpu);
             cpu_fig.push(Side::Lapin, base_cpu);
         }
-        self.figures.extend([seq_fig, batch_fig, cpu_fig]);
+        self.figures
+            .extend([seq_fig, batch_fig, seq_vs_pipelined, cpu_fig]);
         if let Some(c) = publisher.connector() {
             c.close().await;
         }
