@@ -63,7 +63,7 @@ pub enum Error {
     #[error("no publisher confirm within {0:?}; the broker may be overloaded or blocked by a resource alarm")]
     ConfirmTimeout(Duration),
     /// A string is too long for an AMQP short string.
-    #[error("{field} is {len} bytes; AMQP allows at most 255")]
+    #[error("{field} is {len} bytes; AMQP allows at most 255: use a shorter one")]
     TooLong {
         /// Which field.
         field: &'static str,

@@ -37,9 +37,22 @@ fn with_id(id: &str) -> Properties {
 async fn bad_inputs_are_parked_with_reasons_and_the_worker_keeps_serving() {
     support::reset(Strict::QUEUE, &[]).await;
     let recorder = Recorder::default();
-    let worker = Worker::from_env().state(recorder.clone()).register(Strict);
-    worker.declare_topology().await.unwrap();
+    let running = Worker::from_env()
+        .state(recorder.clone())
+        .register(Strict)
+        .start()
+        .await
+        .unwrap();
+    let mut readiness = running.readiness();
+    tokio::time::timeout(Duration::from_secs(10), readiness.wait_for(|ready| *ready))
+        .await
+        .expect("the worker consumes before any bad input arrives")
+        .unwrap();
     let publisher = Publisher::from_env();
+    publisher
+        .enqueue::<Strict>(&Script::ok("good-before"))
+        .await
+        .unwrap();
     let json = || with_id("x").with_content_type("application/json");
 
     let bad: Vec<(&str, Outgoing, &str, &str)> = vec![
@@ -108,6 +121,10 @@ async fn bad_inputs_are_parked_with_reasons_and_the_worker_keeps_serving() {
     for (_, message, _, _) in &bad {
         publisher.publish(message.clone()).await.unwrap();
     }
+    // A routing key longer than AMQP allows is refused before sending.
+    let long_key = Outgoing::to_queue(&"k".repeat(300), with_id("long-key"), b"{}".to_vec());
+    let err = publisher.publish(long_key).await.unwrap_err();
+    assert!(err.to_string().contains("at most 255"), "{err}");
 
     // Malformed headers are ignored (with a warning): these are handled.
     let mut nested = Headers::new();
@@ -149,15 +166,15 @@ async fn bad_inputs_are_parked_with_reasons_and_the_worker_keeps_serving() {
         .await
         .unwrap();
 
-    let running = worker.start().await.unwrap();
     let conn = support::connect().await;
     let expected_parked = bad.len() as u32;
     support::eventually(Duration::from_secs(15), "bad messages parked and good ones handled", || {
         let r = recorder.clone();
         let conn = &conn;
-        async move { r.done_count() == 5 && support::depth(conn, PARKING).await == expected_parked }
+        async move { r.done_count() == 6 && support::depth(conn, PARKING).await == expected_parked }
     })
     .await;
+    assert!(*readiness.borrow(), "the worker kept consuming throughout");
     running.shutdown().await.unwrap();
 
     let parked = support::drain(&conn, PARKING).await;
@@ -189,7 +206,13 @@ async fn bad_inputs_are_parked_with_reasons_and_the_worker_keeps_serving() {
             "{id} handled once, as attempt 1"
         );
     }
+    assert_eq!(recorder.attempts("good-before"), vec![1]);
     assert_eq!(recorder.attempts("good"), vec![1]);
+    assert_eq!(
+        support::depth(&conn, Strict::QUEUE).await,
+        0,
+        "nothing left behind"
+    );
 }
 
 impl Strict {
