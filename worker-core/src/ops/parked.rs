@@ -131,7 +131,12 @@ impl ParkedMessage {
             reason,
             error_kind: h.get_str(headers::ERROR_KIND),
             error: h.get_str(headers::ERROR_MESSAGE),
-            attempts: h.get_u64(headers::ATTEMPTS),
+            // Our header when a worker parked it; for a message the broker
+            // dead-lettered itself, what its x-death and delivery count say.
+            attempts: h.get_u64(headers::ATTEMPTS).or_else(|| {
+                let queue = &deaths.first()?.queue;
+                Some(u64::from(headers::Attempts::read(&h, queue).previous())).filter(|n| *n > 0)
+            }),
             replays: h.get_u64(headers::REPLAYS).unwrap_or(0),
             first_failure: h.get_u64(headers::FIRST_FAILURE),
             parked_at: h
@@ -755,5 +760,22 @@ mod tests {
         assert_eq!(bare.reason, "unknown");
         assert_eq!(bare.task.as_deref(), Some("t"));
         assert!(bare.details().contains("body (7 bytes)"));
+        assert_eq!(bare.attempts, None);
+    }
+
+    #[test]
+    fn attempts_of_a_message_the_broker_dead_lettered_come_from_x_death() {
+        let mut death = Headers::new();
+        death
+            .insert("queue", "q")
+            .insert("reason", "rejected")
+            .insert("count", 3i64)
+            .insert("exchange", "")
+            .insert("routing-keys", vec![HeaderValue::from("q")]);
+        let mut h = Headers::new();
+        h.insert(headers::X_DEATH, vec![HeaderValue::Table(death)]);
+        let m = ParkedMessage::from_delivery("q.parking", &delivery(h));
+        assert_eq!(m.reason, "dead-lettered: rejected");
+        assert_eq!(m.attempts, Some(3));
     }
 }
