@@ -135,7 +135,7 @@ impl ParkedMessage {
             // dead-lettered itself, what its x-death and delivery count say.
             attempts: h.get_u64(headers::ATTEMPTS).or_else(|| {
                 let queue = &deaths.first()?.queue;
-                Some(u64::from(headers::Attempts::read(&h, queue).previous())).filter(|n| *n > 0)
+                Some(u64::from(headers::Attempts::read(h, queue).previous())).filter(|n| *n > 0)
             }),
             replays: h.get_u64(headers::REPLAYS).unwrap_or(0),
             first_failure: h.get_u64(headers::FIRST_FAILURE),
