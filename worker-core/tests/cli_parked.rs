@@ -519,3 +519,91 @@ async fn listings_back_to_back_see_every_parked_message() {
     }
     support::delete_queues(&names).await;
 }
+
+/// `run --task` consumes only the chosen task's queues: the other task's
+/// message stays queued, with no consumer on its queue.
+#[tokio::test]
+async fn run_with_a_task_subset_consumes_only_that_task() {
+    #[derive(Clone, Default)]
+    struct Ran(Arc<Mutex<Vec<&'static str>>>);
+    impl Ran {
+        fn push(&self, name: &'static str) {
+            self.0.lock().unwrap().push(name);
+        }
+    }
+    struct Chosen;
+    impl Task for Chosen {
+        type Payload = u32;
+        const NAME: &'static str = "cli.subset.chosen";
+        const QUEUE: &'static str = "cli.subset.chosen";
+        async fn run(&self, ctx: TaskContext, _: u32) -> Result<(), TaskError> {
+            ctx.state::<Ran>().unwrap().push(Self::NAME);
+            Ok(())
+        }
+    }
+    struct Other;
+    impl Task for Other {
+        type Payload = u32;
+        const NAME: &'static str = "cli.subset.other";
+        const QUEUE: &'static str = "cli.subset.other";
+        async fn run(&self, ctx: TaskContext, _: u32) -> Result<(), TaskError> {
+            ctx.state::<Ran>().unwrap().push(Self::NAME);
+            Ok(())
+        }
+    }
+    let mut names = Vec::new();
+    for queue in [Chosen::QUEUE, Other::QUEUE] {
+        for suffix in ["", ".quarantine", ".parking"] {
+            names.push(format!("{queue}{suffix}"));
+        }
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    support::delete_queues(&names).await;
+    let ran = Ran::default();
+    let app = || {
+        App::new("w")
+            .register(Chosen)
+            .register(Other)
+            .state(ran.clone())
+    };
+    let declare = app().try_parse_from(["w", "topology", "declare"]).unwrap();
+    assert_eq!(
+        app().execute(declare, std::future::pending()).await.code,
+        exit::OK
+    );
+    let publisher = worker_core::Publisher::from_env();
+    publisher.enqueue::<Chosen>(&1).await.unwrap();
+    publisher.enqueue::<Other>(&2).await.unwrap();
+
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let parsed = app()
+        .try_parse_from(["w", "run", "--task", Chosen::NAME])
+        .unwrap();
+    let run = tokio::spawn(app().execute(parsed, async move {
+        let _ = stop_rx.await;
+    }));
+    let conn = support::connect().await;
+    support::eventually(Duration::from_secs(20), "the chosen task ran", || {
+        let ran = ran.clone();
+        async move { !ran.0.lock().unwrap().is_empty() }
+    })
+    .await;
+    let other = worker_core::ops::queue_depth(
+        &worker_core::Connector::new(worker_core::ConnectionConfig::from_env()),
+        Other::QUEUE,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    stop_tx.send(()).unwrap();
+    assert_eq!(run.await.unwrap().code, exit::OK);
+
+    assert_eq!(*ran.0.lock().unwrap(), [Chosen::NAME]);
+    assert_eq!(
+        (other.messages, other.consumers),
+        (1, 0),
+        "the other task is left alone"
+    );
+    assert_eq!(support::depth(&conn, Chosen::QUEUE).await, 0);
+    support::delete_queues(&names).await;
+}
