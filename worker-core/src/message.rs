@@ -1,6 +1,6 @@
 //! Messages as the runtime sees them, free of lapin types.
 
-use std::sync::Arc;
+use bytes::Bytes;
 
 use lapin::types::ShortString;
 use lapin::BasicProperties;
@@ -179,8 +179,9 @@ pub struct Delivery {
     pub redelivered: bool,
     /// Its properties.
     pub properties: Properties,
-    /// Its body, shared without copying between attempts.
-    pub body: Arc<[u8]>,
+    /// Its body: lapin's buffer, taken over without copying and shared
+    /// between attempts and copies (clones share it).
+    pub body: Bytes,
 }
 
 impl Delivery {
@@ -205,15 +206,15 @@ pub struct Outgoing {
     pub routing_key: String,
     /// Properties (delivery mode, ids, headers, ...).
     pub properties: Properties,
-    /// Body bytes.
-    pub body: Arc<[u8]>,
+    /// Body bytes (a clone of a delivery's body shares its buffer).
+    pub body: Bytes,
     /// Whether an unroutable message is an error (it is, for everything the framework sends).
     pub mandatory: bool,
 }
 
 impl Outgoing {
     /// A mandatory message to a queue through the default exchange.
-    pub fn to_queue(queue: &str, properties: Properties, body: impl Into<Arc<[u8]>>) -> Self {
+    pub fn to_queue(queue: &str, properties: Properties, body: impl Into<Bytes>) -> Self {
         Outgoing {
             exchange: String::new(),
             routing_key: queue.to_owned(),

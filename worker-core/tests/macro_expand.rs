@@ -51,7 +51,7 @@ fn context<T: Task>(attempt: u32, state: StateMap) -> TaskContext {
         properties: Properties::default()
             .with_message_id("msg-1")
             .expect("short id"),
-        body: Arc::from(&b"{}"[..]),
+        body: b"{}".to_vec().into(),
     };
     TaskContext::new(
         T::NAME,

@@ -1,6 +1,6 @@
 //! Deliveries as the broker would hand them to the worker.
 
-use std::sync::Arc;
+use bytes::Bytes;
 
 use serde::Serialize;
 use worker_core::codec::JSON;
@@ -46,7 +46,7 @@ pub struct DeliveryBuilder {
     exchange: String,
     routing_key: String,
     redelivered: bool,
-    body: Arc<[u8]>,
+    body: Bytes,
     content_type: Option<String>,
     message_id: Option<String>,
     correlation_id: Option<String>,
@@ -65,7 +65,7 @@ impl Default for DeliveryBuilder {
             exchange: String::new(),
             routing_key: String::new(),
             redelivered: false,
-            body: Arc::from(&[][..]),
+            body: Bytes::new(),
             content_type: None,
             message_id: None,
             correlation_id: None,
@@ -113,7 +113,7 @@ impl DeliveryBuilder {
     /// let d = worker_testkit::DeliveryBuilder::raw(&b"{not json"[..]).build();
     /// assert_eq!(d.properties.content_type(), None);
     /// ```
-    pub fn raw(body: impl Into<Arc<[u8]>>) -> Self {
+    pub fn raw(body: impl Into<Bytes>) -> Self {
         DeliveryBuilder::new().body(body)
     }
 
@@ -270,7 +270,7 @@ impl DeliveryBuilder {
     /// let d = worker_testkit::DeliveryBuilder::json(&1).body(Vec::new()).build();
     /// assert!(d.body.is_empty());
     /// ```
-    pub fn body(mut self, body: impl Into<Arc<[u8]>>) -> Self {
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = body.into();
         self
     }

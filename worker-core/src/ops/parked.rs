@@ -35,8 +35,8 @@
 //! looks at the messages that were parked when it started, so a message
 //! that fails again and is parked anew is not replayed twice in one run.
 
+use bytes::Bytes;
 use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::options::{
@@ -106,7 +106,7 @@ pub struct ParkedMessage {
     /// Its properties, headers included.
     pub properties: Properties,
     /// Its body.
-    pub body: Arc<[u8]>,
+    pub body: Bytes,
 }
 
 impl ParkedMessage {

@@ -1,7 +1,7 @@
 //! Messages in the broker, and what dead-lettering does to them.
 
+use bytes::Bytes;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
@@ -14,7 +14,7 @@ pub(crate) struct Message {
     /// The publish routing key first, then the `CC` and `BCC` keys.
     pub(crate) routing_keys: Vec<String>,
     pub(crate) properties: BasicProperties,
-    pub(crate) body: Arc<[u8]>,
+    pub(crate) body: Bytes,
 }
 
 impl Message {
@@ -274,7 +274,7 @@ mod tests {
             exchange: String::new(),
             routing_keys: vec!["q".into()],
             properties: BasicProperties::default(),
-            body: Arc::from(&b"x"[..]),
+            body: Bytes::from_static(b"x"),
         }
     }
 

@@ -160,6 +160,7 @@ mod wire;
 
 pub use clock::Clock;
 
+use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -462,7 +463,7 @@ impl MemoryBroker {
             exchange: exchange.to_owned(),
             routing_keys: vec![routing_key.to_owned()],
             properties,
-            body: Arc::from(body.into()),
+            body: Bytes::from(body.into()),
         };
         let targets = state.route(
             exchange,

@@ -388,14 +388,14 @@ impl Queue {
 mod tests {
     use super::*;
     use amq_protocol::protocol::BasicProperties;
-    use std::sync::Arc;
+    use bytes::Bytes;
 
     fn msg(body: &str) -> Message {
         Message {
             exchange: String::new(),
             routing_keys: vec!["q".into()],
             properties: BasicProperties::default(),
-            body: Arc::from(body.as_bytes()),
+            body: Bytes::copy_from_slice(body.as_bytes()),
         }
     }
 

@@ -5,6 +5,7 @@
 //! next frame is looked at, and every frame to a client is queued while the
 //! lock is held, so each connection sees events in the order they happened.
 
+use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -770,7 +771,7 @@ impl State {
             exchange: exchange.to_owned(),
             routing_keys: route_keys,
             properties,
-            body: Arc::from(body),
+            body: Bytes::from(body),
         };
         if targets.is_empty() && method.mandatory {
             let frame_max = self.conns.get(&conn).map_or(4096, |c| c.frame_max);

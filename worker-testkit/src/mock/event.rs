@@ -1,7 +1,7 @@
 //! What the mock channel records.
 
+use bytes::Bytes;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use worker_core::headers::{ATTEMPTS, ERROR_KIND, PARK_REASON, REDELIVERIES};
@@ -132,7 +132,7 @@ pub struct Published {
     /// The properties, headers included.
     pub properties: Properties,
     /// The body bytes.
-    pub body: Arc<[u8]>,
+    pub body: Bytes,
     /// Whether it was published as mandatory.
     pub mandatory: bool,
 }
