@@ -45,3 +45,8 @@ pub use task::{
 };
 pub use worker::Worker;
 pub use worker_macros::task;
+
+/// The README's Rust examples, compiled as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;

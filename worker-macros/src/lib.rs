@@ -20,9 +20,9 @@ use proc_macro::TokenStream;
 
 /// Turns an `async fn` into a task: a unit struct implementing `worker_core::Task`.
 ///
-/// ```ignore
+/// ```no_run
 /// use serde::{Deserialize, Serialize};
-/// use worker_core::{task, State, TaskContext, TaskError};
+/// use worker_core::{task, Task, TaskContext, TaskError};
 ///
 /// #[derive(Serialize, Deserialize)]
 /// struct Email { to: String, subject: String }
@@ -33,11 +33,14 @@ use proc_macro::TokenStream;
 ///     Ok(())
 /// }
 ///
+/// # async fn demo(publisher: worker_core::Publisher) -> Result<(), worker_core::Error> {
 /// // The function is untouched: call it directly in unit tests.
 /// // The generated `SendEmail` is what the worker runs:
+/// assert_eq!(SendEmail::QUEUE, "emails");
 /// let worker = worker_core::Worker::from_env().register(SendEmail);
 /// // ... and what producers enqueue:
 /// let id = SendEmail::enqueue(&publisher, &Email { to: "a@b.c".into(), subject: "hi".into() }).await?;
+/// # Ok(()) }
 /// ```
 ///
 /// # What it generates
@@ -100,7 +103,19 @@ use proc_macro::TokenStream;
 /// Durations are a whole number and a unit: `250ms`, `30s`, `5m`, `1h`,
 /// `2d`. They, and every other value, are checked at compile time.
 ///
-/// ```ignore
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use worker_core::{task, State, TaskContext, TaskError};
+/// # #[derive(Serialize, Deserialize)] struct Order { id: u64 }
+/// # #[derive(Serialize, Deserialize)] struct Document { id: u64 }
+/// # #[derive(Serialize, Deserialize)] struct Image { id: u64 }
+/// # struct Db;
+/// # impl Db { fn save(&self, _: &Order) -> Result<(), std::io::Error> { Ok(()) } }
+/// # #[derive(Debug)] struct ImageError;
+/// # impl std::fmt::Display for ImageError {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("bad image") }
+/// # }
+/// # impl std::error::Error for ImageError {}
 /// // A topic binding: the queue also receives `order.created` and every
 /// // `order.<id>.paid` published to the `orders` exchange.
 /// #[task(queue = "orders", exchange = "orders", exchange_type = "topic",
