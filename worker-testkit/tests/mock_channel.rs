@@ -301,3 +301,37 @@ fn returned_from_tier_adds_or_bumps_the_expired_entry() {
     );
     assert_eq!(deaths[1].reason, DeathReason::Rejected);
 }
+
+#[tokio::test]
+async fn published_headers_are_matched_by_value_and_a_mismatch_names_what_was_expected() {
+    let (transport, handle) = mock::pair();
+    let mut props = Properties::default();
+    props
+        .headers_mut()
+        .insert("rw-park-reason", "exhausted")
+        .insert("rw-attempts", 5u8);
+    transport
+        .publish(Outgoing::to_queue("q.parking", props, &b"{}"[..]))
+        .await
+        .unwrap();
+
+    let wrong = catch_unwind(AssertUnwindSafe(|| {
+        handle.assert_published_with("q.parking", &[("rw-attempts", 4i64.into())]);
+    }))
+    .expect_err("4 attempts were not published");
+    let message = wrong
+        .downcast_ref::<String>()
+        .expect("a formatted panic message");
+    assert!(message.contains("rw-attempts=Int(4)"), "{message}");
+    assert!(message.contains("rw-attempts=5"), "{message}");
+
+    // A u8 header matches an i64 expectation of the same value.
+    handle.assert_published_with(
+        "q.parking",
+        &[
+            ("rw-park-reason", "exhausted".into()),
+            ("rw-attempts", 5i64.into()),
+        ],
+    );
+    handle.assert_nothing_else();
+}

@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::future::{self, BoxFuture, FutureExt};
 use worker_core::transport::{SettleError, Transport};
-use worker_core::{Error, Outgoing, Task};
+use worker_core::{Error, HeaderValue, Outgoing, Task};
 
 /// A connected mock channel and the handle that scripts and inspects it.
 ///
@@ -507,6 +507,58 @@ impl MockHandle {
         let event = self.take(
             &format!("a confirmed publish to {queue:?}"),
             |e| matches!(e, Event::Published(p) if p.routing_key == queue),
+        );
+        match event {
+            Event::Published(p) => p,
+            _ => unreachable!("matched a publish"),
+        }
+    }
+
+    /// Asserts that a message was published (and confirmed) to `queue` with
+    /// every one of the given header values, and returns it. Other headers
+    /// may be present too. Integers compare by value, whatever their width.
+    ///
+    /// # Panics
+    ///
+    /// When no such publish was recorded; the message lists every recorded
+    /// event (with the framework's own headers).
+    ///
+    /// ```
+    /// use worker_core::transport::Transport;
+    /// use worker_core::{Outgoing, Properties};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (transport, handle) = worker_testkit::mock::pair();
+    /// let mut props = Properties::default();
+    /// props.headers_mut().insert("rw-park-reason", "exhausted").insert("rw-attempts", 5u8);
+    /// transport.publish(Outgoing::to_queue("q.parking", props, &b"{}"[..])).await.unwrap();
+    ///
+    /// handle.assert_published_with("q.parking", &[
+    ///     ("rw-park-reason", "exhausted".into()),
+    ///     ("rw-attempts", 5i64.into()),
+    /// ]);
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn assert_published_with(&self, queue: &str, headers: &[(&str, HeaderValue)]) -> Published {
+        let wanted: Vec<String> = headers.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        let event = self.take(
+            &format!(
+                "a confirmed publish to {queue:?} with {}",
+                wanted.join(", ")
+            ),
+            |e| match e {
+                Event::Published(p) if p.routing_key == queue => {
+                    let have = p.properties.headers();
+                    headers.iter().all(|(name, value)| {
+                        have.get(name).is_some_and(|v| {
+                            v == *value || (v.as_u64().is_some() && v.as_u64() == value.as_u64())
+                        })
+                    })
+                }
+                _ => false,
+            },
         );
         match event {
             Event::Published(p) => p,
