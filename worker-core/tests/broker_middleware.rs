@@ -302,10 +302,7 @@ async fn broker_driven_dead_letter_cycle_is_counted_through_x_death() {
         .await
         .unwrap();
     let mut readiness = running.readiness();
-    tokio::time::timeout(Duration::from_secs(10), readiness.wait_for(|ready| *ready))
-        .await
-        .expect("consuming on the hand-made topology")
-        .unwrap();
+    support::readiness_becomes(&mut readiness, true, "consuming on the hand-made topology").await;
     support::eventually(Duration::from_secs(10), "handled after the cycle", || {
         let r = recorder.clone();
         async move { r.done_count() == 1 }

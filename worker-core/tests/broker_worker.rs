@@ -58,10 +58,12 @@ async fn enqueued_task_is_handled_once_and_acked() {
     let recorder = Recorder::default();
     let running = worker(&recorder).register(Handled).start().await.unwrap();
     let mut readiness = running.readiness();
-    tokio::time::timeout(Duration::from_secs(10), readiness.wait_for(|ready| *ready))
-        .await
-        .expect("ready once every consumer is confirmed")
-        .unwrap();
+    support::readiness_becomes(
+        &mut readiness,
+        true,
+        "ready once every consumer is confirmed",
+    )
+    .await;
     let publisher = Publisher::from_env();
     publisher
         .enqueue::<Handled>(&Script::ok("one"))
@@ -265,20 +267,21 @@ async fn a_queue_deleted_under_the_worker_is_declared_again_and_consumed() {
     let recorder = Recorder::default();
     let running = worker(&recorder).register(Deleted).start().await.unwrap();
     let mut readiness = running.readiness();
-    tokio::time::timeout(Duration::from_secs(10), readiness.wait_for(|ready| *ready))
-        .await
-        .expect("ready")
-        .unwrap();
+    support::readiness_becomes(&mut readiness, true, "ready").await;
 
     support::delete_queues(&[Deleted::QUEUE]).await;
-    tokio::time::timeout(Duration::from_secs(10), readiness.wait_for(|ready| !*ready))
-        .await
-        .expect("not ready while the consumer is gone")
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(20), readiness.wait_for(|ready| *ready))
-        .await
-        .expect("ready again after declaring the queue anew")
-        .unwrap();
+    support::readiness_becomes(
+        &mut readiness,
+        false,
+        "not ready while the consumer is gone",
+    )
+    .await;
+    support::readiness_becomes(
+        &mut readiness,
+        true,
+        "ready again after declaring the queue anew",
+    )
+    .await;
 
     Publisher::from_env()
         .enqueue::<Deleted>(&Script::ok("after"))

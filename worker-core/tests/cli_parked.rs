@@ -531,26 +531,23 @@ async fn run_with_a_task_subset_consumes_only_that_task() {
             self.0.lock().unwrap().push(name);
         }
     }
-    struct Chosen;
-    impl Task for Chosen {
-        type Payload = u32;
-        const NAME: &'static str = "cli.subset.chosen";
-        const QUEUE: &'static str = "cli.subset.chosen";
-        async fn run(&self, ctx: TaskContext, _: u32) -> Result<(), TaskError> {
-            ctx.state::<Ran>().unwrap().push(Self::NAME);
-            Ok(())
-        }
+    /// A task that records its name when it runs.
+    macro_rules! recording_task {
+        ($ty:ident, $name:literal) => {
+            struct $ty;
+            impl Task for $ty {
+                type Payload = u32;
+                const NAME: &'static str = $name;
+                const QUEUE: &'static str = $name;
+                async fn run(&self, ctx: TaskContext, _: u32) -> Result<(), TaskError> {
+                    ctx.state::<Ran>().unwrap().push(Self::NAME);
+                    Ok(())
+                }
+            }
+        };
     }
-    struct Other;
-    impl Task for Other {
-        type Payload = u32;
-        const NAME: &'static str = "cli.subset.other";
-        const QUEUE: &'static str = "cli.subset.other";
-        async fn run(&self, ctx: TaskContext, _: u32) -> Result<(), TaskError> {
-            ctx.state::<Ran>().unwrap().push(Self::NAME);
-            Ok(())
-        }
-    }
+    recording_task!(Chosen, "cli.subset.chosen");
+    recording_task!(Other, "cli.subset.other");
     let mut names = Vec::new();
     for queue in [Chosen::QUEUE, Other::QUEUE] {
         for suffix in ["", ".quarantine", ".parking"] {

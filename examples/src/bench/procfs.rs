@@ -41,7 +41,13 @@ pub(crate) fn peak_rss_kb() -> u64 {
 }
 
 fn status_kb(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    kb_field("/proc/self/status", key)
+}
+
+/// The number after `key` on its line of a `/proc` file of `key value kB`
+/// lines, 0 when missing.
+fn kb_field(file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(file)
         .ok()
         .and_then(|s| {
             s.lines()
@@ -54,15 +60,7 @@ fn status_kb(key: &str) -> u64 {
 
 /// Total memory in GiB (`MemTotal` of `/proc/meminfo`), 0 when unknown.
 pub(crate) fn mem_total_gib() -> f64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / (1024.0 * 1024.0))
+    kb_field("/proc/meminfo", "MemTotal:") as f64 / (1024.0 * 1024.0)
 }
 
 /// The 1-, 5- and 15-minute load averages.

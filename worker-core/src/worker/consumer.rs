@@ -165,30 +165,18 @@ pub(crate) async fn consume(
         }
     };
 
-    if let Some(err) = lost {
+    if let Some(err) = lost.as_ref() {
         if !matches!(err, Error::ConsumerStopped(_)) {
             // The channel is gone: nothing can be settled on it any more.
             // Let running handlers finish (their settlements are dropped and
             // the broker redelivers) but do not wait for them.
             running.detach_all();
-            return Err(err);
+            return lost.map_or(Ok(()), Err);
         }
-        // The broker cancelled the consumer but the channel is open: settle
-        // what is in flight on it and close it like a clean stop, then let
-        // the supervisor consume again.
-        stop_cleanly(
-            &channel,
-            &consumer_tag,
-            &mut consumer,
-            running,
-            tags,
-            &settler,
-            source,
-            &config,
-        )
-        .await;
-        return Err(err);
     }
+    // A stop, or the broker cancelled the consumer with the channel still
+    // open: settle what is in flight on it and close it cleanly (after a
+    // cancel the supervisor then consumes again).
     stop_cleanly(
         &channel,
         &consumer_tag,
@@ -200,7 +188,7 @@ pub(crate) async fn consume(
         &config,
     )
     .await;
-    Ok(())
+    lost.map_or(Ok(()), Err)
 }
 
 fn reap(

@@ -101,6 +101,22 @@ where
     }
 }
 
+/// Waits until the worker's readiness is `ready` (every consumer confirmed,
+/// or, for `false`, a consumer lost), failing the test with `what` after 20 s.
+pub async fn readiness_becomes(
+    readiness: &mut tokio::sync::watch::Receiver<bool>,
+    ready: bool,
+    what: &str,
+) {
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        readiness.wait_for(|now| *now == ready),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting: {what}"))
+    .expect("the worker's readiness channel closed");
+}
+
 /// What handlers saw: id -> attempts seen.
 #[derive(Clone, Default)]
 pub struct Recorder {
