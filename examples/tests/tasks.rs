@@ -7,6 +7,7 @@ use examples::tasks::images::{RenderThumbnail, Thumbnail};
 use examples::tasks::orders::{Ledger, OrderEvent, RecordOrderEvent};
 use examples::tasks::record::{Record, RecordJob};
 use worker_core::task::StateMap;
+use worker_core::Task;
 use worker_testkit::Harness;
 
 fn email(to: &str, provider_failures: u32) -> Email {
@@ -140,6 +141,9 @@ fn demo_worker_run_help_prints_the_fixture_defaults() {
         .expect("demo-worker runs");
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
+    // The fixture's specified behaviour: 2 in process, 5 at most, 1s and 5s tiers.
+    let retry = Record::default().options().retry;
+    assert_eq!((retry.in_process_attempts, retry.max_attempts), (2, 5));
     assert!(help.contains("2 in-process attempts"), "{help}");
     assert!(
         help.contains("DEMO_RETRY_TIERS") && help.contains("default 1s,5s"),

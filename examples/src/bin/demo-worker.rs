@@ -10,19 +10,24 @@
 
 use std::process::ExitCode;
 
+use worker_core::Task;
+
 use examples::tasks::email::SendEmail;
 use examples::tasks::images::RenderThumbnail;
 use examples::tasks::orders::{Ledger, RecordOrderEvent};
 use examples::tasks::record::{Record, DEFAULT_TIERS, RECORD_FILE_ENV, RETRY_TIERS_ENV};
 
 fn main() -> ExitCode {
+    // The help is written from the fixture's own options, so it cannot drift.
+    let retry = Record::default().options().retry;
     worker_core::cli::App::new("demo-worker")
         .about("The framework's demo worker: example tasks behind the worker CLI")
         .run_help(format!(
-            "demo.record retries: 2 in-process attempts, then the delay tiers in \
+            "demo.record retries: {} in-process attempts, then the delay tiers in \
              {RETRY_TIERS_ENV} (comma-separated durations, default {DEFAULT_TIERS}), \
-             5 attempts at most, then parking. Successes are appended to the file \
-             named by {RECORD_FILE_ENV}, if set."
+             {} attempts at most, then parking. Successes are appended to the file \
+             named by {RECORD_FILE_ENV}, if set.",
+            retry.in_process_attempts, retry.max_attempts
         ))
         .version(env!("CARGO_PKG_VERSION"))
         .register(SendEmail)
