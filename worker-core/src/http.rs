@@ -53,10 +53,16 @@ use crate::error::Error;
 const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: usize = 64;
-const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// How often the recorder's histogram samples are folded into their
+/// summaries; between two upkeeps they are kept one by one.
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Installs the Prometheus recorder as the process's global `metrics`
 /// recorder (once; later calls return the same handle).
+///
+/// A background thread folds histogram samples into their summaries every
+/// second, so memory stays flat whether or not anyone scrapes `/metrics`
+/// (without it, every handler duration would be kept until the next scrape).
 ///
 /// Fails when another recorder was installed first; the framework's metrics
 /// then go to that recorder and `/metrics` answers `404`.
@@ -73,6 +79,14 @@ pub fn prometheus() -> Result<PrometheusHandle, Error> {
             "cannot install the Prometheus recorder ({e}); another metrics recorder is installed"
         ))
     })?;
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            upkeep.run_upkeep();
+        })
+        .map_err(|e| Error::Config(format!("cannot start the metrics upkeep thread: {e}")))?;
     *slot = Some(handle.clone());
     Ok(handle)
 }
@@ -124,7 +138,6 @@ pub async fn serve(
     let shared = Arc::new(Shared { metrics, ready });
     let handle = tokio::spawn(async move {
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let mut upkeep = tokio::time::interval(UPKEEP_EVERY);
         loop {
             let permit = tokio::select! {
                 _ = stopped.wait_for(|s| *s) => break,
@@ -132,12 +145,6 @@ pub async fn serve(
             };
             let accepted = tokio::select! {
                 _ = stopped.wait_for(|s| *s) => break,
-                _ = upkeep.tick() => {
-                    if let Some(m) = &shared.metrics {
-                        m.run_upkeep();
-                    }
-                    continue;
-                }
                 accepted = listener.accept() => accepted,
             };
             match accepted {

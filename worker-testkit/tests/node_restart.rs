@@ -216,6 +216,45 @@ async fn worker_survives_a_node_restart_mid_backlog() {
     assert_eq!(distinct, PUBLISHED);
     assert!(queued.is_empty());
 
+    // A worker started while its broker is down waits for it instead of
+    // failing, and consumes once the node is back.
+    node.stop().await.expect("node stopped");
+    let late = Handled::default();
+    let waiting = Worker::new(Connector::new(ConnectionConfig::new(url.clone())))
+        .register(Backlog)
+        .state(late.clone())
+        .config(WorkerConfig {
+            reconnect_max: Duration::from_secs(1),
+            ..WorkerConfig::default()
+        })
+        .start()
+        .await
+        .expect("start does not fail while the broker is unreachable");
+    let mut readiness = waiting.readiness();
+    assert!(!*readiness.borrow(), "not ready while the node is down");
+    node.start_again().await.expect("node started again");
+    tokio::time::timeout(Duration::from_secs(30), readiness.wait_for(|ready| *ready))
+        .await
+        .expect("ready once the node is back")
+        .expect("readiness channel open");
+    let publisher = Publisher::new(Connector::new(ConnectionConfig::new(url.clone())));
+    publisher
+        .enqueue::<Backlog>(&Item { id: PUBLISHED })
+        .await
+        .expect("confirmed");
+    if let Some(c) = publisher.connector() {
+        c.close().await;
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let n = late.distinct();
+            async move { n == 1 }
+        })
+        .await,
+        "the late-started worker handled nothing"
+    );
+    waiting.shutdown().await.expect("clean stop");
+
     // A crash (SIGKILL of the Erlang VM). Booting again after it would cost
     // another few seconds; the stop/start above already showed a restart.
     let pid = node.pid().expect("pid file");

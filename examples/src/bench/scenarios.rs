@@ -38,10 +38,13 @@ impl Child {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
         let stdout = child.stdout.take().ok_or("child has no stdout")?;
+        let what = format!("{:?} child ({:?})", spec.side, spec.mode);
+        // For profiles: which process is which side.
+        eprintln!("  {what}: pid {}", child.id().unwrap_or(0));
         Ok(Child {
             child,
             lines: BufReader::new(stdout).lines(),
-            what: format!("{:?} child ({:?})", spec.side, spec.mode),
+            what,
         })
     }
 

@@ -297,10 +297,23 @@ impl Worker {
             ));
         }
         let specs: Vec<Arc<TaskSpec>> = self.registrations.iter().map(|r| r.spec.clone()).collect();
-        let conn = self.connector.connection().await?;
-        if self.config.declare_topology {
-            declare_all(&conn, &specs).await?;
-        }
+        // One attempt now, so that what retrying cannot fix (refused
+        // access, a topology that differs) fails `start` at once. A broker
+        // that is not up yet is not such a failure: the supervisor keeps
+        // trying, and declares the topology when it first connects.
+        let declared = match self.connector.connection().await {
+            Ok(conn) => {
+                if self.config.declare_topology {
+                    declare_all(&conn, &specs).await?;
+                }
+                true
+            }
+            Err(e) if e.is_fatal() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "RabbitMQ is not reachable yet; the worker keeps trying and starts consuming once it is");
+                false
+            }
+        };
         let (trigger, shutdown) = Shutdown::new();
         let runtime = Arc::new(Runtime {
             publisher: self.publisher.clone(),
@@ -318,6 +331,7 @@ impl Worker {
             config: self.config,
             shutdown,
             ready: ready_tx,
+            declared,
         };
         let handle = tokio::spawn(async move {
             let result = supervisor.run().await;
@@ -449,19 +463,24 @@ struct Supervisor {
     config: WorkerConfig,
     shutdown: Shutdown,
     ready: watch::Sender<bool>,
+    /// Whether `start` already declared the topology on its connection.
+    declared: bool,
 }
 
 impl Supervisor {
     async fn run(self) -> Result<(), Error> {
         let mut failures: u32 = 0;
         let mut first = true;
+        let mut declared = self.declared;
         loop {
             if self.shutdown.is_triggered() {
                 return Ok(());
             }
             let session = async {
                 let conn = self.connector.connection().await?;
-                if !first && self.config.declare_topology {
+                // Declared again on every reconnect: the broker may have
+                // lost queues (a node reset) while we were away.
+                if !(first && declared) && self.config.declare_topology {
                     declare_all(&conn, &self.specs).await?;
                 }
                 Ok::<_, Error>(conn)
@@ -480,8 +499,11 @@ impl Supervisor {
             };
             if !first {
                 tracing::info!("reconnected; consuming again");
+            } else if !declared {
+                tracing::info!("connected to RabbitMQ");
             }
             first = false;
+            declared = true;
             let (session_trigger, session_stop) = Shutdown::new();
             let (consuming_tx, mut consuming) = tokio::sync::mpsc::unbounded_channel();
             let mut consumers = JoinSet::new();
