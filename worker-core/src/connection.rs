@@ -43,6 +43,9 @@ use tokio::sync::{watch, Mutex};
 
 use crate::error::{redact_url, Error};
 
+/// How long [`Connector::close`] waits for the broker to confirm the close.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
 /// The URL used when none is configured: the local broker's default account.
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -643,10 +646,20 @@ impl Connector {
     }
 
     /// Closes the connection politely, if one is open.
+    ///
+    /// Waits at most [`CLOSE_WAIT`] for the broker's `close-ok`: a close
+    /// that races channels still closing can leave lapin's close promise
+    /// unresolved, and a stopping worker must not hang on it. The
+    /// connection is dropped either way.
     pub async fn close(&self) {
         if let Some(conn) = self.inner.current.lock().await.take() {
             if conn.status().connected() {
-                let _ = conn.close(200, "worker stopping".into()).await;
+                let closing = conn.close(200, "worker stopping".into());
+                if tokio::time::timeout(CLOSE_WAIT, closing).await.is_err() {
+                    tracing::debug!(
+                        "no connection.close-ok within {CLOSE_WAIT:?}; dropping the connection"
+                    );
+                }
             }
         }
     }

@@ -276,6 +276,9 @@ impl App {
             }
         };
         let finished = runtime.block_on(self.execute(cli, crate::worker::stop_signal()));
+        // Whatever is still running (a lingering I/O task) must not keep a
+        // stopped worker's process alive.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(2));
         print!("{}", finished.stdout);
         if !finished.stderr.is_empty() {
             let text = finished.stderr.trim_end();
