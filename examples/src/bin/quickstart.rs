@@ -26,6 +26,8 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn,examples=info,worker_core::middleware::park=warn".into()),
         )
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
         .init();
     match run().await {
         Ok(()) => ExitCode::SUCCESS,

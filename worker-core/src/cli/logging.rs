@@ -5,8 +5,10 @@ use tracing_subscriber::EnvFilter;
 use super::{Cli, Command};
 
 /// The default filter: warnings, without lapin's channel-close errors and
-/// its own recovery messages (the framework reports connection trouble itself).
-const QUIET: &str = "warn,lapin::channel=off,lapin::io_loop=off";
+/// its own recovery messages (the framework reports connection trouble itself,
+/// with what to do; lapin would also log a close racing a closing channel
+/// at shutdown as an error).
+const QUIET: &str = "warn,lapin::channel=off,lapin::channels=off,lapin::io_loop=off";
 
 /// Added for `run`: the worker's start, stop and reconnect lines, but not the
 /// per-delivery span (a cost on every message; `RUST_LOG=info` turns it on).
@@ -24,7 +26,7 @@ const RUN: &str = "worker_core=info,worker_core::middleware::trace=warn";
 /// let cli = App::new("w").try_parse_from(["w", "run"]).unwrap();
 /// assert_eq!(
 ///     log_filter(&cli, None),
-///     "warn,lapin::channel=off,lapin::io_loop=off,worker_core=info,worker_core::middleware::trace=warn"
+///     "warn,lapin::channel=off,lapin::channels=off,lapin::io_loop=off,worker_core=info,worker_core::middleware::trace=warn"
 /// );
 /// assert_eq!(log_filter(&cli, Some("trace")), "trace");
 /// ```
