@@ -4,8 +4,7 @@
 use std::time::{Duration, Instant};
 
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
-    QueuePurgeOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm};
@@ -13,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Mutex;
 use worker_core::runtime::TaskSpec;
 
-use super::payload::{body, properties, Mode};
+use super::payload::{body, raw_publish, Mode};
 use super::{procfs, BenchError, SLOTS, SLOT_QUEUES};
 
 /// Messages published before their confirms are awaited, when pre-filling.
@@ -167,20 +166,7 @@ impl Admin {
         seq: u64,
         sent_ns: u64,
     ) -> Result<PublisherConfirm, BenchError> {
-        let id = uuid::Uuid::new_v4().to_string();
-        Ok(self
-            .publish
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    immediate: false,
-                },
-                &body(seq, sent_ns),
-                properties(&id),
-            )
-            .await?)
+        raw_publish(&self.publish, queue, &body(seq, sent_ns)).await
     }
 
     pub(crate) async fn close(&self) {

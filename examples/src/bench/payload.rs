@@ -373,3 +373,26 @@ impl ChildResult {
         self.cpu_s * 1e6 / n
     }
 }
+
+/// Publishes `body` to `queue` with raw lapin on a confirm channel, as the
+/// framework's publisher would (mandatory, the properties above with a fresh
+/// UUID), and returns the pending confirm.
+pub(crate) async fn raw_publish(
+    channel: &lapin::Channel,
+    queue: &str,
+    body: &[u8],
+) -> Result<lapin::PublisherConfirm, super::BenchError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    Ok(channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            lapin::options::BasicPublishOptions {
+                mandatory: true,
+                immediate: false,
+            },
+            body,
+            properties(&id),
+        )
+        .await?)
+}

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection, ConnectionProperties, PublisherConfirm};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::ChildStdout;
@@ -15,7 +15,7 @@ use worker_core::{ConnectionConfig, Connector, Publisher};
 
 use super::broker::{check_queues, expect_ack, Admin};
 use super::child::{ChildSpec, FwTask};
-use super::payload::{properties, BenchJob, ChildResult, Mode};
+use super::payload::{raw_publish, BenchJob, ChildResult, Mode};
 use super::report::{Figure, RunRecord};
 use super::{procfs, BenchError, Config, Side};
 
@@ -485,18 +485,5 @@ async fn raw_send(
     queue: &str,
     job: &BenchJob,
 ) -> Result<PublisherConfirm, BenchError> {
-    let body = serde_json::to_vec(job)?;
-    let id = uuid::Uuid::new_v4().to_string();
-    Ok(ch
-        .basic_publish(
-            "".into(),
-            queue.into(),
-            BasicPublishOptions {
-                mandatory: true,
-                immediate: false,
-            },
-            &body,
-            properties(&id),
-        )
-        .await?)
+    raw_publish(ch, queue, &serde_json::to_vec(job)?).await
 }
