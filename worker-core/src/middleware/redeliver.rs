@@ -36,8 +36,8 @@ impl<S: JobService> Service<Job> for Redeliver<S> {
     job_service_header!();
 
     fn call(&mut self, job: Job) -> Self::Future {
-        if let Some(left) = still_waiting(&job) {
-            return Box::pin(async move { Ok(wait_again(&job, left).await) });
+        if let Some((left, tier)) = still_waiting(&job) {
+            return Box::pin(async move { Ok(wait_again(&job, left, tier).await) });
         }
         let fut = self.inner.call(job.clone());
         Box::pin(async move {
@@ -83,30 +83,24 @@ impl<S: JobService> Service<Job> for Redeliver<S> {
     }
 }
 
-/// How long the delivery must still wait, when it carries an
-/// `rw-not-before` in the future and the task has tiers to wait in.
-fn still_waiting(job: &Job) -> Option<Duration> {
+/// How long the delivery must still wait and the tier to wait in, when it
+/// carries an `rw-not-before` in the future and the task has tiers.
+fn still_waiting(job: &Job) -> Option<(Duration, Duration)> {
     let not_before = job.delivery().properties.headers().get_count(NOT_BEFORE)?;
     let left = not_before.checked_sub(now_secs()).filter(|s| *s > 0)?;
-    job.spec()
-        .options
-        .retry
-        .tier_at_least(Duration::from_secs(left))?;
-    Some(Duration::from_secs(left))
+    let left = Duration::from_secs(left);
+    let tier = job.spec().options.retry.tier_at_least(left)?;
+    Some((left, tier))
 }
 
-/// Sends a delivery that came back too early to a tier again, unchanged
+/// Sends a delivery that came back too early to `tier` again, unchanged
 /// but for the broker's `x-` headers: it has not run, so no attempt is charged.
-async fn wait_again(job: &Job, left: Duration) -> Outcome {
-    let spec = job.spec();
-    let Some(tier) = spec.options.retry.tier_at_least(left) else {
-        return Outcome::Requeue;
-    };
+async fn wait_again(job: &Job, left: Duration, tier: Duration) -> Outcome {
     let attempt = job.attempt().saturating_sub(1);
     match send_to_tier(job, tier, |_| {}).await {
         Some(()) => {
             tracing::debug!(
-                task = spec.name,
+                task = job.spec().name,
                 ?left,
                 "not due yet; waiting again in {}",
                 tier_name(job, tier)
