@@ -471,7 +471,6 @@ impl Supervisor {
     async fn run(self) -> Result<(), Error> {
         let mut failures: u32 = 0;
         let mut first = true;
-        let mut declared = self.declared;
         loop {
             if self.shutdown.is_triggered() {
                 return Ok(());
@@ -480,7 +479,7 @@ impl Supervisor {
                 let conn = self.connector.connection().await?;
                 // Declared again on every reconnect: the broker may have
                 // lost queues (a node reset) while we were away.
-                if !(first && declared) && self.config.declare_topology {
+                if !(first && self.declared) && self.config.declare_topology {
                     declare_all(&conn, &self.specs).await?;
                 }
                 Ok::<_, Error>(conn)
@@ -499,11 +498,10 @@ impl Supervisor {
             };
             if !first {
                 tracing::info!("reconnected; consuming again");
-            } else if !declared {
+            } else if !self.declared {
                 tracing::info!("connected to RabbitMQ");
             }
             first = false;
-            declared = true;
             let (session_trigger, session_stop) = Shutdown::new();
             let (consuming_tx, mut consuming) = tokio::sync::mpsc::unbounded_channel();
             let mut consumers = JoinSet::new();
