@@ -41,6 +41,7 @@ use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Connection, ConnectionProperties, Event};
 use tokio::sync::{watch, Mutex};
 
+use crate::broker::{probe_version, Capabilities};
 use crate::error::{redact_url, Error};
 
 /// How long [`Connector::close`] waits for the broker to confirm the close.
@@ -491,6 +492,8 @@ struct ConnectorInner {
     /// Which connection's notices count: bumped for every new connection,
     /// so that a late notice from an old one cannot change the state.
     generation: Arc<AtomicU64>,
+    /// What the broker of the current connection does, by its version.
+    capabilities: watch::Sender<Capabilities>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -515,6 +518,7 @@ impl Connector {
                 current: Mutex::new(None),
                 blocked: watch::Sender::new(None),
                 generation: Arc::new(AtomicU64::new(0)),
+                capabilities: watch::Sender::new(Capabilities::unknown()),
             }),
         }
     }
@@ -536,6 +540,12 @@ impl Connector {
         self.watch_events(&conn);
         *current = Some(conn.clone());
         Ok(conn)
+    }
+
+    /// What the broker of the latest connection does (by the version it
+    /// announced); the newest known rules before the first connection.
+    pub fn capabilities(&self) -> Capabilities {
+        *self.inner.capabilities.borrow()
     }
 
     /// Whether a connection is open right now.
@@ -623,11 +633,18 @@ impl Connector {
             let uri = config.effective_uri(url)?;
             let props = ConnectionProperties::default()
                 .with_connection_name(config.connection_name.as_str().into());
-            let attempt =
-                Connection::connect_uri_with_config(uri, props, tls.clone(), runtime.clone());
+            let attempt = Connection::connect_uri_with_config(
+                uri.clone(),
+                props,
+                tls.clone(),
+                runtime.clone(),
+            );
             match tokio::time::timeout(config.connect_timeout, attempt).await {
                 Ok(Ok(conn)) => {
-                    tracing::info!(url = %redact_url(url), "connected to RabbitMQ");
+                    let version = probe_version(&uri, &tls, config.connect_timeout).await;
+                    let capabilities = version.map_or(Capabilities::unknown(), Capabilities::of);
+                    tracing::info!(url = %redact_url(url), broker = %capabilities, "connected to RabbitMQ");
+                    self.inner.capabilities.send_replace(capabilities);
                     return Ok(conn);
                 }
                 Ok(Err(e)) => {

@@ -13,6 +13,7 @@
 //! (confirmed publishing) and [`topology`] (queues and bindings).
 
 pub mod backoff;
+pub mod broker;
 pub mod cli;
 pub mod codec;
 pub mod connection;

@@ -10,29 +10,55 @@
 //!   neighbours down with it;
 //! - `q.retry.<delay>`: one wait queue per delay tier, with a fixed
 //!   `x-message-ttl`, dead-lettering back to `q`;
-//! - `q.parking`: durable, no TTL;
+//! - `q.parking`: durable, no TTL, and never a delivery limit: listing
+//!   parked messages returns them with a requeue, which quorum queues count.
+//!   How to say "no limit" depends on the broker's version
+//!   ([`Capabilities::unlimited_delivery_limit_argument`]); a parking queue
+//!   declared by an older version of the framework on RabbitMQ 4.x has the
+//!   broker's default limit, and is accepted with a warning (see
+//!   [`declare`]);
 //! - optionally a durable exchange with `q` bound to it.
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::Channel;
+use lapin::{Channel, Connection};
 
+use crate::broker::Capabilities;
 use crate::error::Error;
 use crate::headers::{HeaderValue, Headers};
 use crate::runtime::TaskSpec;
 use crate::task::{ExchangeKind, QueueType};
+
+/// What a queue of a task is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueRole {
+    /// The work queue the producers publish to.
+    Work,
+    /// Where deliveries that came back unsettled run alone.
+    Quarantine,
+    /// A wait queue of one delay tier.
+    Tier,
+    /// Where failed messages are kept for a person.
+    Parking,
+}
 
 /// One queue as the code wants it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuePlan {
     /// Queue name.
     pub name: String,
+    /// What it is for.
+    pub role: QueueRole,
     /// Declared arguments.
     pub arguments: Headers,
 }
 
-/// Every queue a task needs, work queue first.
-pub fn plan(spec: &TaskSpec) -> Vec<QueuePlan> {
+/// The delivery limit name, as declared.
+pub const DELIVERY_LIMIT: &str = "x-delivery-limit";
+
+/// Every queue a task needs on a broker with these capabilities, work
+/// queue first.
+pub fn plan(spec: &TaskSpec, caps: Capabilities) -> Vec<QueuePlan> {
     let options = &spec.options;
     let quorum = options.queue_type == QueueType::Quorum;
     let base = |dead_letter_to: Option<&str>| {
@@ -50,15 +76,17 @@ pub fn plan(spec: &TaskSpec) -> Vec<QueuePlan> {
     };
     let mut work = base(Some(&spec.parking));
     if quorum {
-        work.insert("x-delivery-limit", i64::from(options.retry.max_attempts));
+        work.insert(DELIVERY_LIMIT, i64::from(options.retry.max_attempts));
     }
     let mut plans = vec![
         QueuePlan {
             name: spec.queue.to_string(),
+            role: QueueRole::Work,
             arguments: work.clone(),
         },
         QueuePlan {
             name: spec.quarantine.clone(),
+            role: QueueRole::Quarantine,
             arguments: work,
         },
     ];
@@ -70,14 +98,36 @@ pub fn plan(spec: &TaskSpec) -> Vec<QueuePlan> {
         );
         plans.push(QueuePlan {
             name: name.clone(),
+            role: QueueRole::Tier,
             arguments: args,
         });
     }
+    let mut parking = base(None);
+    if quorum {
+        if let Some(unlimited) = caps.unlimited_delivery_limit_argument() {
+            parking.insert(DELIVERY_LIMIT, unlimited);
+        }
+    }
     plans.push(QueuePlan {
         name: spec.parking.clone(),
-        arguments: base(None),
+        role: QueueRole::Parking,
+        arguments: parking,
     });
     plans
+}
+
+impl QueuePlan {
+    /// The same queue as versions of the framework before 0.2 declared it:
+    /// a parking queue without `x-delivery-limit`. `None` when that is what
+    /// this plan declares anyway, or for other queues.
+    pub fn as_declared_before_limits(&self) -> Option<QueuePlan> {
+        if self.role != QueueRole::Parking || !self.arguments.contains(DELIVERY_LIMIT) {
+            return None;
+        }
+        let mut older = self.clone();
+        older.arguments.remove(DELIVERY_LIMIT);
+        Some(older)
+    }
 }
 
 fn short(field: &'static str, value: &str) -> Result<ShortString, Error> {
@@ -87,25 +137,45 @@ fn short(field: &'static str, value: &str) -> Result<ShortString, Error> {
     })
 }
 
-/// Declares a task's queues and bindings; declaring again is a no-op.
+/// Declares a task's queues and bindings on `channel`; declaring again is
+/// a no-op. Returns the channel to go on with: a declaration the broker
+/// refuses closes its channel, and the one fallback below needs a new one.
 ///
 /// A queue that exists with other arguments gives
-/// [`Error::TopologyMismatch`]; the broker closes the channel in that case,
-/// so the caller must open a new one.
-pub async fn declare(channel: &Channel, spec: &TaskSpec) -> Result<(), Error> {
-    for queue in plan(spec) {
-        let name = short("queue name", &queue.name)?;
-        channel
-            .queue_declare(
-                name,
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                wire_arguments(&queue.arguments),
-            )
-            .await
-            .map_err(|e| declare_error(&queue.name, e))?;
+/// [`Error::TopologyMismatch`]. One such difference is accepted: a parking
+/// queue declared by an older version of the framework, without
+/// `x-delivery-limit`, on RabbitMQ 4.x where that means the broker's
+/// default limit. Parking writes never requeue, and the parked-message
+/// tools refresh a message before that limit could drop it, so nothing is
+/// lost; the worker warns and `topology check` reports it until the queue
+/// is redeclared (see the README's upgrade notes).
+pub async fn declare(
+    conn: &Connection,
+    mut channel: Channel,
+    spec: &TaskSpec,
+    caps: Capabilities,
+) -> Result<Channel, Error> {
+    for queue in plan(spec, caps) {
+        let Err(e) = declare_queue(&channel, &queue).await else {
+            continue;
+        };
+        let Some(older) = queue.as_declared_before_limits() else {
+            return Err(e);
+        };
+        if !matches!(e, Error::TopologyMismatch { .. }) {
+            return Err(e);
+        }
+        channel = open_channel(conn).await?;
+        if declare_queue(&channel, &older).await.is_err() {
+            return Err(e);
+        }
+        tracing::warn!(
+            task = spec.name,
+            queue = %queue.name,
+            "parking queue {} was declared by an older version of the framework: on {caps} it has the broker's default delivery limit ({}). Parked-message tools refresh messages before that limit, so nothing is lost; to remove the limit, drain it (`parked replay`), delete it and start the worker again, or apply a policy with delivery-limit -1",
+            queue.name,
+            caps.default_delivery_limit()
+        );
     }
     if let Some(binding) = &spec.options.binding {
         let exchange = short("exchange name", &binding.exchange)?;
@@ -161,7 +231,45 @@ pub async fn declare(channel: &Channel, spec: &TaskSpec) -> Result<(), Error> {
                 })?;
         }
     }
+    Ok(channel)
+}
+
+/// Declares the topology of every spec, on one channel when the broker
+/// refuses nothing.
+pub async fn declare_all(
+    conn: &Connection,
+    specs: &[std::sync::Arc<TaskSpec>],
+    caps: Capabilities,
+) -> Result<(), Error> {
+    let mut channel = open_channel(conn).await?;
+    for spec in specs {
+        channel = declare(conn, channel, spec, caps).await?;
+    }
+    let _ = channel.close(200, "topology declared".into()).await;
     Ok(())
+}
+
+/// Opens a channel for declarations.
+pub(crate) async fn open_channel(conn: &Connection) -> Result<Channel, Error> {
+    conn.create_channel()
+        .await
+        .map_err(|e| Error::broker("channel.open", e))
+}
+
+pub(crate) async fn declare_queue(channel: &Channel, queue: &QueuePlan) -> Result<(), Error> {
+    let name = short("queue name", &queue.name)?;
+    channel
+        .queue_declare(
+            name,
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            wire_arguments(&queue.arguments),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| declare_error(&queue.name, e))
 }
 
 fn wire_arguments(args: &Headers) -> FieldTable {
@@ -194,8 +302,42 @@ fn declare_error(queue: &str, e: lapin::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::Version;
     use crate::task::{RetryPolicy, TaskOptions};
     use std::time::Duration;
+
+    const V3_10: Capabilities = Capabilities::of(Version::new(3, 10, 8));
+    const V4_0: Capabilities = Capabilities::of(Version::new(4, 0, 5));
+
+    #[test]
+    fn parking_never_has_a_delivery_limit_on_any_version() {
+        let spec = TaskSpec::new("t", "jobs", TaskOptions::default());
+        let parking = |caps| plan(&spec, caps).pop().unwrap();
+        // 3.10: no argument is unlimited (-1 would drop at the first requeue).
+        let on_3 = parking(V3_10);
+        assert_eq!(on_3.role, QueueRole::Parking);
+        assert!(!on_3.arguments.contains(DELIVERY_LIMIT));
+        assert_eq!(on_3.as_declared_before_limits(), None);
+        // 4.x: no argument is 20; -1 is unlimited.
+        let on_4 = parking(V4_0);
+        assert_eq!(
+            on_4.arguments.get(DELIVERY_LIMIT),
+            Some(HeaderValue::Int(-1))
+        );
+        let older = on_4.as_declared_before_limits().unwrap();
+        assert_eq!(older.arguments, on_3.arguments);
+    }
+
+    #[test]
+    fn the_work_queue_budget_is_the_same_on_both_versions() {
+        let spec = TaskSpec::new("t", "jobs", TaskOptions::default());
+        let work = |caps| plan(&spec, caps)[0].clone();
+        assert_eq!(work(V3_10), work(V4_0));
+        assert_eq!(
+            work(V4_0).arguments.get_u64(DELIVERY_LIMIT),
+            Some(u64::from(spec.options.retry.max_attempts))
+        );
+    }
 
     #[test]
     fn quorum_plan_has_work_tiers_and_parking() {
@@ -206,7 +348,7 @@ mod tests {
             ..TaskOptions::default()
         };
         let spec = TaskSpec::new("t", "jobs", options);
-        let plans = plan(&spec);
+        let plans = plan(&spec, V3_10);
         let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             names,
@@ -246,8 +388,8 @@ mod tests {
             queue_type: QueueType::Classic,
             ..TaskOptions::default()
         };
-        let plans = plan(&TaskSpec::new("t", "c", options));
-        assert!(!plans[0].arguments.contains("x-delivery-limit"));
+        let plans = plan(&TaskSpec::new("t", "c", options), V4_0);
+        assert!(plans.iter().all(|p| !p.arguments.contains(DELIVERY_LIMIT)));
         assert!(!plans[0].arguments.contains("x-overflow"));
         assert_eq!(
             plans[0].arguments.get_str("x-queue-type").as_deref(),

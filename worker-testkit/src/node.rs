@@ -20,6 +20,12 @@
 //! Starting a node takes a few seconds: start one per test binary, not one
 //! per test.
 //!
+//! Which `rabbitmq-server` runs: the machine's own, or, when
+//! `RABBITMQ_SERVER_ROOT` names another root directory (a chroot holding
+//! another RabbitMQ version, as `scripts/test-on-each-broker` sets for the
+//! 4.0 run), the one in that root, run with `chroot`. The node's directory
+//! then lives in the root's `/tmp`.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), worker_testkit::node::NodeError> {
 //! use worker_testkit::node::RabbitNode;
@@ -45,6 +51,59 @@ const BIN_DIR: &str = "/usr/lib/rabbitmq/bin";
 
 /// How long a node may take to boot.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Where the `rabbitmq-server` under test is installed.
+#[derive(Debug, Clone)]
+struct Install {
+    /// `None` for the machine's own install, else the root to `chroot` into.
+    root: Option<PathBuf>,
+}
+
+impl Install {
+    fn from_env() -> Install {
+        let root = std::env::var_os("RABBITMQ_SERVER_ROOT")
+            .map(PathBuf::from)
+            .filter(|r| !r.as_os_str().is_empty() && r != Path::new("/"));
+        Install { root }
+    }
+
+    /// Where private nodes' directories go.
+    fn scratch_dir(&self) -> PathBuf {
+        match &self.root {
+            Some(root) => root.join("tmp"),
+            None => std::env::temp_dir(),
+        }
+    }
+
+    /// The host path `host` as the server sees it.
+    fn inside(&self, host: &Path) -> PathBuf {
+        match &self.root {
+            Some(root) => Path::new("/").join(host.strip_prefix(root).unwrap_or(host)),
+            None => host.to_path_buf(),
+        }
+    }
+
+    /// The server script `program` on the host.
+    fn script(&self, program: &str) -> PathBuf {
+        let path = Path::new(BIN_DIR).join(program);
+        match &self.root {
+            Some(root) => root.join(path.strip_prefix("/").unwrap_or(&path)),
+            None => path,
+        }
+    }
+
+    /// A command running the server script `program`.
+    fn command(&self, program: &str) -> Command {
+        match &self.root {
+            Some(root) => {
+                let mut cmd = Command::new("chroot");
+                cmd.arg(root).arg(Path::new(BIN_DIR).join(program));
+                cmd
+            }
+            None => Command::new(Path::new(BIN_DIR).join(program)),
+        }
+    }
+}
 
 /// A private node could not be started, stopped or reached.
 #[derive(Debug, Clone)]
@@ -76,6 +135,7 @@ impl std::error::Error for NodeError {}
 /// A RabbitMQ node of its own, in a temporary directory, on free ports.
 #[derive(Debug)]
 pub struct RabbitNode {
+    install: Install,
     dir: PathBuf,
     home: PathBuf,
     name: String,
@@ -124,7 +184,8 @@ impl RabbitNode {
     /// Like [`start`](RabbitNode::start), with `HOME` (and so the Erlang
     /// cookie) in `home` when given: nodes that share it can form a cluster.
     async fn start_with_home(home: Option<PathBuf>) -> Result<RabbitNode, NodeError> {
-        let server = Path::new(BIN_DIR).join("rabbitmq-server");
+        let install = Install::from_env();
+        let server = install.script("rabbitmq-server");
         if !server.exists() {
             return Err(NodeError::new(format!(
                 "rabbitmq-server is not installed ({} is missing); install it with `apt-get install rabbitmq-server`",
@@ -132,7 +193,7 @@ impl RabbitNode {
             )));
         }
         let id = format!("{:08x}", rand::rng().random::<u32>());
-        let dir = std::env::temp_dir().join(format!("tk-rabbit-{id}"));
+        let dir = install.scratch_dir().join(format!("tk-rabbit-{id}"));
         let amqp_port = free_port()?;
         let dist_port = free_dist_port()?;
         for sub in ["home", "mnesia", "log"] {
@@ -151,6 +212,7 @@ impl RabbitNode {
         std::fs::create_dir_all(&home)
             .map_err(|e| NodeError::new(format!("cannot create {}: {e}", home.display())))?;
         let mut node = RabbitNode {
+            install,
             dir,
             home,
             name: format!("tk-{id}@localhost"),
@@ -193,8 +255,8 @@ impl RabbitNode {
     }
 
     fn env(&self, cmd: &mut Command) {
-        let d = &self.dir;
-        cmd.env("HOME", &self.home)
+        let d = &self.install.inside(&self.dir);
+        cmd.env("HOME", self.install.inside(&self.home))
             .env("RABBITMQ_NODENAME", &self.name)
             .env("RABBITMQ_NODE_PORT", self.amqp_port.to_string())
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
@@ -209,7 +271,7 @@ impl RabbitNode {
     /// A `rabbitmqctl -n <node>` command with the node's `HOME` (so it
     /// shares the node's Erlang cookie); add the arguments and run it.
     pub fn rabbitmqctl(&self) -> Command {
-        let mut cmd = Command::new(Path::new(BIN_DIR).join("rabbitmqctl"));
+        let mut cmd = self.install.command("rabbitmqctl");
         self.env(&mut cmd);
         cmd.arg("-n").arg(&self.name);
         cmd
@@ -241,7 +303,7 @@ impl RabbitNode {
     }
 
     async fn boot(&mut self) -> Result<(), NodeError> {
-        let mut server = Command::new(Path::new(BIN_DIR).join("rabbitmq-server"));
+        let mut server = self.install.command("rabbitmq-server");
         self.env(&mut server);
         server.arg("-detached");
         let out = Self::run(server).await?;
@@ -308,7 +370,8 @@ impl RabbitNode {
             return Ok(());
         }
         let mut ctl = self.rabbitmqctl();
-        ctl.arg("stop").arg(self.dir.join("pid"));
+        ctl.arg("stop")
+            .arg(self.install.inside(&self.dir.join("pid")));
         let out = Self::run(ctl).await?;
         if !out.status.success() {
             return Err(NodeError::new(format!(
@@ -399,7 +462,7 @@ impl Drop for RabbitNode {
             let pid = self.pid().ok();
             let mut ctl = self.rabbitmqctl();
             ctl.arg("stop")
-                .arg(self.dir.join("pid"))
+                .arg(self.install.inside(&self.dir.join("pid")))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
             let stopped = ctl.status().map(|s| s.success()).unwrap_or(false);
@@ -450,7 +513,9 @@ impl RabbitCluster {
     /// As [`RabbitNode::start`], or when a node cannot join.
     pub async fn start(size: usize) -> Result<RabbitCluster, NodeError> {
         let id = format!("{:08x}", rand::rng().random::<u32>());
-        let home = std::env::temp_dir().join(format!("tk-cluster-{id}"));
+        let home = Install::from_env()
+            .scratch_dir()
+            .join(format!("tk-cluster-{id}"));
         let mut cluster = RabbitCluster {
             nodes: Vec::new(),
             home: home.clone(),

@@ -563,17 +563,21 @@ async fn a_failing_park_publish_rejects_without_requeue() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_failing_tier_publish_requeues_with_nack() {
+async fn a_failing_tier_publish_requeues_with_a_counted_reject_after_a_backoff() {
     let harness = Harness::new(always(down, retry_options(1, &[1], 5)));
     harness.mock().fail_next_publishes(1);
 
+    let started = tokio::time::Instant::now();
     let report = harness.run_payload(&Work { id: 1 }).await;
 
     assert!(report.requeued(), "{report}");
     assert!(matches!(report.outcome(), Outcome::Requeue));
+    // reject (counted by every broker version), not nack (uncounted on 4.3)
     harness.mock().assert_publish_failed_to("work.retry.1s");
-    harness.mock().assert_nacked(1, true);
+    harness.mock().assert_rejected_requeue(1);
     harness.mock().assert_nothing_else();
+    // held for the task's backoff first: no hot loop through the broker
+    assert!(started.elapsed() >= millis(100), "{report}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -8,8 +8,8 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Mutex;
+use worker_core::broker::{probe_version, Capabilities};
 use worker_core::runtime::TaskSpec;
 
 use super::payload::{body, raw_publish, Mode};
@@ -21,6 +21,7 @@ const FILL_WINDOW: u64 = 5_000;
 /// The parent's connection: administration and pre-filling.
 pub(crate) struct Admin {
     conn: Connection,
+    caps: Capabilities,
     admin: Mutex<Option<Channel>>,
     publish: Channel,
 }
@@ -34,6 +35,7 @@ impl Admin {
             .await?;
         Ok(Admin {
             conn,
+            caps: capabilities(url).await,
             admin: Mutex::new(None),
             publish,
         })
@@ -85,7 +87,7 @@ impl Admin {
     /// Declares a task's queues exactly as the framework does.
     pub(crate) async fn declare(&self, spec: &TaskSpec) -> Result<(), BenchError> {
         let ch = self.channel().await?;
-        worker_core::topology::declare(&ch, spec).await?;
+        worker_core::topology::declare(&self.conn, ch, spec, self.caps).await?;
         Ok(())
     }
 
@@ -93,7 +95,7 @@ impl Admin {
     /// delay tiers, parking queue and whatever else its topology plan holds).
     pub(crate) async fn delete(&self, spec: &TaskSpec) -> Result<(), BenchError> {
         let ch = self.channel().await?;
-        for queue in worker_core::topology::plan(spec) {
+        for queue in worker_core::topology::plan(spec, self.caps) {
             ch.queue_delete(queue.name.as_str().into(), QueueDeleteOptions::default())
                 .await?;
         }
@@ -191,7 +193,7 @@ pub(crate) async fn check_queues(
     mode: Mode,
     n: u64,
 ) -> Result<(), BenchError> {
-    for queue in worker_core::topology::plan(spec) {
+    for queue in worker_core::topology::plan(spec, admin.caps) {
         let expected = if queue.name == spec.parking {
             mode.expected_parked(n)
         } else {
@@ -202,40 +204,14 @@ pub(crate) async fn check_queues(
     admin.purge(&spec.parking).await
 }
 
-/// The broker's product and version, read from the `connection.start`
-/// server properties of a raw AMQP handshake (lapin does not expose them).
-pub(crate) async fn server_version(url: &str) -> String {
-    match tokio::time::timeout(Duration::from_secs(3), probe(url)).await {
-        Ok(Ok(v)) => v,
-        _ => "unknown".to_owned(),
-    }
-}
-
-async fn probe(url: &str) -> Result<String, BenchError> {
-    let uri: lapin::uri::AMQPUri = url.parse()?;
-    let mut s =
-        tokio::net::TcpStream::connect((uri.authority.host.as_str(), uri.authority.port)).await?;
-    s.write_all(b"AMQP\x00\x00\x09\x01").await?;
-    let mut header = [0u8; 7];
-    s.read_exact(&mut header).await?;
-    let size = u32::from_be_bytes([header[3], header[4], header[5], header[6]]) as usize;
-    if size > 1 << 20 {
-        return Err("implausible connection.start frame".into());
-    }
-    let mut frame = vec![0u8; size];
-    s.read_exact(&mut frame).await?;
-    let product = long_string(&frame, b"product").unwrap_or_else(|| "unknown".to_owned());
-    let version = long_string(&frame, b"version").ok_or("no version in server properties")?;
-    Ok(format!("{product} {version}"))
-}
-
-/// The value of a long-string entry `key` of an AMQP field table, found by its encoding.
-fn long_string(frame: &[u8], key: &[u8]) -> Option<String> {
-    let mut pattern = vec![u8::try_from(key.len()).ok()?];
-    pattern.extend_from_slice(key);
-    pattern.push(b'S');
-    let at = frame.windows(pattern.len()).position(|w| w == pattern)? + pattern.len();
-    let len = u32::from_be_bytes(frame.get(at..at + 4)?.try_into().ok()?) as usize;
-    let value = frame.get(at + 4..at + 4 + len)?;
-    Some(String::from_utf8_lossy(value).into_owned())
+/// What the broker at `url` announces about itself (its version), read by
+/// the framework's own probe.
+pub(crate) async fn capabilities(url: &str) -> Capabilities {
+    let Ok(uri) = url.parse::<lapin::uri::AMQPUri>() else {
+        return Capabilities::unknown();
+    };
+    let tls = lapin::tcp::OwnedTLSConfig::default();
+    probe_version(&uri, &tls, Duration::from_secs(3))
+        .await
+        .map_or(Capabilities::unknown(), Capabilities::of)
 }

@@ -348,7 +348,7 @@ impl Machine {
             nproc: procfs::nproc(),
             cpu_model: procfs::cpu_model(),
             mem_gib: procfs::mem_total_gib(),
-            broker: broker::server_version(url).await,
+            broker: broker::capabilities(url).await.to_string(),
             load_before: procfs::loadavg(),
         }
     }

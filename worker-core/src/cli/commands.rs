@@ -448,7 +448,10 @@ async fn parked_purge(
 
 async fn declare(worker: &Worker, specs: &[Arc<TaskSpec>]) -> Outcome {
     worker.declare_topology().await?;
-    let queues: usize = specs.iter().map(|s| crate::topology::plan(s).len()).sum();
+    let queues: usize = specs
+        .iter()
+        .map(|s| crate::topology::plan(s, crate::broker::Capabilities::unknown()).len())
+        .sum();
     Ok(Finished::ok(format!(
         "declared {queues} queue(s) for {} task(s)\n",
         specs.len()

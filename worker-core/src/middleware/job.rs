@@ -284,7 +284,9 @@ pub enum Outcome {
         /// Attempts recorded on the copy.
         attempts: u32,
     },
-    /// Give the delivery back to the broker untouched: `nack(requeue = true)`.
+    /// Give the delivery back to the broker untouched, charged:
+    /// `reject(requeue = true)`, which every broker version counts toward
+    /// the delivery limit.
     Requeue,
 }
 

@@ -75,10 +75,13 @@ impl<S: JobService> Service<Job> for Redeliver<S> {
             if sent.is_some() {
                 tracing::info!(task = spec.name, attempt = failure.attempt, error = %failure.message, "redelivering through {}", tier_name(&job, tier));
             }
-            Ok(sent.map_or(Outcome::Requeue, |()| Outcome::Redelivered {
-                tier,
-                attempt: failure.attempt,
-            }))
+            match sent {
+                Some(()) => Ok(Outcome::Redelivered {
+                    tier,
+                    attempt: failure.attempt,
+                }),
+                None => Ok(return_after_backoff(&job).await),
+            }
         })
     }
 }
@@ -107,8 +110,29 @@ async fn wait_again(job: &Job, left: Duration, tier: Duration) -> Outcome {
             );
             Outcome::Redelivered { tier, attempt }
         }
-        None => Outcome::Requeue,
+        None => return_after_backoff(job).await,
     }
+}
+
+/// The outcome for a delivery whose tier copy could not be published: back
+/// to its queue with a charged requeue ([`Outcome::Requeue`], a
+/// `basic.reject` that every broker version counts toward the delivery
+/// limit, and that the attempt count reads back as a return), after the
+/// task's backoff for this attempt, so that a broken tier queue costs a
+/// bounded number of slow round trips and never a hot loop. A stopping
+/// worker returns it at once.
+async fn return_after_backoff(job: &Job) -> Outcome {
+    let delay = job
+        .spec()
+        .options
+        .retry
+        .backoff
+        .delay(job.attempt(), &mut rand::rng());
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = job.runtime().shutdown.triggered() => {}
+    }
+    Outcome::Requeue
 }
 
 fn tier_name(job: &Job, tier: Duration) -> &str {

@@ -17,17 +17,18 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
-use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
+use lapin::options::ExchangeDeclareOptions;
 use lapin::types::{FieldTable, ShortString};
 use lapin::Connection;
 use serde_json::{json, Value};
 
 use super::{inspect_queue, reply_code, reply_text};
+use crate::broker::Capabilities;
 use crate::connection::Connector;
 use crate::error::Error;
 use crate::runtime::TaskSpec;
 use crate::task::ExchangeKind;
-use crate::topology::{plan, QueuePlan};
+use crate::topology::{declare_queue, open_channel, plan, QueuePlan};
 
 /// What the broker says about one queue or exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,14 +118,15 @@ impl CheckReport {
 /// Checks every queue (and bound exchange) the specs declare; creates nothing.
 pub async fn check(connector: &Connector, specs: &[Arc<TaskSpec>]) -> Result<CheckReport, Error> {
     let conn = connector.connection().await?;
+    let caps = connector.capabilities();
     let mut seen = BTreeSet::new();
     let mut report = CheckReport::default();
     for spec in specs {
-        for queue in plan(spec) {
+        for queue in plan(spec, caps) {
             if !seen.insert(("queue", queue.name.clone())) {
                 continue;
             }
-            let verdict = check_queue(&conn, &queue).await?;
+            let verdict = check_queue(&conn, &queue, caps).await?;
             report.items.push(Checked {
                 kind: "queue",
                 name: queue.name,
@@ -155,30 +157,41 @@ fn short(field: &'static str, value: &str) -> Result<ShortString, Error> {
     })
 }
 
-async fn check_queue(conn: &Connection, queue: &QueuePlan) -> Result<Verdict, Error> {
+async fn check_queue(
+    conn: &Connection,
+    queue: &QueuePlan,
+    caps: Capabilities,
+) -> Result<Verdict, Error> {
     if inspect_queue(conn, &queue.name).await?.is_none() {
         return Ok(Verdict::Missing);
     }
-    let channel = conn
-        .create_channel()
-        .await
-        .map_err(|e| Error::broker("channel.open", e))?;
-    let result = channel
-        .queue_declare(
-            short("queue name", &queue.name)?,
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            queue.arguments.field_table().clone(),
-        )
-        .await;
-    verdict(
-        result.map(|_| ()),
-        &channel,
-        &format!("queue {}", queue.name),
-    )
-    .await
+    let verdict = redeclare(conn, queue).await?;
+    if verdict == Verdict::Matches {
+        return Ok(verdict);
+    }
+    if let Some(older) = queue.as_declared_before_limits() {
+        if redeclare(conn, &older).await? == Verdict::Matches {
+            return Ok(Verdict::Differs(format!(
+                "it has no x-delivery-limit (declared by an older version of the framework), so on {caps} the broker's default limit of {} returns applies, and listing parked messages more often than that could drop them (the parked-message tools refresh them first); drain it with `parked replay`, delete it and start the worker, or apply a policy with delivery-limit -1",
+                caps.default_delivery_limit()
+            )));
+        }
+    }
+    Ok(verdict)
+}
+
+/// Declares `queue` again on a throwaway channel: whether the broker finds
+/// the arguments equivalent.
+async fn redeclare(conn: &Connection, queue: &QueuePlan) -> Result<Verdict, Error> {
+    let channel = open_channel(conn).await?;
+    match declare_queue(&channel, queue).await {
+        Ok(()) => {
+            let _ = channel.close(200, "checked".into()).await;
+            Ok(Verdict::Matches)
+        }
+        Err(Error::TopologyMismatch { message, .. }) => Ok(Verdict::Differs(message)),
+        Err(e) => Err(e),
+    }
 }
 
 async fn check_exchange(

@@ -238,7 +238,7 @@ async fn stop_cleanly(
         tokio::time::timeout(Duration::from_millis(20), consumer.next()).await
     {
         settler.track(raw.delivery_tag);
-        settler.settle(raw.delivery_tag, Settlement::Requeue);
+        settler.settle(raw.delivery_tag, Settlement::Return);
         returned += 1;
     }
     // 3. In-flight handlers get the grace period.

@@ -26,7 +26,7 @@ use crate::middleware::{default_stack, BoxJobService, HandlerService, RetryLayer
 use crate::publisher::Publisher;
 use crate::runtime::{Runtime, Shutdown, ShutdownTrigger, TaskSpec};
 use crate::task::{QueueType, StateMap, Task, BROKER_ACK_TIMEOUT};
-use crate::topology;
+use crate::topology::declare_all;
 
 /// How the worker stops and reconnects.
 #[derive(Debug, Clone)]
@@ -259,7 +259,7 @@ impl Worker {
     /// Declares every registered task's queues and bindings, without consuming.
     pub async fn declare_topology(&self) -> Result<(), Error> {
         let conn = self.connector.connection().await?;
-        declare_all(&conn, &self.specs()).await
+        declare_all(&conn, &self.specs(), self.connector.capabilities()).await
     }
 
     /// Runs until SIGINT or SIGTERM, then stops cleanly.
@@ -304,7 +304,7 @@ impl Worker {
         let declared = match self.connector.connection().await {
             Ok(conn) => {
                 if self.config.declare_topology {
-                    declare_all(&conn, &specs).await?;
+                    declare_all(&conn, &specs, self.connector.capabilities()).await?;
                 }
                 true
             }
@@ -399,19 +399,6 @@ impl Worker {
     }
 }
 
-/// Declares the topology of every spec on one fresh channel.
-pub async fn declare_all(conn: &lapin::Connection, specs: &[Arc<TaskSpec>]) -> Result<(), Error> {
-    let channel = conn
-        .create_channel()
-        .await
-        .map_err(|e| Error::broker("channel.open", e))?;
-    for spec in specs {
-        topology::declare(&channel, spec).await?;
-    }
-    let _ = channel.close(200, "topology declared".into()).await;
-    Ok(())
-}
-
 /// A worker running in the background.
 #[derive(Debug)]
 pub struct RunningWorker {
@@ -480,7 +467,7 @@ impl Supervisor {
                 // Declared again on every reconnect: the broker may have
                 // lost queues (a node reset) while we were away.
                 if !(first && self.declared) && self.config.declare_topology {
-                    declare_all(&conn, &self.specs).await?;
+                    declare_all(&conn, &self.specs, self.connector.capabilities()).await?;
                 }
                 Ok::<_, Error>(conn)
             };

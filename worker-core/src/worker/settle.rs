@@ -8,8 +8,17 @@ use crate::transport::{SettleError, Transport};
 pub enum Settlement {
     /// `basic.ack`.
     Ack,
-    /// `basic.nack(requeue = true)`: back to the queue.
+    /// `basic.reject(requeue = true)`: back to the queue, charged. The
+    /// broker counts a reject toward a quorum queue's delivery limit on
+    /// every version (RabbitMQ 4.3 stopped counting nacks), so a delivery
+    /// whose copy could not be published cannot come back forever.
     Requeue,
+    /// `basic.nack(requeue = true)`: back to the queue, not charged where
+    /// the broker allows it: from RabbitMQ 4.3 a nack requeue does not count
+    /// toward the delivery limit (before 4.3 every requeue counts). For
+    /// deliveries that never started (a clean stop returning prefetched
+    /// work).
+    Return,
     /// `basic.reject(requeue = false)`: to the queue's dead-letter target.
     DeadLetter,
 }
@@ -33,7 +42,8 @@ impl Settlement {
     pub async fn apply(self, transport: &dyn Transport, tag: u64) -> Result<(), SettleError> {
         match self {
             Settlement::Ack => transport.ack(tag, false).await,
-            Settlement::Requeue => transport.nack(tag, false, true).await,
+            Settlement::Requeue => transport.reject(tag, true).await,
+            Settlement::Return => transport.nack(tag, false, true).await,
             Settlement::DeadLetter => transport.reject(tag, false).await,
         }
     }

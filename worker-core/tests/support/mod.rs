@@ -30,6 +30,19 @@ pub async fn connect() -> Connection {
     }
 }
 
+/// What the test broker does, by the version it announces.
+pub async fn capabilities() -> worker_core::broker::Capabilities {
+    let uri: lapin::uri::AMQPUri = default_url().parse().expect("AMQP_URL parses");
+    let version = worker_core::broker::probe_version(
+        &uri,
+        &lapin::tcp::OwnedTLSConfig::default(),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("the test broker announces its version");
+    worker_core::broker::Capabilities::of(version)
+}
+
 pub async fn channel() -> (Connection, Channel) {
     let conn = connect().await;
     let ch = conn.create_channel().await.expect("channel");

@@ -534,7 +534,8 @@ impl Report {
         }
     }
 
-    /// Whether the delivery was given back with `nack(requeue = true)`.
+    /// Whether the delivery was given back, charged, with
+    /// `reject(requeue = true)` (a copy it needed could not be published).
     ///
     /// ```
     /// # use worker_core::{Task, TaskContext, TaskError};

@@ -1,0 +1,295 @@
+//! What the connected RabbitMQ does, by version: every broker behaviour the
+//! framework depends on, in one place.
+//!
+//! RabbitMQ changed quorum-queue semantics between the versions our users
+//! run. The framework reads the broker's version from the `connection.start`
+//! server properties ([`probe`]) and asks [`Capabilities`] what is right for
+//! it, instead of scattering version checks. Each fact below names its
+//! source: "seen" facts were observed on RabbitMQ 3.10.8 and 4.0.5 by the
+//! broker tests (`worker-core/tests/broker_versions.rs` pins them on both);
+//! 4.3 facts come from RabbitMQ 4.3's published release notes, since 4.3
+//! cannot be installed on the machines this project is tested on.
+
+mod probe;
+
+pub use probe::probe_version;
+
+use std::fmt;
+
+/// A RabbitMQ version, as announced in `connection.start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version {
+    /// Major version.
+    pub major: u16,
+    /// Minor version.
+    pub minor: u16,
+    /// Patch version.
+    pub patch: u16,
+}
+
+impl Version {
+    /// A version from its parts.
+    pub const fn new(major: u16, minor: u16, patch: u16) -> Version {
+        Version {
+            major,
+            minor,
+            patch,
+        }
+    }
+
+    /// Parses `3.10.8`, `4.0.5`, `4.1.0-rc.1` (suffixes are ignored);
+    /// `None` for anything else.
+    pub fn parse(text: &str) -> Option<Version> {
+        let core = text.trim().split(['-', '+', ' ']).next()?;
+        let mut parts = core.split('.').map(|p| p.parse::<u16>().ok());
+        let major = parts.next()??;
+        let minor = parts.next().unwrap_or(Some(0))?;
+        let patch = parts.next().unwrap_or(Some(0))?;
+        Some(Version::new(major, minor, patch))
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// The oldest version the framework supports.
+pub const OLDEST_SUPPORTED: Version = Version::new(3, 10, 0);
+
+/// What a quorum queue does when it is declared without
+/// `x-delivery-limit`, or how to declare one that never drops a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryLimit {
+    /// No limit: a message may be returned any number of times.
+    Unlimited,
+    /// At most this many returns; the next return dead-letters the message
+    /// (or drops it when the queue has no dead-letter target).
+    Returns(u32),
+}
+
+impl fmt::Display for DeliveryLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeliveryLimit::Unlimited => f.write_str("unlimited"),
+            DeliveryLimit::Returns(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// The broker behaviours the framework depends on, for one broker version.
+///
+/// Build it with [`Capabilities::of`]; [`Capabilities::unknown`] is what a
+/// worker assumes when the version cannot be read (the newest rules known).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    version: Option<Version>,
+}
+
+/// The newest version whose rules this module knows.
+const NEWEST_KNOWN: Version = Version::new(4, 3, 0);
+
+impl Capabilities {
+    /// The behaviours of `version`.
+    pub const fn of(version: Version) -> Capabilities {
+        Capabilities {
+            version: Some(version),
+        }
+    }
+
+    /// The behaviours assumed when the version is unknown: the newest rules
+    /// this module knows, since a broker that does not say is most likely
+    /// a new one.
+    pub const fn unknown() -> Capabilities {
+        Capabilities { version: None }
+    }
+
+    /// The broker's version, when it said.
+    pub fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    fn at_least(&self, major: u16, minor: u16) -> bool {
+        self.version.unwrap_or(NEWEST_KNOWN) >= Version::new(major, minor, 0)
+    }
+
+    /// The delivery limit of a quorum queue declared without
+    /// `x-delivery-limit` (and without a policy setting one).
+    ///
+    /// Seen: none on 3.10.8 (30 returns kept the message); 20 on 4.0.5 (the
+    /// 21st delivery never came). Source: RabbitMQ 4.0 release notes,
+    /// "quorum queues now have a default delivery limit of 20".
+    pub fn default_delivery_limit(&self) -> DeliveryLimit {
+        if self.at_least(4, 0) {
+            DeliveryLimit::Returns(20)
+        } else {
+            DeliveryLimit::Unlimited
+        }
+    }
+
+    /// The `x-delivery-limit` argument that makes a quorum queue keep a
+    /// message however often it is returned; `None` when the argument must
+    /// be left out.
+    ///
+    /// Seen: `-1` is unlimited on 4.0.5 (30 returns kept the message) but on
+    /// 3.10.8 it dropped the message at its first return, where leaving the
+    /// argument out is unlimited.
+    pub fn unlimited_delivery_limit_argument(&self) -> Option<i64> {
+        self.at_least(4, 0).then_some(-1)
+    }
+
+    /// The deliveries a quorum queue with `x-delivery-limit = limit` allows
+    /// before it dead-letters a message with reason `delivery_limit`.
+    ///
+    /// Seen: `limit + 1` on both 3.10.8 and 4.0.5 (a limit of 2 delivered a
+    /// message three times), whether returned by nack, reject or a closed
+    /// channel.
+    pub fn deliveries_allowed(&self, limit: u32) -> u32 {
+        limit.saturating_add(1)
+    }
+
+    /// Whether the broker merges an `x-death` header that a client set on a
+    /// message it publishes into the history it writes when it
+    /// dead-letters that message.
+    ///
+    /// Source: RabbitMQ 4.0 release notes (`x-death` is owned by the broker
+    /// and a client-set one is no longer interpreted); seen on 4.0.5. 3.10
+    /// merges it.
+    pub fn interprets_client_x_death(&self) -> bool {
+        !self.at_least(4, 0)
+    }
+
+    /// Whether a quorum queue's `basic.get` shows `x-delivery-count: 0` on a
+    /// message never delivered before (seen on 3.10.8); 4.0.5 leaves the
+    /// header out, as both versions do on `basic.consume`. Either way an
+    /// absent count means zero.
+    pub fn delivery_count_on_first_get(&self) -> bool {
+        !self.at_least(4, 0)
+    }
+
+    /// Whether `basic.nack(requeue = true)` raises a quorum message's
+    /// delivery count (and so counts toward its delivery limit).
+    ///
+    /// Seen: it does on 3.10.8 and 4.0.5. Source: RabbitMQ 4.3 release
+    /// notes: from 4.3 `basic.nack` requeues are not counted (and a nack
+    /// with `multiple` never is), while `basic.reject(requeue = true)` is.
+    pub fn nack_requeue_counts(&self) -> bool {
+        !self.at_least(4, 3)
+    }
+
+    /// Whether `basic.reject(requeue = true)` counts toward the delivery
+    /// limit: on every supported version (seen on 3.10.8 and 4.0.5; 4.3
+    /// release notes).
+    pub fn reject_requeue_counts(&self) -> bool {
+        true
+    }
+
+    /// Whether `basic.qos` with `global = true` is accepted. Source:
+    /// RabbitMQ 4.3 release notes (refused from 4.3). The framework only
+    /// uses per-consumer prefetch.
+    pub fn global_qos(&self) -> bool {
+        !self.at_least(4, 3)
+    }
+
+    /// Whether transient (non-durable) non-exclusive queues may be
+    /// declared. Source: RabbitMQ 4.3 release notes (refused from 4.3). The
+    /// framework declares every queue durable.
+    pub fn transient_shared_queues(&self) -> bool {
+        !self.at_least(4, 3)
+    }
+
+    /// Whether quorum queues honour message priorities. Source: RabbitMQ
+    /// 4.0 release notes (two priority levels on quorum queues).
+    pub fn quorum_priorities(&self) -> bool {
+        self.at_least(4, 0)
+    }
+
+    /// Whether quorum queues dead-letter at least once
+    /// (`x-dead-letter-strategy: at-least-once` with
+    /// `x-overflow: reject-publish`): on every supported version (seen on
+    /// 3.10.8 and 4.0.5).
+    pub fn at_least_once_dead_lettering(&self) -> bool {
+        true
+    }
+}
+
+impl fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.version {
+            Some(v) => write!(f, "RabbitMQ {v}"),
+            None => f.write_str("RabbitMQ (version unknown)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_leniently() {
+        assert_eq!(Version::parse("3.10.8"), Some(Version::new(3, 10, 8)));
+        assert_eq!(Version::parse("4.0.5"), Some(Version::new(4, 0, 5)));
+        assert_eq!(Version::parse("4.1.0-rc.1"), Some(Version::new(4, 1, 0)));
+        assert_eq!(Version::parse("4.2"), Some(Version::new(4, 2, 0)));
+        assert_eq!(Version::parse("banana"), None);
+        assert_eq!(Version::parse(""), None);
+        assert!(Version::new(3, 10, 8) < Version::new(4, 0, 0));
+    }
+
+    /// One row per version: the facts the framework acts on.
+    #[test]
+    fn the_capability_table() {
+        type Row = (&'static str, DeliveryLimit, Option<i64>, bool, bool, bool);
+        let rows: [Row; 5] = [
+            // version, default limit, unlimited arg, merges x-death, nack counts, priorities
+            ("3.10.8", DeliveryLimit::Unlimited, None, true, true, false),
+            ("3.13.7", DeliveryLimit::Unlimited, None, true, true, false),
+            (
+                "4.0.5",
+                DeliveryLimit::Returns(20),
+                Some(-1),
+                false,
+                true,
+                true,
+            ),
+            (
+                "4.2.1",
+                DeliveryLimit::Returns(20),
+                Some(-1),
+                false,
+                true,
+                true,
+            ),
+            (
+                "4.3.0",
+                DeliveryLimit::Returns(20),
+                Some(-1),
+                false,
+                false,
+                true,
+            ),
+        ];
+        for (v, limit, arg, merges, nack, prio) in rows {
+            let caps = Capabilities::of(Version::parse(v).unwrap());
+            assert_eq!(caps.default_delivery_limit(), limit, "{v}");
+            assert_eq!(caps.unlimited_delivery_limit_argument(), arg, "{v}");
+            assert_eq!(caps.interprets_client_x_death(), merges, "{v}");
+            assert_eq!(caps.nack_requeue_counts(), nack, "{v}");
+            assert!(caps.reject_requeue_counts(), "{v}");
+            assert_eq!(caps.quorum_priorities(), prio, "{v}");
+            assert_eq!(caps.deliveries_allowed(2), 3, "{v}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_version_follows_the_newest_rules() {
+        let caps = Capabilities::unknown();
+        assert_eq!(caps, Capabilities::unknown());
+        assert!(!caps.nack_requeue_counts());
+        assert!(!caps.global_qos());
+        assert_eq!(caps.unlimited_delivery_limit_argument(), Some(-1));
+        assert_eq!(caps.to_string(), "RabbitMQ (version unknown)");
+    }
+}
