@@ -102,18 +102,25 @@ pub fn plan(spec: &TaskSpec, caps: Capabilities) -> Vec<QueuePlan> {
             arguments: args,
         });
     }
-    let mut parking = base(None);
-    if quorum {
+    plans.push(parking_plan(&spec.parking, options.queue_type, caps));
+    plans
+}
+
+/// A parking queue: durable, no TTL, no dead-letter target, and no
+/// delivery limit, said the way the broker's version understands.
+pub fn parking_plan(name: &str, queue_type: QueueType, caps: Capabilities) -> QueuePlan {
+    let mut arguments = Headers::new();
+    arguments.insert("x-queue-type", queue_type.as_str());
+    if queue_type == QueueType::Quorum {
         if let Some(unlimited) = caps.unlimited_delivery_limit_argument() {
-            parking.insert(DELIVERY_LIMIT, unlimited);
+            arguments.insert(DELIVERY_LIMIT, unlimited);
         }
     }
-    plans.push(QueuePlan {
-        name: spec.parking.clone(),
+    QueuePlan {
+        name: name.to_owned(),
         role: QueueRole::Parking,
-        arguments: parking,
-    });
-    plans
+        arguments,
+    }
 }
 
 impl QueuePlan {

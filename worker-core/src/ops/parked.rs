@@ -17,12 +17,14 @@
 //! it.
 //!
 //! The one cost: on a quorum queue every requeue raises the message's
-//! `x-delivery-count`. RabbitMQ 3.x parking queues have no delivery limit
-//! and RabbitMQ 4.3+ does not count `nack` requeues, but RabbitMQ 4.0-4.2
-//! apply a default delivery limit of 20 and count them, so on those
-//! versions a message listed twenty times would be dropped. The park
-//! topology should declare its parking queues with an explicit unlimited
-//! delivery limit there.
+//! `x-delivery-count`. The topology declares parking queues without a
+//! delivery limit on every version, so that costs nothing. A parking queue
+//! declared by an older version of the framework on RabbitMQ 4.0-4.2 has
+//! the broker's default limit (20) and those versions count the requeue
+//! (4.3 no longer counts a multiple nack): there a message returned half
+//! its limit is *refreshed* instead of returned, a confirmed copy published
+//! to the same queue before the original is acked, so a listing can never
+//! lose it (the copy moves to the queue's tail; nothing else changes).
 //!
 //! # Replaying
 //!
@@ -45,13 +47,17 @@ use lapin::options::{
 use lapin::{Channel, Connection};
 use serde_json::{json, Value};
 
+use super::topology::{redeclare, Verdict};
 use super::{format_time, inspect_queue, passive_declare};
+use crate::broker::{Capabilities, DeliveryLimit};
 use crate::connection::Connector;
 use crate::error::Error;
 use crate::headers::{self, HeaderValue, Headers};
 use crate::message::{Delivery, Outgoing, Properties};
 use crate::publisher::Publisher;
 use crate::runtime::TaskSpec;
+use crate::task::QueueType;
+use crate::topology::parking_plan;
 
 /// How long to wait after the last acks before closing the channel:
 /// quorum queues can drop acks that race a channel close (rabbitmq-server #10327).
@@ -413,10 +419,30 @@ struct Peek {
     ready_before: u32,
     /// Messages acked (removed) since.
     acked: u32,
+    /// Set when the broker may drop a message this peek returns too often.
+    refresh: Option<Refresh>,
+}
+
+/// Re-publishing messages that approach the queue's delivery limit.
+struct Refresh {
+    publisher: Publisher,
+    /// Returns after which a message is refreshed.
+    at: u64,
 }
 
 impl Peek {
-    async fn open(conn: &Connection, queue: &str, ready_before: u32) -> Result<Peek, Error> {
+    async fn open(
+        connector: &Connector,
+        conn: &Connection,
+        queue: &str,
+        ready_before: u32,
+    ) -> Result<Peek, Error> {
+        let refresh = return_limit(conn, connector.capabilities(), queue)
+            .await?
+            .map(|limit| Refresh {
+                publisher: Publisher::new(connector.clone()),
+                at: u64::from(limit / 2),
+            });
         let channel = conn
             .create_channel()
             .await
@@ -427,22 +453,52 @@ impl Peek {
             unacked: BTreeSet::new(),
             ready_before,
             acked: 0,
+            refresh,
         })
     }
 
+    /// The next message, held unacked; messages refreshed on the way are
+    /// skipped (their copies come later, at the queue's tail).
     async fn next(&mut self) -> Result<Option<Delivery>, Error> {
-        let got = self
-            .channel
-            .basic_get(
-                self.queue.as_str().into(),
-                BasicGetOptions { no_ack: false },
-            )
-            .await
-            .map_err(|e| Error::broker(format!("basic.get {}", self.queue), e))?;
-        Ok(got.map(|m| {
+        loop {
+            let got = self
+                .channel
+                .basic_get(
+                    self.queue.as_str().into(),
+                    BasicGetOptions { no_ack: false },
+                )
+                .await
+                .map_err(|e| Error::broker(format!("basic.get {}", self.queue), e))?;
+            let Some(m) = got else {
+                return Ok(None);
+            };
             self.unacked.insert(m.delivery.delivery_tag);
-            Delivery::from_lapin(m.delivery)
-        }))
+            let delivery = Delivery::from_lapin(m.delivery);
+            if !self.refreshed(&delivery).await? {
+                return Ok(Some(delivery));
+            }
+        }
+    }
+
+    /// Replaces `delivery` with a fresh copy at the queue's tail when it was
+    /// returned often enough to near the queue's delivery limit.
+    async fn refreshed(&mut self, delivery: &Delivery) -> Result<bool, Error> {
+        let Some(refresh) = &self.refresh else {
+            return Ok(false);
+        };
+        let headers = delivery.properties.headers();
+        if headers.delivery_count() < refresh.at {
+            return Ok(false);
+        }
+        let mut properties = delivery.properties.clone();
+        properties.headers_mut().remove(headers::X_DELIVERY_COUNT);
+        let copy = Outgoing::to_queue(&self.queue, properties, delivery.body.clone());
+        refresh.publisher.publish(copy).await?;
+        self.ack(delivery.tag).await?;
+        // One out, one in: the queue's depth is what it was.
+        self.acked -= 1;
+        tracing::info!(queue = %self.queue, message_id = ?delivery.properties.message_id(), "refreshed a parked message near the queue's delivery limit");
+        Ok(true)
     }
 
     async fn ack(&mut self, tag: u64) -> Result<(), Error> {
@@ -520,6 +576,28 @@ impl Peek {
     }
 }
 
+/// How often a message of `queue` may be returned by a peek before the
+/// broker drops it; `None` when it never does.
+///
+/// Only RabbitMQ 4.0-4.2 both count a peek's multiple nack and give a
+/// quorum queue a default limit. There a parking queue that redeclares
+/// with the framework's unlimited argument is unlimited; any other (one
+/// declared by an older version of the framework) gets the default.
+async fn return_limit(
+    conn: &Connection,
+    caps: Capabilities,
+    queue: &str,
+) -> Result<Option<u32>, Error> {
+    let DeliveryLimit::Returns(limit) = caps.default_delivery_limit() else {
+        return Ok(None);
+    };
+    if !caps.nack_requeue_counts() {
+        return Ok(None);
+    }
+    let plan = parking_plan(queue, QueueType::Quorum, caps);
+    Ok((redeclare(conn, &plan).await? != Verdict::Matches).then_some(limit))
+}
+
 /// Lists up to `limit` messages of a parking queue without removing any.
 pub async fn list(connector: &Connector, queue: &str, limit: usize) -> Result<Listing, Error> {
     let conn = connector.connection().await?;
@@ -531,7 +609,7 @@ pub async fn list(connector: &Connector, queue: &str, limit: usize) -> Result<Li
             messages: Vec::new(),
         });
     };
-    let mut peek = Peek::open(&conn, queue, depth.messages).await?;
+    let mut peek = Peek::open(connector, &conn, queue, depth.messages).await?;
     let mut messages = Vec::new();
     let mut failure = None;
     while messages.len() < limit.min(depth.messages as usize) {
@@ -568,7 +646,7 @@ pub async fn find(
         let Some(depth) = inspect_queue(&conn, queue).await? else {
             continue;
         };
-        let mut peek = Peek::open(&conn, queue, depth.messages).await?;
+        let mut peek = Peek::open(connector, &conn, queue, depth.messages).await?;
         let mut found = None;
         let mut failure = None;
         for _ in 0..depth.messages {
@@ -624,7 +702,7 @@ pub async fn replay(
         return Ok(report);
     };
     let publisher = Publisher::new(connector.clone());
-    let mut peek = Peek::open(&conn, queue, depth.messages).await?;
+    let mut peek = Peek::open(connector, &conn, queue, depth.messages).await?;
     for _ in 0..depth.messages {
         if wanted.as_ref().is_some_and(HashSet::is_empty) {
             break;

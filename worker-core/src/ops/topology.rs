@@ -182,7 +182,7 @@ async fn check_queue(
 
 /// Declares `queue` again on a throwaway channel: whether the broker finds
 /// the arguments equivalent.
-async fn redeclare(conn: &Connection, queue: &QueuePlan) -> Result<Verdict, Error> {
+pub(crate) async fn redeclare(conn: &Connection, queue: &QueuePlan) -> Result<Verdict, Error> {
     let channel = open_channel(conn).await?;
     match declare_queue(&channel, queue).await {
         Ok(()) => {
