@@ -145,7 +145,7 @@ async fn the_default_delivery_limit_is_what_capabilities_say() {
     match caps.default_delivery_limit() {
         DeliveryLimit::Unlimited => assert_eq!(seen.len(), 25, "{caps}: {seen:?}"),
         DeliveryLimit::Returns(n) => {
-            assert_eq!(seen.len() as u32, caps.deliveries_allowed(n), "{caps}")
+            assert_eq!(seen.len() as u32, caps.deliveries_allowed(n), "{caps}");
         }
     }
     support::delete_queues(&[q]).await;
