@@ -23,7 +23,7 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection};
 
-use crate::broker::Capabilities;
+use crate::broker::{Capabilities, DeliveryLimit};
 use crate::error::Error;
 use crate::headers::{HeaderValue, Headers};
 use crate::runtime::TaskSpec;
@@ -124,6 +124,22 @@ pub fn parking_plan(name: &str, queue_type: QueueType, caps: Capabilities) -> Qu
 }
 
 impl QueuePlan {
+    /// The delivery limit the broker applies to this queue once declared
+    /// as planned; `None` for a classic queue, which has none.
+    pub fn delivery_limit(&self, caps: Capabilities) -> Option<DeliveryLimit> {
+        if self.arguments.get_str("x-queue-type").as_deref() != Some(QueueType::Quorum.as_str()) {
+            return None;
+        }
+        Some(match self.arguments.get(DELIVERY_LIMIT) {
+            Some(HeaderValue::Int(n)) => match u32::try_from(n) {
+                Ok(n) => DeliveryLimit::Returns(n),
+                Err(_) if n < 0 => DeliveryLimit::Unlimited,
+                Err(_) => DeliveryLimit::Returns(u32::MAX),
+            },
+            _ => caps.default_delivery_limit(),
+        })
+    }
+
     /// The same queue as versions of the framework before 0.2 declared it:
     /// a parking queue without `x-delivery-limit`. `None` when that is what
     /// this plan declares anyway, or for other queues.

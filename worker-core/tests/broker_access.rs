@@ -13,20 +13,16 @@ scripted_task!(
 );
 
 fn rabbitmqctl(args: &[&str]) {
-    let status = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl is installed with rabbitmq-server");
-    assert!(
-        status.status.success()
-            || String::from_utf8_lossy(&status.stderr).contains("already exists"),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    if let Err(e) = worker_testkit::node::rabbitmqctl(args) {
+        assert!(e.contains("already exists"), "{e}");
+    }
 }
 
+/// The test broker's URL with other credentials.
 fn url_for(user: &str, password: &str) -> String {
-    format!("amqp://{user}:{password}@127.0.0.1:5672/%2f")
+    let url = worker_core::connection::default_url();
+    let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
+    format!("amqp://{user}:{password}@{host}")
 }
 
 #[tokio::test]

@@ -323,6 +323,16 @@ async fn a_parking_queue_from_an_older_version_loses_nothing() {
         }
     }
 
+    // `status` shows the limit the broker applies: its default here.
+    let status = worker_core::ops::status::status(&connector, std::slice::from_ref(&spec))
+        .await
+        .unwrap();
+    assert_eq!(
+        status.tasks[0].parking.delivery_limit,
+        Some(caps.default_delivery_limit()),
+        "{caps}"
+    );
+
     for i in 0..3 {
         let props = worker_core::Properties::default()
             .with_message_id(&format!("legacy-{i}"))

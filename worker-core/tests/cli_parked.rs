@@ -408,11 +408,25 @@ async fn enqueue_run_list_show_replay_purge() {
     // Status shows the queues.
     let out = cli(&seen, &["status", "--json"]).await;
     let v: serde_json::Value = serde_json::from_str(ok(&out)).unwrap();
-    assert_eq!(v[0]["task"], "billing.charge");
-    assert_eq!(v[0]["queue"]["name"], QUEUE);
-    assert_eq!(v[0]["queue"]["messages"], 0);
-    assert_eq!(v[0]["parked"]["messages"], 0);
+    let caps = support::capabilities().await;
+    assert_eq!(v["version"], caps.version().unwrap().to_string());
+    let task = &v["tasks"][0];
+    assert_eq!(task["task"], "billing.charge");
+    assert_eq!(task["queue"]["name"], QUEUE);
+    assert_eq!(task["queue"]["messages"], 0);
+    assert_eq!(task["parked"]["messages"], 0);
+    // The work queue's limit is the task's attempt budget; parking has
+    // none, on every broker version.
+    assert_eq!(
+        task["queue"]["delivery_limit"],
+        ChargeCard.options().retry.max_attempts.to_string()
+    );
+    assert_eq!(task["parked"]["delivery_limit"], "unlimited");
     let out = cli(&seen, &["status"]).await;
+    assert!(
+        ok(&out).starts_with(&format!("broker: {caps}\n")),
+        "{out:?}"
+    );
     assert!(
         ok(&out).contains("billing.charge  cli.parked.charges  0"),
         "{out:?}"

@@ -6,7 +6,6 @@
 //! closes this test's, not those of tests running beside it.
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -61,20 +60,11 @@ impl Task for Slow {
 
 /// Runs rabbitmqctl; `None` (after saying why) when it cannot be used here.
 fn rabbitmqctl(args: &[&str]) -> Option<String> {
-    let out = Command::new("rabbitmqctl").args(args).output();
-    match out {
-        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).into_owned()),
-        other => {
-            let why = match other {
-                Ok(o) => format!(
-                    "exit {:?}: {}",
-                    o.status.code(),
-                    String::from_utf8_lossy(&o.stderr).trim()
-                ),
-                Err(e) => e.to_string(),
-            };
+    match worker_testkit::node::rabbitmqctl(args) {
+        Ok(out) => Some(out),
+        Err(why) => {
             let message = format!(
-                "rabbitmqctl {args:?} is not usable ({why}); the reconnect test needs it (run as root on the broker's machine)"
+                "{why}; the reconnect test needs rabbitmqctl (run as root on the broker's machine)"
             );
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("{message}");
@@ -182,8 +172,6 @@ struct DeleteVhost(String);
 
 impl Drop for DeleteVhost {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.0])
-            .output();
+        let _ = worker_testkit::node::rabbitmqctl(&["delete_vhost", &self.0]);
     }
 }

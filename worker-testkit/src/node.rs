@@ -52,6 +52,38 @@ const BIN_DIR: &str = "/usr/lib/rabbitmq/bin";
 /// How long a node may take to boot.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Runs the CLI of the broker under test, `rabbitmqctl ARGS`; its output,
+/// or what went wrong.
+///
+/// The command is `RABBITMQCTL` (split at whitespace), which
+/// `scripts/test-on-each-broker` sets for each broker version, or plain
+/// `rabbitmqctl` (as root, Debian's wrapper reaches the machine's node).
+///
+/// # Errors
+///
+/// When the command cannot run or exits unsuccessfully (the message holds
+/// its error output).
+pub fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
+    let line = std::env::var("RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".to_owned());
+    let mut words = line.split_whitespace();
+    let program = words.next().unwrap_or("rabbitmqctl");
+    let out = Command::new(program)
+        .args(words)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {line} ({e}); install rabbitmq-server"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{line} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 /// Where the `rabbitmq-server` under test is installed.
 #[derive(Debug, Clone)]
 struct Install {

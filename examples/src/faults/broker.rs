@@ -6,22 +6,7 @@ use worker_core::{ConnectionConfig, Connector, EnqueueOptions, Publisher, Task};
 
 use crate::tasks::record::{Record, RecordJob};
 
-/// Runs `rabbitmqctl` (as root the Debian wrapper reaches the local node).
-pub fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run rabbitmqctl ({e}); install rabbitmq-server"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "rabbitmqctl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
+pub use worker_testkit::node::rabbitmqctl;
 
 /// A private vhost on the local broker, deleted on drop, so scenarios can
 /// use the fixed `demo.record` queue side by side.

@@ -480,14 +480,13 @@ async fn check(connector: &Connector, specs: &[Arc<TaskSpec>], json: bool) -> Ou
 }
 
 async fn status_command(connector: &Connector, specs: &[Arc<TaskSpec>], json: bool) -> Outcome {
-    let rows = status::status(connector, specs).await?;
+    let status = status::status(connector, specs).await?;
     let mut finished = if json {
-        let v: Vec<_> = rows.iter().map(status::TaskStatus::to_json).collect();
-        Finished::ok(format!("{:#}\n", serde_json::Value::Array(v)))
+        Finished::ok(format!("{:#}\n", status.to_json()))
     } else {
-        Finished::ok(status::render_table(&rows))
+        Finished::ok(status::render_table(&status))
     };
-    if rows.iter().any(status::TaskStatus::has_missing) {
+    if status.tasks.iter().any(status::TaskStatus::has_missing) {
         finished.stderr =
             "some queues are missing: run `topology declare` or start the worker".to_owned();
     }

@@ -1,15 +1,23 @@
-//! Queue depths per task: work queue, quarantine, delay tiers and parking queue.
+//! Queue depths per task: work queue, quarantine, delay tiers and parking
+//! queue, with each queue's effective delivery limit on the broker it runs
+//! on (read by redeclaring it with the arguments the code would use, as
+//! `topology check` does).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use lapin::Connection;
+
+use super::topology::{redeclare, Verdict};
 use super::{inspect_queue, QueueDepth};
+use crate::broker::{Capabilities, DeliveryLimit};
 use crate::connection::Connector;
 use crate::duration::format_duration;
 use crate::error::Error;
 use crate::runtime::TaskSpec;
+use crate::topology::{plan, QueuePlan, QueueRole};
 
 /// One queue's state; `depth` is `None` when the queue does not exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,14 +26,26 @@ pub struct QueueState {
     pub name: String,
     /// Messages and consumers, when the queue exists.
     pub depth: Option<QueueDepth>,
+    /// The delivery limit the broker applies to it; `None` for a classic
+    /// queue (no limit), a missing queue, or arguments the code does not
+    /// know.
+    pub delivery_limit: Option<DeliveryLimit>,
 }
 
 impl QueueState {
     fn json(&self) -> Value {
+        let limit = self.delivery_limit.map(|l| l.to_string());
         match self.depth {
-            Some(d) => json!({"name": self.name, "messages": d.messages, "consumers": d.consumers}),
+            Some(d) => {
+                json!({"name": self.name, "messages": d.messages, "consumers": d.consumers, "delivery_limit": limit})
+            }
             None => json!({"name": self.name, "missing": true}),
         }
+    }
+
+    fn limit(&self) -> String {
+        self.delivery_limit
+            .map_or_else(|| "-".to_owned(), |l| l.to_string())
     }
 
     fn messages(&self) -> String {
@@ -74,41 +94,110 @@ impl TaskStatus {
     }
 }
 
-/// Reads every task's queue depths with passive declares (nothing is created).
-pub async fn status(
-    connector: &Connector,
-    specs: &[Arc<TaskSpec>],
-) -> Result<Vec<TaskStatus>, Error> {
-    let conn = connector.connection().await?;
-    let mut out = Vec::with_capacity(specs.len());
-    for spec in specs {
-        let state = |name: &str, depth| QueueState {
-            name: name.to_owned(),
-            depth,
-        };
-        let work = state(&spec.queue, inspect_queue(&conn, &spec.queue).await?);
-        let quarantine = state(
-            &spec.quarantine,
-            inspect_queue(&conn, &spec.quarantine).await?,
-        );
-        let mut tiers = Vec::with_capacity(spec.tiers.len());
-        for (delay, name) in &spec.tiers {
-            tiers.push((*delay, state(name, inspect_queue(&conn, name).await?)));
-        }
-        let parking = state(&spec.parking, inspect_queue(&conn, &spec.parking).await?);
-        out.push(TaskStatus {
-            task: spec.name,
-            work,
-            quarantine,
-            tiers,
-            parking,
-        });
-    }
-    Ok(out)
+/// The broker and every task's queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// What the broker is (its version).
+    pub broker: Capabilities,
+    /// One entry per task.
+    pub tasks: Vec<TaskStatus>,
 }
 
-/// A table for people: one line per task.
-pub fn render_table(rows: &[TaskStatus]) -> String {
+impl Status {
+    /// The status as JSON.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "broker": self.broker.to_string(),
+            "version": self.broker.version().map(|v| v.to_string()),
+            "tasks": self.tasks.iter().map(TaskStatus::to_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Reads every task's queue depths with passive declares, and their
+/// delivery limits by redeclaring them as the code would (nothing is
+/// created or changed).
+pub async fn status(connector: &Connector, specs: &[Arc<TaskSpec>]) -> Result<Status, Error> {
+    let conn = connector.connection().await?;
+    let caps = connector.capabilities();
+    let mut tasks = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let mut work = None;
+        let mut quarantine = None;
+        let mut tiers = Vec::with_capacity(spec.tiers.len());
+        let mut parking = None;
+        for (queue, delay) in plan(spec, caps).into_iter().zip(queue_delays(spec)) {
+            let state = queue_state(&conn, &queue, caps).await?;
+            match queue.role {
+                QueueRole::Work => work = Some(state),
+                QueueRole::Quarantine => quarantine = Some(state),
+                QueueRole::Tier => tiers.push((delay.unwrap_or_default(), state)),
+                QueueRole::Parking => parking = Some(state),
+            }
+        }
+        let planned = "the plan holds a work, quarantine and parking queue";
+        tasks.push(TaskStatus {
+            task: spec.name,
+            work: work.expect(planned),
+            quarantine: quarantine.expect(planned),
+            tiers,
+            parking: parking.expect(planned),
+        });
+    }
+    Ok(Status {
+        broker: caps,
+        tasks,
+    })
+}
+
+/// The delay of each queue of `spec`'s plan, in plan order (`None` but for
+/// the tiers).
+fn queue_delays(spec: &TaskSpec) -> impl Iterator<Item = Option<Duration>> + '_ {
+    [None, None]
+        .into_iter()
+        .chain(spec.tiers.iter().map(|(d, _)| Some(*d)))
+        .chain([None])
+}
+
+async fn queue_state(
+    conn: &Connection,
+    queue: &QueuePlan,
+    caps: Capabilities,
+) -> Result<QueueState, Error> {
+    let depth = inspect_queue(conn, &queue.name).await?;
+    let delivery_limit = match depth {
+        Some(_) => effective_limit(conn, queue, caps).await?,
+        None => None,
+    };
+    Ok(QueueState {
+        name: queue.name.clone(),
+        depth,
+        delivery_limit,
+    })
+}
+
+/// The limit the broker applies to an existing queue: the one the code
+/// declares when the queue matches it, the broker's default for a parking
+/// queue declared by an older version of the framework, else unknown.
+async fn effective_limit(
+    conn: &Connection,
+    queue: &QueuePlan,
+    caps: Capabilities,
+) -> Result<Option<DeliveryLimit>, Error> {
+    if redeclare(conn, queue).await? == Verdict::Matches {
+        return Ok(queue.delivery_limit(caps));
+    }
+    match queue.as_declared_before_limits() {
+        Some(older) if redeclare(conn, &older).await? == Verdict::Matches => {
+            Ok(older.delivery_limit(caps))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A table for people: the broker, then one line per task.
+pub fn render_table(status: &Status) -> String {
+    let rows = &status.tasks;
     let mut table = vec![[
         "TASK".to_owned(),
         "QUEUE".to_owned(),
@@ -116,6 +205,8 @@ pub fn render_table(rows: &[TaskStatus]) -> String {
         "CONSUMERS".to_owned(),
         "QUARANTINED".to_owned(),
         "PARKED".to_owned(),
+        "LIMIT".to_owned(),
+        "PARKING-LIMIT".to_owned(),
         "TIERS".to_owned(),
     ]];
     for row in rows {
@@ -137,16 +228,18 @@ pub fn render_table(rows: &[TaskStatus]) -> String {
                 .map_or_else(|| "-".to_owned(), |d| d.consumers.to_string()),
             row.quarantine.messages(),
             row.parking.messages(),
+            row.work.limit(),
+            row.parking.limit(),
             tiers,
         ]);
     }
-    let mut widths = [0usize; 7];
+    let mut widths = [0usize; 9];
     for line in &table {
         for (w, cell) in widths.iter_mut().zip(line) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let mut out = String::new();
+    let mut out = format!("broker: {}\n", status.broker);
     for line in &table {
         let cells: Vec<String> = line
             .iter()
@@ -169,6 +262,7 @@ pub fn render_table(rows: &[TaskStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::Version;
 
     #[test]
     fn table_lines_up_and_marks_missing_queues() {
@@ -180,6 +274,7 @@ mod tests {
                     messages: 12,
                     consumers: 2,
                 }),
+                delivery_limit: Some(DeliveryLimit::Returns(5)),
             },
             quarantine: QueueState {
                 name: "emails.quarantine".into(),
@@ -187,12 +282,14 @@ mod tests {
                     messages: 0,
                     consumers: 2,
                 }),
+                delivery_limit: Some(DeliveryLimit::Returns(5)),
             },
             tiers: vec![(
                 Duration::from_secs(10),
                 QueueState {
                     name: "emails.retry.10s".into(),
                     depth: None,
+                    delivery_limit: None,
                 },
             )],
             parking: QueueState {
@@ -201,13 +298,25 @@ mod tests {
                     messages: 3,
                     consumers: 0,
                 }),
+                delivery_limit: Some(DeliveryLimit::Unlimited),
             },
         }];
-        let table = render_table(&rows);
+        let status = Status {
+            broker: Capabilities::of(Version::new(4, 0, 5)),
+            tasks: rows,
+        };
+        let table = render_table(&status);
         let lines: Vec<&str> = table.lines().collect();
-        assert!(lines[0].starts_with("TASK        QUEUE   READY"), "{table}");
-        assert!(lines[1].contains("10s=missing"), "{table}");
-        assert!(rows[0].has_missing());
-        assert_eq!(rows[0].to_json()["parked"]["messages"], 3);
+        assert_eq!(lines[0], "broker: RabbitMQ 4.0.5");
+        assert!(lines[1].starts_with("TASK        QUEUE   READY"), "{table}");
+        assert!(
+            lines[2].contains("5      unlimited      10s=missing"),
+            "{table}"
+        );
+        assert!(status.tasks[0].has_missing());
+        let json = status.to_json();
+        assert_eq!(json["version"], "4.0.5");
+        assert_eq!(json["tasks"][0]["parked"]["messages"], 3);
+        assert_eq!(json["tasks"][0]["parked"]["delivery_limit"], "unlimited");
     }
 }

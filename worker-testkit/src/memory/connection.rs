@@ -14,6 +14,7 @@ use super::error::AmqpError;
 use super::state::ss;
 use super::wire::{self, FrameReader, Out, ReadError, FRAME_MAX, PROTOCOL_HEADER};
 use super::Shared;
+use worker_core::broker::Version;
 
 const CHANNEL_MAX: u16 = 2047;
 
@@ -43,7 +44,7 @@ fn method(ch: u16, m: AMQPClass) -> Out {
     Out::Frames(vec![AMQPFrame::Method(ch, m)])
 }
 
-fn server_properties() -> FieldTable {
+fn server_properties(version: Version) -> FieldTable {
     let mut caps = FieldTable::default();
     for cap in [
         "publisher_confirms",
@@ -59,7 +60,7 @@ fn server_properties() -> FieldTable {
     let text = |s: &str| AMQPValue::LongString(LongString::from(s.as_bytes()));
     props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
     props.insert("product".into(), text("worker-testkit memory broker"));
-    props.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
+    props.insert("version".into(), text(&version.to_string()));
     props.insert("platform".into(), text("Rust"));
     props.insert(
         "information".into(),
@@ -75,7 +76,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, id: u64) {
     let (tx, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(wire::write_loop(wr, rx));
     let mut reader = FrameReader::new(rd);
-    let Some((frame_max, name)) = handshake(&mut reader, &tx).await else {
+    let version = shared.lock().version();
+    let Some((frame_max, name)) = handshake(&mut reader, &tx, version).await else {
         let _ = tx.send(Out::Shutdown);
         let _ = writer.await;
         return;
@@ -137,6 +139,7 @@ async fn next_connection_method(reader: &mut FrameReader) -> Option<connection::
 async fn handshake(
     reader: &mut FrameReader,
     tx: &mpsc::UnboundedSender<Out>,
+    version: Version,
 ) -> Option<(u32, String)> {
     let header = reader.protocol_header().await.ok()?;
     if header != PROTOCOL_HEADER {
@@ -148,7 +151,7 @@ async fn handshake(
         AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
             version_major: 0,
             version_minor: 9,
-            server_properties: server_properties(),
+            server_properties: server_properties(version),
             mechanisms: LongString::from("PLAIN AMQPLAIN"),
             locales: LongString::from("en_US"),
         })),

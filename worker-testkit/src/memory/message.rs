@@ -15,6 +15,9 @@ pub(crate) struct Message {
     pub(crate) routing_keys: Vec<String>,
     pub(crate) properties: BasicProperties,
     pub(crate) body: Bytes,
+    /// Whether its `x-death` was written by this broker (dead-lettered
+    /// here), rather than set by the client that published it.
+    pub(crate) broker_deaths: bool,
 }
 
 impl Message {
@@ -152,8 +155,11 @@ fn entry_text(entry: &AMQPValue, field: &str) -> Option<String> {
 }
 
 /// The copy of `msg` that dead-lettering from `queue` to `dlx` publishes,
-/// following RabbitMQ (3.x):
+/// following RabbitMQ:
 ///
+/// - a client-set `x-death` (on a message published with one) is carried
+///   on by 3.x; 4.x starts a new history and drops it, as
+///   `interprets_client_x_death` says;
 /// - `x-death` gets an entry `{count, reason, queue, time, exchange,
 ///   routing-keys[, original-expiration]}`; entries are keyed by (queue,
 ///   reason): a repeat moves the existing entry to the front with its
@@ -171,6 +177,7 @@ pub(crate) fn dead_letter_copy(
     dlx: &str,
     dlrk: Option<&str>,
     unix_secs: u64,
+    interprets_client_x_death: bool,
 ) -> Message {
     let mut headers: BTreeMap<ShortString, AMQPValue> = msg
         .properties
@@ -178,6 +185,16 @@ pub(crate) fn dead_letter_copy(
         .as_ref()
         .map(|h| h.inner().clone())
         .unwrap_or_default();
+    if !msg.broker_deaths && !interprets_client_x_death {
+        for name in [
+            "x-death",
+            "x-first-death-reason",
+            "x-first-death-queue",
+            "x-first-death-exchange",
+        ] {
+            headers.remove(name);
+        }
+    }
     let mut keys = vec![msg.routing_key().to_owned()];
     keys.extend(header_routes(msg.properties.headers().as_ref(), "CC"));
 
@@ -242,6 +259,7 @@ pub(crate) fn dead_letter_copy(
         routing_keys,
         properties: rebuild(&msg.properties, Some(FieldTable::from(headers)), None),
         body: msg.body.clone(),
+        broker_deaths: true,
     }
 }
 
@@ -275,6 +293,7 @@ mod tests {
             routing_keys: vec!["q".into()],
             properties: BasicProperties::default(),
             body: Bytes::from_static(b"x"),
+            broker_deaths: false,
         }
     }
 
@@ -302,11 +321,11 @@ mod tests {
 
     #[test]
     fn repeat_deaths_move_to_the_front_with_a_higher_count() {
-        let m1 = dead_letter_copy(&msg(), Reason::Rejected, "q", "", Some("w"), 1);
-        let m2 = dead_letter_copy(&m1, Reason::Expired, "w", "", Some("q"), 2);
-        let m3 = dead_letter_copy(&m2, Reason::Rejected, "q", "", Some("w"), 3);
+        let m1 = dead_letter_copy(&msg(), Reason::Rejected, "q", "", Some("w"), 1, true);
+        let m2 = dead_letter_copy(&m1, Reason::Expired, "w", "", Some("q"), 2, true);
+        let m3 = dead_letter_copy(&m2, Reason::Rejected, "q", "", Some("w"), 3, true);
         assert_eq!(deaths(&m3), [d("q", "rejected", 2), d("w", "expired", 1)]);
-        let m4 = dead_letter_copy(&m3, Reason::Expired, "w", "", Some("q"), 4);
+        let m4 = dead_letter_copy(&m3, Reason::Expired, "w", "", Some("q"), 4, true);
         assert_eq!(deaths(&m4), [d("w", "expired", 2), d("q", "rejected", 2)]);
         assert_eq!(m4.routing_keys, ["q"]);
         assert_eq!(
@@ -321,7 +340,7 @@ mod tests {
     fn expiration_moves_into_the_entry() {
         let mut m = msg();
         m.properties = m.properties.with_expiration("50".into());
-        let dl = dead_letter_copy(&m, Reason::Expired, "q", "dlx", None, 1);
+        let dl = dead_letter_copy(&m, Reason::Expired, "q", "dlx", None, 1, true);
         assert!(dl.properties.expiration().is_none());
         assert_eq!(dl.exchange, "dlx");
         assert_eq!(dl.routing_keys, ["q"]);
@@ -342,12 +361,12 @@ mod tests {
 
     #[test]
     fn automatic_cycles_are_detected_unless_a_rejection_breaks_them() {
-        let m1 = dead_letter_copy(&msg(), Reason::Expired, "a", "", Some("b"), 1);
-        let m2 = dead_letter_copy(&m1, Reason::Expired, "b", "", Some("a"), 2);
+        let m1 = dead_letter_copy(&msg(), Reason::Expired, "a", "", Some("b"), 1, true);
+        let m2 = dead_letter_copy(&m1, Reason::Expired, "b", "", Some("a"), 2, true);
         assert!(is_cycle(&m2, "a"));
         assert!(!is_cycle(&m2, "c"));
-        let r1 = dead_letter_copy(&msg(), Reason::Rejected, "a", "", Some("b"), 1);
-        let r2 = dead_letter_copy(&r1, Reason::Expired, "b", "", Some("a"), 2);
+        let r1 = dead_letter_copy(&msg(), Reason::Rejected, "a", "", Some("b"), 1, true);
+        let r2 = dead_letter_copy(&r1, Reason::Expired, "b", "", Some("a"), 2, true);
         assert!(!is_cycle(&r2, "a"));
     }
 }

@@ -355,7 +355,7 @@ impl State {
                     "queue name '{name}' contains reserved prefix 'amq.*'"
                 )));
             }
-            let args = QueueArgs::parse(&name, &d.arguments)?;
+            let args = QueueArgs::parse(&name, &d.arguments, self.caps)?;
             if args.kind == QueueType::Quorum {
                 let invalid = if !d.durable {
                     Some("non-durable")

@@ -169,6 +169,7 @@ use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::AMQPValue;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use worker_core::broker::Version;
 use worker_core::{DeathReason, XDeath};
 
 use message::{as_int, as_text, Message};
@@ -188,6 +189,9 @@ impl Shared {
         self.lock().tick();
     }
 }
+
+/// The RabbitMQ version [`MemoryBroker::start`] follows.
+pub const DEFAULT_VERSION: Version = Version::new(3, 10, 8);
 
 /// An AMQP 0-9-1 broker in this process, for tests.
 ///
@@ -303,7 +307,18 @@ impl MemoryBroker {
     ///
     /// If no loopback port can be bound.
     pub async fn start() -> MemoryBroker {
-        MemoryBroker::with_clock(Clock::new(true)).await
+        MemoryBroker::with_clock(Clock::new(true), DEFAULT_VERSION).await
+    }
+
+    /// Starts a broker with a manual clock that follows the rules of
+    /// RabbitMQ `version` where the versions differ (see the module docs'
+    /// table), and announces that version in `connection.start`.
+    ///
+    /// # Panics
+    ///
+    /// If no loopback port can be bound.
+    pub async fn start_as(version: Version) -> MemoryBroker {
+        MemoryBroker::with_clock(Clock::new(true), version).await
     }
 
     /// Starts a broker whose TTLs follow the wall clock.
@@ -312,16 +327,16 @@ impl MemoryBroker {
     ///
     /// If no loopback port can be bound.
     pub async fn start_with_real_clock() -> MemoryBroker {
-        MemoryBroker::with_clock(Clock::new(false)).await
+        MemoryBroker::with_clock(Clock::new(false), DEFAULT_VERSION).await
     }
 
-    async fn with_clock(clock: Clock) -> MemoryBroker {
+    async fn with_clock(clock: Clock, version: Version) -> MemoryBroker {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("the memory broker needs a free loopback port");
         let port = listener.local_addr().expect("bound address").port();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(clock.clone())),
+            state: Mutex::new(State::new(clock.clone(), version)),
         });
         clock.attach(Arc::downgrade(&shared));
         let mut tasks = vec![tokio::spawn(accept_loop(listener, Arc::downgrade(&shared)))];
@@ -464,6 +479,7 @@ impl MemoryBroker {
             routing_keys: vec![routing_key.to_owned()],
             properties,
             body: Bytes::from(body.into()),
+            broker_deaths: false,
         };
         let targets = state.route(
             exchange,

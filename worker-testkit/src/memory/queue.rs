@@ -6,6 +6,9 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 
 use super::error::AmqpError;
 use super::message::{as_int, as_text, Message};
+#[cfg(test)]
+use super::DEFAULT_VERSION;
+use worker_core::broker::{Capabilities, DeliveryLimit};
 
 /// Classic or quorum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +35,8 @@ pub(crate) struct QueueArgs {
     pub(crate) max_length: Option<u64>,
     pub(crate) max_length_bytes: Option<u64>,
     pub(crate) overflow: Overflow,
+    /// Returns allowed before a quorum queue dead-letters a message; `None`
+    /// for no limit.
     pub(crate) delivery_limit: Option<u64>,
 }
 
@@ -140,9 +145,30 @@ fn non_negative(queue: &str, args: &FieldTable, key: &str) -> Result<Option<u64>
     }
 }
 
+/// A quorum queue's delivery limit: the declared one, or the version's
+/// default without one. A negative limit means none on 4.x; 3.x takes it as
+/// a limit of zero (seen on 3.10.8: `-1` dropped a message at its first
+/// return).
+fn delivery_limit(args: &FieldTable, caps: Capabilities) -> Option<u64> {
+    match args.inner().get("x-delivery-limit").and_then(as_int) {
+        Some(n) if n >= 0 => Some(n as u64),
+        Some(_) if caps.unlimited_delivery_limit_argument().is_some() => None,
+        Some(_) => Some(0),
+        None => match caps.default_delivery_limit() {
+            DeliveryLimit::Unlimited => None,
+            DeliveryLimit::Returns(n) => Some(u64::from(n)),
+        },
+    }
+}
+
 impl QueueArgs {
-    /// Reads and checks declared arguments.
-    pub(crate) fn parse(queue: &str, args: &FieldTable) -> Result<QueueArgs, AmqpError> {
+    /// Reads and checks declared arguments, as the broker version of `caps`
+    /// understands them.
+    pub(crate) fn parse(
+        queue: &str,
+        args: &FieldTable,
+        caps: Capabilities,
+    ) -> Result<QueueArgs, AmqpError> {
         let text = |key: &str| -> Result<Option<String>, AmqpError> {
             match args.inner().get(key) {
                 None => Ok(None),
@@ -189,7 +215,7 @@ impl QueueArgs {
             max_length_bytes: non_negative(queue, args, "x-max-length-bytes")?,
             overflow,
             delivery_limit: match kind {
-                QueueType::Quorum => non_negative(queue, args, "x-delivery-limit")?,
+                QueueType::Quorum => delivery_limit(args, caps),
                 QueueType::Classic => None,
             },
         })
@@ -396,6 +422,7 @@ mod tests {
             routing_keys: vec!["q".into()],
             properties: BasicProperties::default(),
             body: Bytes::copy_from_slice(body.as_bytes()),
+            broker_deaths: false,
         }
     }
 
@@ -415,7 +442,12 @@ mod tests {
 
     #[test]
     fn classic_requeues_to_the_original_position() {
-        let args = QueueArgs::parse("q", &FieldTable::default()).unwrap();
+        let args = QueueArgs::parse(
+            "q",
+            &FieldTable::default(),
+            Capabilities::of(DEFAULT_VERSION),
+        )
+        .unwrap();
         let mut q = Queue::new("q".into(), true, None, false, FieldTable::default(), args);
         for b in ["a", "b", "c"] {
             q.push(msg(b), None);
@@ -430,7 +462,7 @@ mod tests {
     #[test]
     fn quorum_serves_consumer_returns_first_and_get_returns_last() {
         let quorum = table(&[("x-queue-type", AMQPValue::LongString("quorum".into()))]);
-        let args = QueueArgs::parse("q", &quorum).unwrap();
+        let args = QueueArgs::parse("q", &quorum, Capabilities::of(DEFAULT_VERSION)).unwrap();
         let mut q = Queue::new("q".into(), true, None, false, quorum, args);
         for b in ["a", "b", "c"] {
             q.push(msg(b), None);

@@ -20,6 +20,8 @@ use super::message::{dead_letter_copy, header_routes, is_cycle, Message, Reason}
 use super::queue::{Entry, Overflow, Queue};
 use super::routing::{Dest, Exchange, Kind};
 use super::wire::{content_frames, Out};
+use super::DEFAULT_VERSION;
+use worker_core::broker::{Capabilities, Version};
 
 /// A short string, cut (on a character boundary) to 255 bytes if needed.
 pub(crate) fn ss(s: &str) -> ShortString {
@@ -82,6 +84,8 @@ pub(crate) enum Settle {
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) clock: Clock,
+    /// The RabbitMQ version whose rules the broker follows.
+    pub(crate) caps: Capabilities,
     pub(crate) exchanges: HashMap<String, Exchange>,
     pub(crate) queues: HashMap<String, Queue>,
     pub(crate) conns: HashMap<u64, Conn>,
@@ -90,7 +94,7 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn new(clock: Clock) -> State {
+    pub(crate) fn new(clock: Clock, version: Version) -> State {
         let mut exchanges = HashMap::new();
         exchanges.insert(String::new(), Exchange::new(Kind::Direct, true));
         for (name, kind) in [
@@ -104,12 +108,18 @@ impl State {
         }
         State {
             clock,
+            caps: Capabilities::of(version),
             exchanges,
             queues: HashMap::new(),
             conns: HashMap::new(),
             dirty: BTreeSet::new(),
             names: 0,
         }
+    }
+
+    /// The RabbitMQ version the broker models (and announces).
+    pub(crate) fn version(&self) -> Version {
+        self.caps.version().unwrap_or(DEFAULT_VERSION)
     }
 
     /// A random-looking unique suffix for generated names.
@@ -454,7 +464,7 @@ impl State {
             exchange: ss(&entry.msg.exchange),
             routing_key: ss(entry.msg.routing_key()),
         }));
-        let props = delivered_properties(&entry, quorum, false);
+        let props = delivered_properties(&entry, quorum, false, self.caps);
         let _ = conn.tx.send(Out::Frames(content_frames(
             c.channel,
             method,
@@ -484,6 +494,7 @@ impl State {
         no_ack: bool,
     ) -> Result<(), AmqpError> {
         self.expire_heads(name, true);
+        let caps = self.caps;
         let Some(q) = self.queues.get_mut(name) else {
             return Err(super::error::no_queue(name));
         };
@@ -515,7 +526,7 @@ impl State {
                     routing_key: ss(entry.msg.routing_key()),
                     message_count: remaining,
                 }));
-                let props = delivered_properties(&entry, quorum, true);
+                let props = delivered_properties(&entry, quorum, true, caps);
                 let frames = content_frames(ch, method, props, &entry.msg.body, frame_max);
                 if !no_ack {
                     state.unacked.insert(
@@ -706,6 +717,7 @@ impl State {
             &dlx,
             dlrk.as_deref(),
             self.clock.unix_secs(),
+            self.caps.interprets_client_x_death(),
         );
         let mut targets = self.route(&dlx, &copy.routing_keys, copy.properties.headers().as_ref());
         if reason != Reason::Rejected {
@@ -772,6 +784,7 @@ impl State {
             routing_keys: route_keys,
             properties,
             body: Bytes::from(body),
+            broker_deaths: false,
         };
         if targets.is_empty() && method.mandatory {
             let frame_max = self.conns.get(&conn).map_or(4096, |c| c.frame_max);
@@ -834,9 +847,15 @@ fn pick(q: &mut Queue, conns: &HashMap<u64, Conn>) -> Option<usize> {
 }
 
 /// The properties a delivery shows: quorum queues add `x-delivery-count`
-/// (on `basic.get` always, on `basic.deliver` once the message came back).
-fn delivered_properties(entry: &Entry, quorum: bool, via_get: bool) -> BasicProperties {
-    if quorum && (via_get || entry.delivery_count > 0) {
+/// once the message came back, and 3.x also on a first `basic.get`.
+fn delivered_properties(
+    entry: &Entry,
+    quorum: bool,
+    via_get: bool,
+    caps: Capabilities,
+) -> BasicProperties {
+    let first_get = via_get && caps.delivery_count_on_first_get();
+    if quorum && (first_get || entry.delivery_count > 0) {
         let mut headers = entry.msg.properties.headers().clone().unwrap_or_default();
         headers.insert(
             "x-delivery-count".into(),
