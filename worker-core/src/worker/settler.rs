@@ -275,12 +275,13 @@ mod tests {
     async fn a_multiple_ack_goes_out_after_the_rejects_and_nacks_it_covers() {
         let frames = Arc::new(Frames::default());
         let settler = Settler::spawn(frames.clone());
-        for tag in 1..=5 {
+        for tag in 1..=7 {
             settler.track(tag);
         }
         settler.settle(2, Settlement::DeadLetter);
         settler.settle(4, Settlement::Requeue);
-        for tag in [1, 3, 5] {
+        settler.settle(6, Settlement::Return);
+        for tag in [1, 3, 5, 7] {
             settler.settle(tag, Settlement::Ack);
         }
         settler.flush().await;
@@ -288,8 +289,9 @@ mod tests {
             *frames.0.lock().unwrap(),
             [
                 "reject 2 requeue=false",
-                "nack 4 requeue=true",
-                "ack 5 multiple=true"
+                "reject 4 requeue=true",
+                "nack 6 requeue=true",
+                "ack 7 multiple=true"
             ]
         );
     }

@@ -71,8 +71,21 @@
 //!
 //! # What is modelled
 //!
-//! The rules below follow RabbitMQ 3.10 (what `tests/differential.rs`
-//! checks against a real node, scenario by scenario):
+//! The rules below follow RabbitMQ 3.10 by default; where 4.0 differs,
+//! [`MemoryBroker::start_as`] picks the version (`tests/differential.rs`
+//! runs every scenario on both real versions against a memory broker of the
+//! same version):
+//!
+//! | behaviour | 3.10 | 4.0 | how the memory broker follows it |
+//! |---|---|---|---|
+//! | quorum queue without `x-delivery-limit` | no limit | limit 20 | the version's default from `Capabilities::default_delivery_limit` |
+//! | `x-delivery-limit: -1` | drops at the first return | no limit | negative is none on 4.x, zero on 3.x |
+//! | `x-delivery-count` on a first `basic.get` | `0` | absent | shown on 3.x only (both leave it out on a first consumer delivery) |
+//! | client-set `x-death` on a published message | merged into the history | ignored: dead-lettering starts a new one | dropped on dead-lettering on 4.x unless this broker wrote it |
+//! | `connection.start` `version` | `3.10.8` | `4.0.5` | the modelled version, so the worker reads it as from RabbitMQ |
+//! | returns counted toward the limit (nack, reject, closed channel) | all | all | all (4.3 stops counting nacks; not modelled) |
+//!
+//! Besides those, the rules are the same on both versions:
 //!
 //! - Connections: protocol header, PLAIN/AMQPLAIN with any credentials,
 //!   vhost `/` only, `frame_max` 128 KiB, `channel_max` 2047. The broker
