@@ -519,6 +519,14 @@ struct Publish {
     headers: Option<FieldTable>,
 }
 
+/// The version the real broker announces, so that the memory broker can
+/// follow the same rules; `None` when it does not answer.
+async fn real_version(url: &str) -> Option<worker_core::broker::Version> {
+    let uri: lapin::uri::AMQPUri = url.parse().ok()?;
+    let tls = lapin::tcp::OwnedTLSConfig::default();
+    worker_core::broker::probe_version(&uri, &tls, Duration::from_secs(5)).await
+}
+
 fn real_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
@@ -530,7 +538,12 @@ where
     F: Fn(Env) -> Fut,
     Fut: Future<Output = Env>,
 {
-    let broker = MemoryBroker::start().await;
+    let url = real_url();
+    let version = real_version(&url).await;
+    let broker = match version {
+        Some(v) => MemoryBroker::start_as(v).await,
+        None => MemoryBroker::start().await,
+    };
     let url = broker.url();
     let memory_env = Env::open(Side::Memory(broker), &url)
         .await

@@ -142,6 +142,21 @@ async fn worker_survives_a_node_restart_mid_backlog() {
     };
     let booted = started.elapsed();
     let url = node.url();
+    // The private node is the version under test (the runner's choice).
+    if let Ok(label) = std::env::var("RABBIT_WORKER_TEST_BROKER") {
+        let uri: lapin::uri::AMQPUri = url.parse().unwrap();
+        let version = worker_core::broker::probe_version(
+            &uri,
+            &lapin::tcp::OwnedTLSConfig::default(),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("the private node announces its version");
+        assert!(
+            version.to_string().starts_with(&format!("{label}.")),
+            "private node is RabbitMQ {version}, the run is for {label}"
+        );
+    }
     let handled = Handled::default();
     let worker = Worker::new(Connector::new(ConnectionConfig::new(url.clone())))
         .register(Backlog)

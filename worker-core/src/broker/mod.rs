@@ -199,6 +199,32 @@ impl Capabilities {
         !self.at_least(4, 3)
     }
 
+    /// Whether dead-lettering sets `x-last-death-reason`, `-queue` and
+    /// `-exchange` (the newest death) beside the `x-first-death-*` headers:
+    /// seen on 4.0.5, not on 3.10.8.
+    pub fn last_death_headers(&self) -> bool {
+        self.at_least(4, 0)
+    }
+
+    /// Whether a quorum queue counts a `basic.reject(requeue = false)` as a
+    /// delivery, and the count travels with the message it dead-letters:
+    /// seen on 4.0.5 (a message rejected out of a quorum queue and brought
+    /// back by a dead-letter cycle arrives redelivered with
+    /// `x-delivery-count` raised by one per rejection). 3.10.8 starts the
+    /// copy at zero.
+    pub fn delivery_count_survives_dead_lettering(&self) -> bool {
+        self.at_least(4, 0)
+    }
+
+    /// Whether a quorum queue puts a message returned from `basic.get` at
+    /// its tail (seen on 3.10.8) rather than with consumer returns, which
+    /// are served before everything else in the order they came back (seen
+    /// on 4.0.5 for both). Either way a listing that returns every message
+    /// it took keeps the queue's order.
+    pub fn get_returns_go_to_the_tail(&self) -> bool {
+        !self.at_least(4, 0)
+    }
+
     /// Whether quorum queues honour message priorities. Source: RabbitMQ
     /// 4.0 release notes (two priority levels on quorum queues).
     pub fn quorum_priorities(&self) -> bool {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+use worker_core::broker::Capabilities;
 
 /// A message as the broker stores it.
 #[derive(Debug, Clone)]
@@ -18,6 +19,9 @@ pub(crate) struct Message {
     /// Whether its `x-death` was written by this broker (dead-lettered
     /// here), rather than set by the client that published it.
     pub(crate) broker_deaths: bool,
+    /// The delivery count it carries from quorum queues it was
+    /// dead-lettered out of (4.x; always 0 on 3.x).
+    pub(crate) carried_deliveries: u64,
 }
 
 impl Message {
@@ -177,8 +181,9 @@ pub(crate) fn dead_letter_copy(
     dlx: &str,
     dlrk: Option<&str>,
     unix_secs: u64,
-    interprets_client_x_death: bool,
+    caps: Capabilities,
 ) -> Message {
+    let interprets_client_x_death = caps.interprets_client_x_death();
     let mut headers: BTreeMap<ShortString, AMQPValue> = msg
         .properties
         .headers()
@@ -247,6 +252,11 @@ pub(crate) fn dead_letter_copy(
         "x-death".into(),
         AMQPValue::FieldArray(FieldArray::from(deaths)),
     );
+    if caps.last_death_headers() {
+        headers.insert("x-last-death-reason".into(), long_string(reason.as_str()));
+        headers.insert("x-last-death-queue".into(), long_string(queue));
+        headers.insert("x-last-death-exchange".into(), long_string(&msg.exchange));
+    }
     let routing_keys = match dlrk {
         Some(k) => {
             headers.remove("CC");
@@ -260,6 +270,7 @@ pub(crate) fn dead_letter_copy(
         properties: rebuild(&msg.properties, Some(FieldTable::from(headers)), None),
         body: msg.body.clone(),
         broker_deaths: true,
+        carried_deliveries: 0,
     }
 }
 
@@ -287,6 +298,8 @@ pub(crate) fn is_cycle(msg: &Message, target: &str) -> bool {
 mod tests {
     use super::*;
 
+    const V3: Capabilities = Capabilities::of(super::super::DEFAULT_VERSION);
+
     fn msg() -> Message {
         Message {
             exchange: String::new(),
@@ -294,6 +307,7 @@ mod tests {
             properties: BasicProperties::default(),
             body: Bytes::from_static(b"x"),
             broker_deaths: false,
+            carried_deliveries: 0,
         }
     }
 
@@ -321,11 +335,11 @@ mod tests {
 
     #[test]
     fn repeat_deaths_move_to_the_front_with_a_higher_count() {
-        let m1 = dead_letter_copy(&msg(), Reason::Rejected, "q", "", Some("w"), 1, true);
-        let m2 = dead_letter_copy(&m1, Reason::Expired, "w", "", Some("q"), 2, true);
-        let m3 = dead_letter_copy(&m2, Reason::Rejected, "q", "", Some("w"), 3, true);
+        let m1 = dead_letter_copy(&msg(), Reason::Rejected, "q", "", Some("w"), 1, V3);
+        let m2 = dead_letter_copy(&m1, Reason::Expired, "w", "", Some("q"), 2, V3);
+        let m3 = dead_letter_copy(&m2, Reason::Rejected, "q", "", Some("w"), 3, V3);
         assert_eq!(deaths(&m3), [d("q", "rejected", 2), d("w", "expired", 1)]);
-        let m4 = dead_letter_copy(&m3, Reason::Expired, "w", "", Some("q"), 4, true);
+        let m4 = dead_letter_copy(&m3, Reason::Expired, "w", "", Some("q"), 4, V3);
         assert_eq!(deaths(&m4), [d("w", "expired", 2), d("q", "rejected", 2)]);
         assert_eq!(m4.routing_keys, ["q"]);
         assert_eq!(
@@ -340,7 +354,7 @@ mod tests {
     fn expiration_moves_into_the_entry() {
         let mut m = msg();
         m.properties = m.properties.with_expiration("50".into());
-        let dl = dead_letter_copy(&m, Reason::Expired, "q", "dlx", None, 1, true);
+        let dl = dead_letter_copy(&m, Reason::Expired, "q", "dlx", None, 1, V3);
         assert!(dl.properties.expiration().is_none());
         assert_eq!(dl.exchange, "dlx");
         assert_eq!(dl.routing_keys, ["q"]);
@@ -361,12 +375,12 @@ mod tests {
 
     #[test]
     fn automatic_cycles_are_detected_unless_a_rejection_breaks_them() {
-        let m1 = dead_letter_copy(&msg(), Reason::Expired, "a", "", Some("b"), 1, true);
-        let m2 = dead_letter_copy(&m1, Reason::Expired, "b", "", Some("a"), 2, true);
+        let m1 = dead_letter_copy(&msg(), Reason::Expired, "a", "", Some("b"), 1, V3);
+        let m2 = dead_letter_copy(&m1, Reason::Expired, "b", "", Some("a"), 2, V3);
         assert!(is_cycle(&m2, "a"));
         assert!(!is_cycle(&m2, "c"));
-        let r1 = dead_letter_copy(&msg(), Reason::Rejected, "a", "", Some("b"), 1, true);
-        let r2 = dead_letter_copy(&r1, Reason::Expired, "b", "", Some("a"), 2, true);
+        let r1 = dead_letter_copy(&msg(), Reason::Rejected, "a", "", Some("b"), 1, V3);
+        let r2 = dead_letter_copy(&r1, Reason::Expired, "b", "", Some("a"), 2, V3);
         assert!(!is_cycle(&r2, "a"));
     }
 }

@@ -83,6 +83,9 @@
 //! | `x-delivery-count` on a first `basic.get` | `0` | absent | shown on 3.x only (both leave it out on a first consumer delivery) |
 //! | client-set `x-death` on a published message | merged into the history | ignored: dead-lettering starts a new one | dropped on dead-lettering on 4.x unless this broker wrote it |
 //! | `connection.start` `version` | `3.10.8` | `4.0.5` | the modelled version, so the worker reads it as from RabbitMQ |
+//! | dead-lettering headers | `x-first-death-*` | also `x-last-death-*` | added on 4.x |
+//! | `basic.reject(requeue=false)` out of a quorum queue | copy starts at count 0 | counted; the count travels with the copy (redelivered, `x-delivery-count` raised per rejection) | carried on 4.x |
+//! | quorum `basic.get` returns | to the tail | served first, with consumer returns, in return order | by version |
 //! | returns counted toward the limit (nack, reject, closed channel) | all | all | all (4.3 stops counting nacks; not modelled) |
 //!
 //! Besides those, the rules are the same on both versions:
@@ -493,6 +496,7 @@ impl MemoryBroker {
             properties,
             body: Bytes::from(body.into()),
             broker_deaths: false,
+            carried_deliveries: 0,
         };
         let targets = state.route(
             exchange,

@@ -328,28 +328,33 @@ impl Queue {
     pub(crate) fn push(&mut self, msg: Message, expires_at: Option<u64>) {
         let seq = self.next_seq;
         self.next_seq += 1;
+        let carried = if self.is_quorum() {
+            msg.carried_deliveries
+        } else {
+            0
+        };
         self.insert(
             (1, seq),
             Entry {
                 msg,
                 seq,
                 expires_at,
-                delivery_count: 0,
-                redelivered: false,
+                delivery_count: carried,
+                redelivered: carried > 0,
             },
         );
     }
 
     /// A message coming back from a consumer or `basic.get`: classic queues
-    /// put it back at its original position; quorum queues serve returns of
-    /// consumer deliveries first, and put `basic.get` returns at the tail
-    /// (both as RabbitMQ 3.10 was seen to do).
-    pub(crate) fn requeue(&mut self, mut e: Entry, from_get: bool) {
+    /// put it back at its original position; quorum queues serve returns
+    /// first, in the order they came back, or put it at the tail when
+    /// `to_tail` (3.10 does so for `basic.get` returns).
+    pub(crate) fn requeue(&mut self, mut e: Entry, to_tail: bool) {
         e.redelivered = true;
         if !self.is_quorum() {
             let seq = e.seq;
             self.insert((1, seq), e);
-        } else if from_get {
+        } else if to_tail {
             e.seq = self.next_seq;
             self.next_seq += 1;
             self.insert((1, e.seq), e);
@@ -423,6 +428,7 @@ mod tests {
             properties: BasicProperties::default(),
             body: Bytes::copy_from_slice(body.as_bytes()),
             broker_deaths: false,
+            carried_deliveries: 0,
         }
     }
 

@@ -615,7 +615,8 @@ impl State {
                 return;
             }
         }
-        q.requeue(entry, u.consumer.is_none());
+        let to_tail = u.consumer.is_none() && self.caps.get_returns_go_to_the_tail();
+        q.requeue(entry, to_tail);
         self.mark(&u.queue);
     }
 
@@ -707,18 +708,26 @@ impl State {
             return;
         };
         let dlrk = q.args.dlrk.clone();
+        let quorum = q.is_quorum();
         if !self.exchanges.contains_key(&dlx) {
             return;
         }
-        let copy = dead_letter_copy(
+        let mut copy = dead_letter_copy(
             &entry.msg,
             reason,
             queue,
             &dlx,
             dlrk.as_deref(),
             self.clock.unix_secs(),
-            self.caps.interprets_client_x_death(),
+            self.caps,
         );
+        if self.caps.delivery_count_survives_dead_lettering() {
+            copy.carried_deliveries = if quorum {
+                entry.delivery_count + u64::from(reason == Reason::Rejected)
+            } else {
+                entry.msg.carried_deliveries
+            };
+        }
         let mut targets = self.route(&dlx, &copy.routing_keys, copy.properties.headers().as_ref());
         if reason != Reason::Rejected {
             targets.retain(|t| !is_cycle(&copy, t));
@@ -785,6 +794,7 @@ impl State {
             properties,
             body: Bytes::from(body),
             broker_deaths: false,
+            carried_deliveries: 0,
         };
         if targets.is_empty() && method.mandatory {
             let frame_max = self.conns.get(&conn).map_or(4096, |c| c.frame_max);
