@@ -24,7 +24,7 @@ impl Task for SendEmail {
 }
 
 fn app() -> App {
-    App::new("demo-worker").register(SendEmail)
+    App::new("demo-worker").ignore_env().register(SendEmail)
 }
 
 fn parse(args: &[&str]) -> Cli {
@@ -84,7 +84,10 @@ fn run_defaults_and_short_addresses() {
     };
     assert_eq!(run.grace_period, Duration::from_secs(30));
     assert!(run.tasks.is_empty() && run.queues.is_empty());
-    // WORKER_HTTP_ADDR may be set in the environment; only check the flag form.
+    assert_eq!(
+        (run.http, run.prefetch, run.concurrency),
+        (None, None, None)
+    );
     let cli = parse(&["run", "--http", ":9464"]);
     let Command::Run(run) = cli.command else {
         panic!()
@@ -294,7 +297,11 @@ fn help_and_version_are_not_errors() {
         let e = parse_err(sub);
         assert_eq!(e.kind(), ErrorKind::DisplayHelp, "{sub:?}");
     }
-    let run_help = parse_err(&["run", "--help"]).to_string();
+    // The help names the variables (an app that reads them, unlike `app()`).
+    let run_help = App::new("w")
+        .try_parse_from(["w", "run", "--help"])
+        .unwrap_err()
+        .to_string();
     assert!(run_help.contains("WORKER_CONCURRENCY"), "{run_help}");
     let versioned = App::new("w").version("1.2.3");
     let e = versioned.try_parse_from(["w", "--version"]).unwrap_err();

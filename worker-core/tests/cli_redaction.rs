@@ -92,7 +92,7 @@ async fn passwords_never_appear_in_logs_errors_or_debug_output() {
 
     // The CLI's `run` logs its URLs at start; `status` fails on a bad login.
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let app = App::new("w").register(Noop);
+    let app = App::new("w").ignore_env().register(Noop);
     let pw = pw_file.to_str().unwrap();
     let parsed = app
         .try_parse_from([
@@ -117,7 +117,7 @@ async fn passwords_never_appear_in_logs_errors_or_debug_output() {
     shown.push(out.stderr);
 
     let bad = format!("amqp://nobody:{WRONG}@127.0.0.1:5672/%2f");
-    let app = App::new("w").register(Noop);
+    let app = App::new("w").ignore_env().register(Noop);
     let parsed = app.try_parse_from(["w", "status", "--url", &bad]).unwrap();
     let out = app.execute(parsed, async {}).await;
     assert_eq!(out.code, exit::UNAVAILABLE, "{out:?}");

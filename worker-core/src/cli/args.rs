@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::connection::Secret;
+
 /// Parsed command line of a worker binary.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -70,6 +72,13 @@ pub struct GlobalArgs {
     /// RUST_LOG. Default: `warn`, plus worker_core's `info` lines for `run`.
     #[arg(long, value_name = "FILTER", global = true)]
     pub log_level: Option<String>,
+
+    /// The password from `AMQP_PASSWORD` (there is no flag: flags show in
+    /// `ps`). [`App::try_parse_from`](super::App::try_parse_from) reads it
+    /// with the other variables, unless the app [ignores the
+    /// environment](super::App::ignore_env).
+    #[arg(skip)]
+    pub password: Option<Secret>,
 }
 
 /// The subcommands.
