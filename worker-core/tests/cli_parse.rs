@@ -314,15 +314,15 @@ fn help_and_version_are_not_errors() {
 fn log_filters_are_quiet_by_default() {
     assert_eq!(
         log_filter(&parse(&["status"]), None),
-        "warn,lapin::channel=off,lapin::channels=off,lapin::io_loop=off"
+        "warn,lapin::channel=off,lapin::channels=off,lapin::io_loop=off,lapin::returned_messages=off"
     );
     assert_eq!(
         log_filter(&parse(&["run"]), None),
-        "warn,lapin::channel=off,lapin::channels=off,lapin::io_loop=off,worker_core=info,worker_core::middleware::trace=warn"
+        "warn,lapin::channel=off,lapin::channels=off,lapin::io_loop=off,lapin::returned_messages=off,worker_core=info,worker_core::middleware::trace=warn"
     );
     assert_eq!(
         log_filter(&parse(&["run"]), Some("")),
-        "warn,lapin::channel=off,lapin::channels=off,lapin::io_loop=off,worker_core=info,worker_core::middleware::trace=warn"
+        "warn,lapin::channel=off,lapin::channels=off,lapin::io_loop=off,lapin::returned_messages=off,worker_core=info,worker_core::middleware::trace=warn"
     );
     assert_eq!(log_filter(&parse(&["status"]), Some("info")), "info");
 }
