@@ -147,12 +147,7 @@ impl ConnectionConfig {
     ///
     /// Errors name the URL with its password redacted.
     pub fn effective_uri(&self, url: &str) -> Result<AMQPUri, Error> {
-        let mut uri: AMQPUri = url.parse().map_err(|e: String| {
-            Error::Config(format!(
-                "invalid AMQP URL {}: {e}; expected amqp://user:password@host:5672/vhost (or amqps://)",
-                redact_url(url)
-            ))
-        })?;
+        let mut uri: AMQPUri = url.parse().map_err(|e: String| invalid_url(url, &e))?;
         if let Some(user) = &self.username {
             uri.authority.userinfo.username.clone_from(user);
         }
@@ -193,9 +188,49 @@ pub fn default_url() -> String {
         .unwrap_or_else(|| DEFAULT_URL.into())
 }
 
+/// The error for a URL that does not parse, without its password (the
+/// parser may quote the whole URL), saying how to encode a password that
+/// holds reserved characters.
+fn invalid_url(url: &str, parser_error: &str) -> Error {
+    let shown = redact_url(url);
+    let mut message = format!(
+        "invalid AMQP URL {shown}: {}; expected amqp://user:password@host:5672/vhost (or amqps://)",
+        parser_error.replace(url, &shown)
+    );
+    let password = crate::error::userinfo_span(url)
+        .and_then(|(start, end)| url[start..end].split_once(':'))
+        .map(|(_, password)| password);
+    if password.is_some_and(|p| p.contains(['/', '?', '#', '@', ':', ',', '[', ']', '%'])) {
+        message.push_str(
+            ". The password holds characters URLs reserve: percent-encode them \
+             (/ as %2F, ? as %3F, # as %23, @ as %40, : as %3A, , as %2C, % as %25), \
+             or give the password by AMQP_PASSWORD or AMQP_PASSWORD_FILE",
+        );
+    }
+    Error::Config(message)
+}
+
+/// Splits a comma-separated list of URLs. A comma only starts a new URL
+/// when `amqp://` or `amqps://` follows it, so a comma in a password does
+/// not cut a URL in two.
 fn split_urls(list: &str) -> Vec<String> {
-    list.split(',')
-        .map(str::trim)
+    let mut urls: Vec<String> = Vec::new();
+    for piece in list.split(',') {
+        let starts_url = ["amqp://", "amqps://"]
+            .iter()
+            .any(|scheme| piece.trim_start().to_ascii_lowercase().starts_with(scheme));
+        match urls.last_mut() {
+            Some(last) if !starts_url => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => urls.push(piece.to_owned()),
+        }
+    }
+    // A URL never ends in a comma (a host follows any password): trailing
+    // commas are empty list items.
+    urls.iter()
+        .map(|u| u.trim().trim_end_matches(',').trim_end())
         .filter(|u| !u.is_empty())
         .map(str::to_owned)
         .collect()
@@ -749,6 +784,37 @@ mod tests {
             "{missing}"
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn passwords_with_reserved_characters_work_encoded_and_never_show() {
+        // A comma in a password does not split the list.
+        assert_eq!(
+            split_urls(",amqp://app:a,b@h1/%2f,amqps://app:c,,d@h2,, amqp://h3,"),
+            ["amqp://app:a,b@h1/%2f", "amqps://app:c,,d@h2", "amqp://h3"]
+        );
+        // Percent-encoded, `/` and `,` reach the broker decoded.
+        let config = ConnectionConfig::new("amqp://app:Ab3%2FxY%2Czq9@127.0.0.1:1/%2f");
+        let uri = config.effective_uri(&config.urls[0]).unwrap();
+        assert_eq!(uri.authority.userinfo.password, "Ab3/xY,zq9");
+        assert_eq!(uri.authority.host, "127.0.0.1");
+        // Unencoded: a configuration error that hides the password and says how to encode it.
+        for url in [
+            "amqp://app:Ab3/xY+zq9@127.0.0.1:1/%2f",
+            "amqp://app:Ab3#xYzq9@mq:5672/%2f",
+            "amqp:app:Ab3xYzq9@mq",
+        ] {
+            let config = ConnectionConfig::new(url);
+            let Err(err) = config.effective_uri(url) else {
+                panic!("{url} parsed")
+            };
+            let text = err.to_string();
+            assert!(matches!(err, Error::Config(_)), "{text}");
+            assert!(!text.contains("Ab3"), "{text}");
+            if url.contains("://") {
+                assert!(text.contains("%2F"), "{text}");
+            }
+        }
     }
 
     #[test]

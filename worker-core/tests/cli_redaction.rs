@@ -163,3 +163,31 @@ async fn passwords_never_appear_in_logs_errors_or_debug_output() {
     ])
     .await;
 }
+
+/// A password holding `/` or `,` unencoded: `status` fails without showing
+/// it (in its error, or in the parsed command line's `Debug`), and says how
+/// to encode it when the URL cannot be parsed.
+#[tokio::test]
+async fn passwords_with_reserved_characters_never_show() {
+    for (url, code) in [
+        ("amqp://app:Ab3/xY+zq9@127.0.0.1:1/%2f", exit::CONFIG),
+        ("amqp://app:Ab3,xY+zq9@127.0.0.1:1/%2f", exit::UNAVAILABLE),
+        (
+            "amqp://h0,amqp://app:Ab3,xY/zq9@127.0.0.1:1/%2f",
+            exit::CONFIG,
+        ),
+    ] {
+        let app = App::new("w").ignore_env().register(Noop);
+        let parsed = app.try_parse_from(["w", "status", "--url", url]).unwrap();
+        let debug = format!("{parsed:?}");
+        let out = app.execute(parsed, async {}).await;
+        assert_eq!(out.code, code, "{out:?}");
+        for shown in [&debug, &out.stdout, &out.stderr] {
+            assert!(!shown.contains("xY"), "the password leaked: {shown}");
+        }
+        if code == exit::CONFIG {
+            assert!(out.stderr.contains("percent-encode"), "{out:?}");
+            assert!(out.stderr.contains("%2F"), "{out:?}");
+        }
+    }
+}

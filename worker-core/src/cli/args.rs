@@ -26,7 +26,7 @@ pub struct Cli {
 }
 
 /// Options every subcommand takes.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Clone, Default, Args)]
 pub struct GlobalArgs {
     /// Broker URL, amqp://user:password@host:5672/vhost or amqps://...; repeat
     /// it or separate with commas to list cluster nodes, tried in order.
@@ -36,7 +36,6 @@ pub struct GlobalArgs {
         long = "url",
         env = "AMQP_URL",
         value_name = "URL",
-        value_delimiter = ',',
         global = true,
         hide_env_values = true
     )]
@@ -79,6 +78,24 @@ pub struct GlobalArgs {
     /// environment](super::App::ignore_env).
     #[arg(skip)]
     pub password: Option<Secret>,
+}
+
+/// Shows the URLs with their passwords redacted.
+impl std::fmt::Debug for GlobalArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| crate::redact_url(u)).collect();
+        f.debug_struct("GlobalArgs")
+            .field("urls", &urls)
+            .field("vhost", &self.vhost)
+            .field("user", &self.user)
+            .field("password_file", &self.password_file)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("log_level", &self.log_level)
+            .field("password", &self.password)
+            .finish()
+    }
 }
 
 /// The subcommands.
