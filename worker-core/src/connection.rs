@@ -77,6 +77,9 @@ pub struct ConnectionConfig {
     pub vhost: Option<String>,
     /// TLS settings for `amqps://` URLs; `None` uses the platform's trust store.
     pub tls: Option<TlsConfig>,
+    /// Refuse (with [`Error::Config`]) a URL whose credentials would travel
+    /// in clear text: `amqp://` to a host that is not this machine.
+    pub require_tls: bool,
 }
 
 impl std::fmt::Debug for ConnectionConfig {
@@ -90,6 +93,7 @@ impl std::fmt::Debug for ConnectionConfig {
             .field("password", &self.password)
             .field("vhost", &self.vhost)
             .field("tls", &self.tls)
+            .field("require_tls", &self.require_tls)
             .finish()
     }
 }
@@ -105,6 +109,7 @@ impl ConnectionConfig {
             password: None,
             vhost: None,
             tls: None,
+            require_tls: false,
         }
     }
 
@@ -137,13 +142,31 @@ impl ConnectionConfig {
         self
     }
 
+    /// Refuses URLs whose credentials would travel in clear text (see
+    /// [`require_tls`](Self::require_tls)).
+    ///
+    /// ```
+    /// use worker_core::ConnectionConfig;
+    ///
+    /// let config = ConnectionConfig::new("amqp://app:pw@mq.example.com").requiring_tls();
+    /// assert!(config.effective_uri(&config.urls[0]).is_err());
+    /// let local = ConnectionConfig::new("amqp://app:pw@127.0.0.1").requiring_tls();
+    /// assert!(local.effective_uri(&local.urls[0]).is_ok());
+    /// ```
+    pub fn requiring_tls(mut self) -> Self {
+        self.require_tls = true;
+        self
+    }
+
     /// Uses these TLS settings for `amqps://` URLs.
     pub fn with_tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
         self
     }
 
-    /// Parses one configured URL and applies the overrides.
+    /// Parses one configured URL and applies the overrides; with
+    /// [`require_tls`](Self::require_tls), refuses one that would send its
+    /// credentials in clear text.
     ///
     /// Errors name the URL with its password redacted.
     pub fn effective_uri(&self, url: &str) -> Result<AMQPUri, Error> {
@@ -157,12 +180,19 @@ impl ConnectionConfig {
         if let Some(vhost) = &self.vhost {
             uri.vhost.clone_from(vhost);
         }
+        if self.require_tls && in_clear_text(&uri) {
+            return Err(Error::Config(format!(
+                "{} would send its user name and password in clear text and TLS is required (--require-tls or AMQP_REQUIRE_TLS); use amqps:// (port 5671)",
+                redact_url(url)
+            )));
+        }
         Ok(uri)
     }
 
-    /// Warnings about settings that will probably not work: the default
-    /// `guest` account against a host that is not this machine (RabbitMQ
-    /// only lets `guest` in over loopback), TLS files given for `amqp://` URLs.
+    /// Warnings about settings that will probably not work or are unsafe:
+    /// the default `guest` account against a host that is not this machine
+    /// (RabbitMQ only lets `guest` in over loopback), and credentials sent in
+    /// clear text (`amqp://` to a host that is not this machine).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for url in &self.urls {
@@ -175,9 +205,21 @@ impl ConnectionConfig {
                     redact_url(url)
                 ));
             }
+            if in_clear_text(&uri) {
+                out.push(format!(
+                    "{} sends the user name and password in clear text (amqp:// to a host that is not this machine); use amqps://, or refuse such URLs with --require-tls or AMQP_REQUIRE_TLS=true",
+                    redact_url(url)
+                ));
+            }
         }
         out
     }
+}
+
+/// Whether connecting to `uri` sends the credentials (AMQP's PLAIN login)
+/// unencrypted over a network: `amqp://` to a host that is not loopback.
+fn in_clear_text(uri: &AMQPUri) -> bool {
+    uri.scheme == AMQPScheme::AMQP && !is_loopback(&uri.authority.host)
 }
 
 /// `AMQP_URL`, or [`DEFAULT_URL`].
@@ -390,6 +432,7 @@ impl TlsConfig {
 /// | `tls_ca_file` | `AMQP_TLS_CA_FILE` |
 /// | `tls_cert_file` | `AMQP_TLS_CERT_FILE` |
 /// | `tls_key_file` | `AMQP_TLS_KEY_FILE` |
+/// | `require_tls` | `AMQP_REQUIRE_TLS` (`true` or `1`) |
 #[derive(Clone, Default)]
 pub struct ConnectionSettings {
     /// URLs to try in order; empty means [`DEFAULT_URL`].
@@ -410,6 +453,9 @@ pub struct ConnectionSettings {
     pub tls_key_file: Option<PathBuf>,
     /// The client name shown in the management UI.
     pub connection_name: Option<String>,
+    /// Refuse URLs that would send credentials in clear text
+    /// ([`ConnectionConfig::require_tls`]).
+    pub require_tls: bool,
 }
 
 impl std::fmt::Debug for ConnectionSettings {
@@ -424,6 +470,7 @@ impl std::fmt::Debug for ConnectionSettings {
             .field("tls_ca_file", &self.tls_ca_file)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_key_file", &self.tls_key_file)
+            .field("require_tls", &self.require_tls)
             .finish()
     }
 }
@@ -442,6 +489,12 @@ impl ConnectionSettings {
             tls_cert_file: var("AMQP_TLS_CERT_FILE").map(PathBuf::from),
             tls_key_file: var("AMQP_TLS_KEY_FILE").map(PathBuf::from),
             connection_name: None,
+            require_tls: var("AMQP_REQUIRE_TLS").is_some_and(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "1" | "true" | "yes" | "on"
+                )
+            }),
         }
     }
 
@@ -494,6 +547,7 @@ impl ConnectionSettings {
         config.password = password;
         config.vhost = self.vhost;
         config.tls = tls;
+        config.require_tls = self.require_tls;
         if let Some(name) = self.connection_name {
             config.connection_name = name;
         }
@@ -741,10 +795,10 @@ mod tests {
         assert!(ConnectionConfig::new("amqp://[::1]:5672")
             .warnings()
             .is_empty());
-        let w = ConnectionConfig::new("amqp://guest:guest@mq.example.com").warnings();
+        let w = ConnectionConfig::new("amqps://guest:guest@mq.example.com").warnings();
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("guest"), "{w:?}");
-        let named = ConnectionConfig::new("amqp://guest:guest@mq.example.com")
+        let named = ConnectionConfig::new("amqps://guest:guest@mq.example.com")
             .with_credentials("app", Secret::new("x"));
         assert!(named.warnings().is_empty());
     }
@@ -815,6 +869,37 @@ mod tests {
                 assert!(text.contains("%2F"), "{text}");
             }
         }
+    }
+
+    #[test]
+    fn credentials_in_clear_text_warn_or_are_refused() {
+        let remote = ConnectionConfig::new("amqp://app:pw@mq.example.com/%2f")
+            .with_fallback_url("amqps://app:pw@mq.example.com/%2f")
+            .with_fallback_url("amqp://app:pw@localhost")
+            .with_fallback_url("amqp://app:pw@127.0.0.1:5672");
+        let warnings = remote.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("clear text"), "{warnings:?}");
+        assert!(
+            warnings[0].contains("app:***@mq.example.com"),
+            "{warnings:?}"
+        );
+
+        let strict = remote.requiring_tls();
+        let err = strict.effective_uri(&strict.urls[0]).unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+        assert!(err.to_string().contains("amqps://"), "{err}");
+        assert!(!err.to_string().contains("pw@"), "{err}");
+        for url in &strict.urls[1..] {
+            assert!(strict.effective_uri(url).is_ok(), "{url}");
+        }
+        let refused = ConnectionSettings {
+            urls: vec!["amqp://app:pw@mq.example.com".into()],
+            require_tls: true,
+            ..ConnectionSettings::default()
+        }
+        .resolve();
+        assert!(matches!(refused, Err(Error::Config(_))), "{refused:?}");
     }
 
     #[test]

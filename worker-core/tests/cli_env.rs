@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use worker_core::cli::{App, Command};
 
-const VARIABLES: [(&str, &str); 13] = [
+const VARIABLES: [(&str, &str); 14] = [
     ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
     ("AMQP_VHOST", "/"),
     ("AMQP_USER", "guest"),
@@ -17,6 +17,7 @@ const VARIABLES: [(&str, &str); 13] = [
     ("AMQP_TLS_CA_FILE", "/nonexistent/ca.pem"),
     ("AMQP_TLS_CERT_FILE", "/nonexistent/cert.pem"),
     ("AMQP_TLS_KEY_FILE", "/nonexistent/key.pem"),
+    ("AMQP_REQUIRE_TLS", "true"),
     ("WORKER_PREFETCH", "7"),
     ("WORKER_CONCURRENCY", "3"),
     ("WORKER_GRACE_PERIOD", "5s"),
@@ -60,7 +61,7 @@ fn the_environment_changes_values_but_never_the_shape_of_a_parse() {
         .unwrap();
     assert!(ignored.global.urls.is_empty() && ignored.global.vhost.is_none());
     assert!(ignored.global.password.is_none() && ignored.global.password_file.is_none());
-    assert!(ignored.global.tls_ca_file.is_none() && ignored.global.log_level.is_none());
+    assert!(ignored.global.tls_ca_file.is_none() && !ignored.global.require_tls);
     let Command::Run(run) = ignored.command else {
         panic!("not run")
     };

@@ -138,7 +138,8 @@ async fn passwords_never_appear_in_logs_errors_or_debug_output() {
     shown.push(format!("{remote:?}"));
     let guest_remote = ConnectionConfig::new(format!("amqp://guest:{STALE}@mq.example.com"));
     shown.extend(guest_remote.warnings());
-    assert_eq!(guest_remote.warnings().len(), 1);
+    // guest off loopback, and credentials in clear text.
+    assert_eq!(guest_remote.warnings().len(), 2);
 
     let logged = text(logs);
     assert!(
@@ -190,4 +191,18 @@ async fn passwords_with_reserved_characters_never_show() {
             assert!(out.stderr.contains("%2F"), "{out:?}");
         }
     }
+}
+
+/// `--require-tls` turns the clear-text warning into a configuration error.
+#[tokio::test]
+async fn require_tls_refuses_credentials_in_clear_text() {
+    let url = format!("amqp://app:{STALE}@mq.example.invalid:5672/%2f");
+    let app = App::new("w").ignore_env().register(Noop);
+    let parsed = app
+        .try_parse_from(["w", "status", "--require-tls", "--url", &url])
+        .unwrap();
+    let out = app.execute(parsed, async {}).await;
+    assert_eq!(out.code, exit::CONFIG, "{out:?}");
+    assert!(out.stderr.contains("clear text"), "{out:?}");
+    assert!(!out.stderr.contains(STALE), "{out:?}");
 }

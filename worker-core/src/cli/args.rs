@@ -67,6 +67,12 @@ pub struct GlobalArgs {
     #[arg(long, env = "AMQP_TLS_KEY_FILE", value_name = "PATH", global = true)]
     pub tls_key_file: Option<PathBuf>,
 
+    /// Refuse to send the user name and password in clear text: an
+    /// `amqp://` URL to a host that is not this machine is a configuration
+    /// error (exit 3) instead of a warning.
+    #[arg(long, env = "AMQP_REQUIRE_TLS", global = true)]
+    pub require_tls: bool,
+
     /// Log filter, for example `info` or `warn,worker_core=debug`; wins over
     /// RUST_LOG. Default: `warn`, plus worker_core's `info` lines for `run`.
     #[arg(long, value_name = "FILTER", global = true)]
@@ -92,6 +98,7 @@ impl std::fmt::Debug for GlobalArgs {
             .field("tls_ca_file", &self.tls_ca_file)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_key_file", &self.tls_key_file)
+            .field("require_tls", &self.require_tls)
             .field("log_level", &self.log_level)
             .field("password", &self.password)
             .finish()

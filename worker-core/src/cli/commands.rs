@@ -86,6 +86,7 @@ fn connection_settings(global: &GlobalArgs, app_name: &str) -> ConnectionSetting
         tls_cert_file: global.tls_cert_file.clone(),
         tls_key_file: global.tls_key_file.clone(),
         connection_name: Some(format!("{app_name}@{}", crate::host::hostname())),
+        require_tls: global.require_tls,
     }
 }
 

@@ -47,6 +47,7 @@
 //! | `--password-file` | `AMQP_PASSWORD_FILE` | the password, read from a file |
 //! | `--tls-ca-file` | `AMQP_TLS_CA_FILE` | CA certificates (PEM) for `amqps://` |
 //! | `--tls-cert-file`, `--tls-key-file` | `AMQP_TLS_CERT_FILE`, `AMQP_TLS_KEY_FILE` | client certificate and key (PEM) |
+//! | `--require-tls` | `AMQP_REQUIRE_TLS` | refuse `amqp://` to a host that is not this machine (credentials in clear text) instead of warning |
 //! | `run --concurrency` | `WORKER_CONCURRENCY` | handlers at once per queue |
 //! | `run --prefetch` | `WORKER_PREFETCH` | unacked deliveries per queue |
 //! | `run --grace-period` | `WORKER_GRACE_PERIOD` | time for in-flight work at stop (default `30s`) |
