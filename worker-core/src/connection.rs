@@ -78,6 +78,9 @@ pub struct ConnectionConfig {
     pub vhost: Option<String>,
     /// TLS settings for `amqps://` URLs; `None` uses the platform's trust store.
     pub tls: Option<TlsConfig>,
+    /// Refuse (with [`Error::Config`]) a URL whose credentials would travel
+    /// in clear text: `amqp://` to a host that is not this machine.
+    pub require_tls: bool,
 }
 
 impl std::fmt::Debug for ConnectionConfig {
@@ -91,6 +94,7 @@ impl std::fmt::Debug for ConnectionConfig {
             .field("password", &self.password)
             .field("vhost", &self.vhost)
             .field("tls", &self.tls)
+            .field("require_tls", &self.require_tls)
             .finish()
     }
 }
@@ -106,6 +110,7 @@ impl ConnectionConfig {
             password: None,
             vhost: None,
             tls: None,
+            require_tls: false,
         }
     }
 
@@ -138,22 +143,35 @@ impl ConnectionConfig {
         self
     }
 
+    /// Refuses URLs whose credentials would travel in clear text (see
+    /// [`require_tls`](Self::require_tls)).
+    ///
+    /// ```
+    /// use worker_core::ConnectionConfig;
+    ///
+    /// let config = ConnectionConfig::new("amqp://app:pw@mq.example.com").requiring_tls();
+    /// assert!(config.effective_uri(&config.urls[0]).is_err());
+    /// let local = ConnectionConfig::new("amqp://app:pw@127.0.0.1").requiring_tls();
+    /// assert!(local.effective_uri(&local.urls[0]).is_ok());
+    /// ```
+    pub fn requiring_tls(mut self) -> Self {
+        self.require_tls = true;
+        self
+    }
+
     /// Uses these TLS settings for `amqps://` URLs.
     pub fn with_tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
         self
     }
 
-    /// Parses one configured URL and applies the overrides.
+    /// Parses one configured URL and applies the overrides; with
+    /// [`require_tls`](Self::require_tls), refuses one that would send its
+    /// credentials in clear text.
     ///
     /// Errors name the URL with its password redacted.
     pub fn effective_uri(&self, url: &str) -> Result<AMQPUri, Error> {
-        let mut uri: AMQPUri = url.parse().map_err(|e: String| {
-            Error::Config(format!(
-                "invalid AMQP URL {}: {e}; expected amqp://user:password@host:5672/vhost (or amqps://)",
-                redact_url(url)
-            ))
-        })?;
+        let mut uri: AMQPUri = url.parse().map_err(|e: String| invalid_url(url, &e))?;
         if let Some(user) = &self.username {
             uri.authority.userinfo.username.clone_from(user);
         }
@@ -163,12 +181,19 @@ impl ConnectionConfig {
         if let Some(vhost) = &self.vhost {
             uri.vhost.clone_from(vhost);
         }
+        if self.require_tls && in_clear_text(&uri) {
+            return Err(Error::Config(format!(
+                "{} would send its user name and password in clear text and TLS is required (--require-tls or AMQP_REQUIRE_TLS); use amqps:// (port 5671)",
+                redact_url(url)
+            )));
+        }
         Ok(uri)
     }
 
-    /// Warnings about settings that will probably not work: the default
-    /// `guest` account against a host that is not this machine (RabbitMQ
-    /// only lets `guest` in over loopback), TLS files given for `amqp://` URLs.
+    /// Warnings about settings that will probably not work or are unsafe:
+    /// the default `guest` account against a host that is not this machine
+    /// (RabbitMQ only lets `guest` in over loopback), and credentials sent in
+    /// clear text (`amqp://` to a host that is not this machine).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for url in &self.urls {
@@ -181,9 +206,21 @@ impl ConnectionConfig {
                     redact_url(url)
                 ));
             }
+            if in_clear_text(&uri) {
+                out.push(format!(
+                    "{} sends the user name and password in clear text (amqp:// to a host that is not this machine); use amqps://, or refuse such URLs with --require-tls or AMQP_REQUIRE_TLS=true",
+                    redact_url(url)
+                ));
+            }
         }
         out
     }
+}
+
+/// Whether connecting to `uri` sends the credentials (AMQP's PLAIN login)
+/// unencrypted over a network: `amqp://` to a host that is not loopback.
+fn in_clear_text(uri: &AMQPUri) -> bool {
+    uri.scheme == AMQPScheme::AMQP && !is_loopback(&uri.authority.host)
 }
 
 /// `AMQP_URL`, or [`DEFAULT_URL`].
@@ -194,9 +231,49 @@ pub fn default_url() -> String {
         .unwrap_or_else(|| DEFAULT_URL.into())
 }
 
+/// The error for a URL that does not parse, without its password (the
+/// parser may quote the whole URL), saying how to encode a password that
+/// holds reserved characters.
+fn invalid_url(url: &str, parser_error: &str) -> Error {
+    let shown = redact_url(url);
+    let mut message = format!(
+        "invalid AMQP URL {shown}: {}; expected amqp://user:password@host:5672/vhost (or amqps://)",
+        parser_error.replace(url, &shown)
+    );
+    let password = crate::error::userinfo_span(url)
+        .and_then(|(start, end)| url[start..end].split_once(':'))
+        .map(|(_, password)| password);
+    if password.is_some_and(|p| p.contains(['/', '?', '#', '@', ':', ',', '[', ']', '%'])) {
+        message.push_str(
+            ". The password holds characters URLs reserve: percent-encode them \
+             (/ as %2F, ? as %3F, # as %23, @ as %40, : as %3A, , as %2C, % as %25), \
+             or give the password by AMQP_PASSWORD or AMQP_PASSWORD_FILE",
+        );
+    }
+    Error::Config(message)
+}
+
+/// Splits a comma-separated list of URLs. A comma only starts a new URL
+/// when `amqp://` or `amqps://` follows it, so a comma in a password does
+/// not cut a URL in two.
 fn split_urls(list: &str) -> Vec<String> {
-    list.split(',')
-        .map(str::trim)
+    let mut urls: Vec<String> = Vec::new();
+    for piece in list.split(',') {
+        let starts_url = ["amqp://", "amqps://"]
+            .iter()
+            .any(|scheme| piece.trim_start().to_ascii_lowercase().starts_with(scheme));
+        match urls.last_mut() {
+            Some(last) if !starts_url => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => urls.push(piece.to_owned()),
+        }
+    }
+    // A URL never ends in a comma (a host follows any password): trailing
+    // commas are empty list items.
+    urls.iter()
+        .map(|u| u.trim().trim_end_matches(',').trim_end())
         .filter(|u| !u.is_empty())
         .map(str::to_owned)
         .collect()
@@ -356,6 +433,7 @@ impl TlsConfig {
 /// | `tls_ca_file` | `AMQP_TLS_CA_FILE` |
 /// | `tls_cert_file` | `AMQP_TLS_CERT_FILE` |
 /// | `tls_key_file` | `AMQP_TLS_KEY_FILE` |
+/// | `require_tls` | `AMQP_REQUIRE_TLS` (`true` or `1`) |
 #[derive(Clone, Default)]
 pub struct ConnectionSettings {
     /// URLs to try in order; empty means [`DEFAULT_URL`].
@@ -376,6 +454,9 @@ pub struct ConnectionSettings {
     pub tls_key_file: Option<PathBuf>,
     /// The client name shown in the management UI.
     pub connection_name: Option<String>,
+    /// Refuse URLs that would send credentials in clear text
+    /// ([`ConnectionConfig::require_tls`]).
+    pub require_tls: bool,
 }
 
 impl std::fmt::Debug for ConnectionSettings {
@@ -390,6 +471,7 @@ impl std::fmt::Debug for ConnectionSettings {
             .field("tls_ca_file", &self.tls_ca_file)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_key_file", &self.tls_key_file)
+            .field("require_tls", &self.require_tls)
             .finish()
     }
 }
@@ -408,6 +490,12 @@ impl ConnectionSettings {
             tls_cert_file: var("AMQP_TLS_CERT_FILE").map(PathBuf::from),
             tls_key_file: var("AMQP_TLS_KEY_FILE").map(PathBuf::from),
             connection_name: None,
+            require_tls: var("AMQP_REQUIRE_TLS").is_some_and(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "1" | "true" | "yes" | "on"
+                )
+            }),
         }
     }
 
@@ -460,6 +548,7 @@ impl ConnectionSettings {
         config.password = password;
         config.vhost = self.vhost;
         config.tls = tls;
+        config.require_tls = self.require_tls;
         if let Some(name) = self.connection_name {
             config.connection_name = name;
         }
@@ -723,10 +812,10 @@ mod tests {
         assert!(ConnectionConfig::new("amqp://[::1]:5672")
             .warnings()
             .is_empty());
-        let w = ConnectionConfig::new("amqp://guest:guest@mq.example.com").warnings();
+        let w = ConnectionConfig::new("amqps://guest:guest@mq.example.com").warnings();
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("guest"), "{w:?}");
-        let named = ConnectionConfig::new("amqp://guest:guest@mq.example.com")
+        let named = ConnectionConfig::new("amqps://guest:guest@mq.example.com")
             .with_credentials("app", Secret::new("x"));
         assert!(named.warnings().is_empty());
     }
@@ -766,6 +855,68 @@ mod tests {
             "{missing}"
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn passwords_with_reserved_characters_work_encoded_and_never_show() {
+        // A comma in a password does not split the list.
+        assert_eq!(
+            split_urls(",amqp://app:a,b@h1/%2f,amqps://app:c,,d@h2,, amqp://h3,"),
+            ["amqp://app:a,b@h1/%2f", "amqps://app:c,,d@h2", "amqp://h3"]
+        );
+        // Percent-encoded, `/` and `,` reach the broker decoded.
+        let config = ConnectionConfig::new("amqp://app:Ab3%2FxY%2Czq9@127.0.0.1:1/%2f");
+        let uri = config.effective_uri(&config.urls[0]).unwrap();
+        assert_eq!(uri.authority.userinfo.password, "Ab3/xY,zq9");
+        assert_eq!(uri.authority.host, "127.0.0.1");
+        // Unencoded: a configuration error that hides the password and says how to encode it.
+        for url in [
+            "amqp://app:Ab3/xY+zq9@127.0.0.1:1/%2f",
+            "amqp://app:Ab3#xYzq9@mq:5672/%2f",
+            "amqp:app:Ab3xYzq9@mq",
+        ] {
+            let config = ConnectionConfig::new(url);
+            let Err(err) = config.effective_uri(url) else {
+                panic!("{url} parsed")
+            };
+            let text = err.to_string();
+            assert!(matches!(err, Error::Config(_)), "{text}");
+            assert!(!text.contains("Ab3"), "{text}");
+            if url.contains("://") {
+                assert!(text.contains("%2F"), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn credentials_in_clear_text_warn_or_are_refused() {
+        let remote = ConnectionConfig::new("amqp://app:pw@mq.example.com/%2f")
+            .with_fallback_url("amqps://app:pw@mq.example.com/%2f")
+            .with_fallback_url("amqp://app:pw@localhost")
+            .with_fallback_url("amqp://app:pw@127.0.0.1:5672");
+        let warnings = remote.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("clear text"), "{warnings:?}");
+        assert!(
+            warnings[0].contains("app:***@mq.example.com"),
+            "{warnings:?}"
+        );
+
+        let strict = remote.requiring_tls();
+        let err = strict.effective_uri(&strict.urls[0]).unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+        assert!(err.to_string().contains("amqps://"), "{err}");
+        assert!(!err.to_string().contains("pw@"), "{err}");
+        for url in &strict.urls[1..] {
+            assert!(strict.effective_uri(url).is_ok(), "{url}");
+        }
+        let refused = ConnectionSettings {
+            urls: vec!["amqp://app:pw@mq.example.com".into()],
+            require_tls: true,
+            ..ConnectionSettings::default()
+        }
+        .resolve();
+        assert!(matches!(refused, Err(Error::Config(_))), "{refused:?}");
     }
 
     #[test]

@@ -164,32 +164,47 @@ impl Error {
 
 /// Redacts the password in an AMQP URL for logs and errors.
 ///
+/// Works on URLs that do not parse too: a password holding `/`, `?`, `#`,
+/// `@` or `,` unencoded is still hidden (the user info runs to the last `@`
+/// that is followed by a host), and without `://` everything before the
+/// last `@` is hidden.
+///
 /// ```
 /// assert_eq!(
 ///     worker_core::redact_url("amqp://app:s3cret@mq:5672/%2f"),
 ///     "amqp://app:***@mq:5672/%2f"
 /// );
+/// assert_eq!(
+///     worker_core::redact_url("amqp://app:Ab3/xY,z@mq:5672/%2f"),
+///     "amqp://app:***@mq:5672/%2f"
+/// );
 /// ```
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
+    let Some((start, end)) = userinfo_span(url) else {
+        return match url.rfind('@') {
+            Some(at) if !url.contains("://") => format!("***{}", &url[at..]),
+            _ => url.to_owned(),
+        };
     };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_owned()
-            };
-            format!("{}{}{}", &url[..scheme_end + 3], masked, &rest[at..])
-        }
+    match url[start..end].split_once(':') {
+        Some((user, _)) => format!("{}{user}:***{}", &url[..start], &url[end..]),
         None => url.to_owned(),
     }
+}
+
+/// The byte range of an AMQP URL's user info (`user:password`): from
+/// `://` to the last `@` followed by a host, so that reserved characters
+/// left unencoded in a password cannot end it early.
+pub(crate) fn userinfo_span(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://")? + 3;
+    let rest = &url[start..];
+    rest.rmatch_indices('@')
+        .map(|(at, _)| at)
+        .find(|&at| {
+            let after = &rest[at + 1..];
+            after.find(['/', '?', '#']).unwrap_or(after.len()) > 0
+        })
+        .map(|at| (start, start + at))
 }
 
 #[cfg(test)]
@@ -234,5 +249,29 @@ mod tests {
             redact_url("amqp://u:p@ss@h:1/v?x=@"),
             "amqp://u:***@h:1/v?x=@"
         );
+    }
+
+    #[test]
+    fn passwords_with_reserved_characters_never_show() {
+        for password in [
+            "Ab3/xY+zq9",
+            "a,b",
+            "a?b",
+            "a#b",
+            "a@b",
+            "p/a,s?s#w@d",
+            "a:b",
+        ] {
+            for url in [
+                format!("amqp://app:{password}@127.0.0.1:1/%2f"),
+                format!("amqps://app:{password}@mq.example.com"),
+                format!("amqp://app:{password}@h/v?heartbeat=5"),
+                format!("app:{password}@h:5672"),
+            ] {
+                let shown = redact_url(&url);
+                assert!(!shown.contains(password), "{url} -> {shown}");
+                assert!(shown.contains("***"), "{url} -> {shown}");
+            }
+        }
     }
 }

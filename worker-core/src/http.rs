@@ -18,10 +18,11 @@
 //!   per connection (`Connection: close`, which every scraper and probe
 //!   handles), no request bodies;
 //! - the request head is capped at 8 KiB (`431`) and must arrive within
-//!   5 seconds (`408`), so a slow or hostile client cannot hold memory or a
-//!   task for long;
-//! - at most 64 connections are served at once; more wait in the listen
-//!   backlog;
+//!   2 seconds (`408`), so an idle, slow or hostile client cannot hold
+//!   memory or a task for long;
+//! - connections are accepted as soon as they arrive, so idle clients
+//!   cannot keep a probe waiting in the listen backlog; at most 1024 are
+//!   served at once, and one over that gets `503` at once;
 //! - responses always carry `Content-Length` and `Cache-Control: no-store`.
 //!
 //! Anything richer (TLS, authentication) belongs in front of it: bind it to
@@ -51,8 +52,11 @@ use tokio::task::JoinHandle;
 use crate::error::Error;
 
 const MAX_HEAD: usize = 8 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long writing a response may take.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_CONNECTIONS: usize = 1024;
 /// How often the recorder's histogram samples are folded into their
 /// summaries; between two upkeeps they are kept one by one.
 const UPKEEP_EVERY: Duration = Duration::from_secs(1);
@@ -139,10 +143,8 @@ pub async fn serve(
     let handle = tokio::spawn(async move {
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
-            let permit = tokio::select! {
-                _ = stopped.wait_for(|s| *s) => break,
-                permit = permits.clone().acquire_owned() => permit.expect("never closed"),
-            };
+            // Accept first, then look for a slot: waiting for a slot before
+            // accepting let idle clients keep `/healthz` in the backlog.
             let accepted = tokio::select! {
                 _ = stopped.wait_for(|s| *s) => break,
                 accepted = listener.accept() => accepted,
@@ -150,9 +152,14 @@ pub async fn serve(
             match accepted {
                 Ok((stream, _)) => {
                     let shared = shared.clone();
+                    let permit = permits.clone().try_acquire_owned();
                     tokio::spawn(async move {
-                        respond(stream, &shared).await;
-                        drop(permit);
+                        match permit {
+                            Ok(_permit) => respond(stream, &shared).await,
+                            Err(_) => {
+                                send(stream, false, text(503, "too many connections\n")).await;
+                            }
+                        }
                     });
                 }
                 Err(e) => {
@@ -174,12 +181,17 @@ pub async fn serve(
 type Reply = (u16, &'static str, String);
 
 async fn respond(mut stream: TcpStream, shared: &Shared) {
-    let (head_only, reply) = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await
+    let (head_only, reply) = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await
     {
         Err(_) => (false, text(408, "request head not received in time\n")),
         Ok(Err(reply)) => (false, reply),
         Ok(Ok(head)) => route(&head, shared),
     };
+    send(stream, head_only, reply).await;
+}
+
+/// Writes `reply` (without its body for `HEAD`) and closes the connection.
+async fn send(mut stream: TcpStream, head_only: bool, reply: Reply) {
     let (status, content_type, body) = reply;
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
@@ -193,7 +205,7 @@ async fn respond(mut stream: TcpStream, shared: &Shared) {
     if !head_only {
         out.push_str(&body);
     }
-    let _ = tokio::time::timeout(READ_TIMEOUT, async {
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
         let _ = stream.write_all(out.as_bytes()).await;
         let _ = stream.shutdown().await;
     })
@@ -320,6 +332,45 @@ mod tests {
         let (head_only, reply) = route("HEAD /healthz HTTP/1.1", &s);
         assert!(head_only);
         assert_eq!(reply.0, 200);
+    }
+
+    /// 200 clients that connect and send nothing: probes still answer at
+    /// once, and the idle connections are closed after `HEAD_TIMEOUT`.
+    #[tokio::test]
+    async fn idle_clients_never_starve_the_probes() {
+        let (_ready_tx, ready) = watch::channel(true);
+        let server = serve("127.0.0.1:0".parse().unwrap(), None, ready)
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        let mut idle = Vec::new();
+        for _ in 0..200 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        for path in ["/healthz", "/readyz"] {
+            let answer = tokio::time::timeout(Duration::from_secs(1), async {
+                let mut probe = TcpStream::connect(addr).await.unwrap();
+                let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+                probe.write_all(request.as_bytes()).await.unwrap();
+                let mut out = String::new();
+                probe.read_to_string(&mut out).await.unwrap();
+                out
+            })
+            .await
+            .unwrap_or_else(|_| panic!("{path} did not answer within a second"));
+            assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+        }
+        // Every idle connection is answered 408 and closed.
+        tokio::time::timeout(HEAD_TIMEOUT + Duration::from_secs(2), async {
+            for mut stream in idle {
+                let mut out = String::new();
+                stream.read_to_string(&mut out).await.unwrap();
+                assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+            }
+        })
+        .await
+        .expect("idle connections time out");
+        server.shutdown().await;
     }
 
     #[test]

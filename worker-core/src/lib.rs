@@ -36,7 +36,7 @@ pub use backoff::Backoff;
 pub use connection::{ConnectionConfig, Connector};
 pub use duration::{format_duration, parse_duration};
 pub use error::{redact_url, Error};
-pub use headers::{Attempts, DeathReason, HeaderValue, Headers, XDeath};
+pub use headers::{Attempts, DeathReason, HeaderValue, Headers, XDeath, MAX_HEADER_DEPTH};
 pub use message::{Delivery, Outgoing, Properties};
 pub use middleware::{Failure, FailureCause, Job, Outcome};
 pub use publisher::{EnqueueOptions, Publisher};

@@ -279,12 +279,11 @@ impl PublisherInner {
         } else {
             &message.exchange
         };
-        metrics::histogram!(
-            "rabbit_worker_publish_confirm_seconds",
-            "task" => message.properties.kind().unwrap_or("").to_owned(),
-            "queue" => queue.clone(),
-        )
-        .record(started.elapsed().as_secs_f64());
+        crate::middleware::metrics::record_publish_confirm(
+            message.properties.kind(),
+            queue,
+            started.elapsed().as_secs_f64(),
+        );
         let confirmation = confirmation?.map_err(|e| Error::broker("publisher confirm", e))?;
         match confirmation {
             Confirmation::Ack(None) => Ok(()),

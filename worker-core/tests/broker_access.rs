@@ -66,3 +66,28 @@ async fn a_wrong_password_is_refused_once_and_the_password_never_shows() {
     assert!(text.contains("check the user name and password"), "{text}");
     assert!(!text.contains("wrong-secret"), "{text}");
 }
+
+/// Reserved characters in a password work when percent-encoded.
+#[tokio::test]
+async fn a_password_with_reserved_characters_works_percent_encoded() {
+    rabbitmqctl(&["add_user", "it-reserved", "Ab3/xY,zq9@:?#"]);
+    rabbitmqctl(&["change_password", "it-reserved", "Ab3/xY,zq9@:?#"]);
+    rabbitmqctl(&[
+        "set_permissions",
+        "-p",
+        "/",
+        "it-reserved",
+        ".*",
+        ".*",
+        ".*",
+    ]);
+    let connector = Connector::new(ConnectionConfig::new(url_for(
+        "it-reserved",
+        "Ab3%2FxY%2Czq9%40%3A%3F%23",
+    )));
+    connector
+        .connection()
+        .await
+        .expect("the encoded password logs in");
+    connector.close().await;
+}

@@ -25,6 +25,15 @@ scripted_task!(
 
 const PARKING: &str = "it.bad.strict.parking";
 
+scripted_task!(
+    Deep,
+    "it.bad.deep",
+    TaskOptions {
+        retry: RetryPolicy::none(),
+        ..TaskOptions::default()
+    }
+);
+
 fn raw(body: &[u8], props: Properties) -> Outgoing {
     Outgoing::to_queue(Strict::QUEUE, props, body.to_vec())
 }
@@ -215,6 +224,74 @@ async fn bad_inputs_are_parked_with_reasons_and_the_worker_keeps_serving() {
         0,
         "nothing left behind"
     );
+}
+
+/// A header nested 15,000 tables deep fits RabbitMQ's default frame_max and
+/// the broker takes it; parsing it used to overflow lapin's I/O thread and
+/// abort the process (this test binary included).
+#[tokio::test]
+async fn headers_nested_thousands_deep_are_parked_and_the_worker_survives() {
+    support::reset(Deep::QUEUE, &[]).await;
+    let recorder = Recorder::default();
+    let running = Worker::from_env()
+        .state(recorder.clone())
+        .register(Deep)
+        .start()
+        .await
+        .unwrap();
+    let mut readiness = running.readiness();
+    support::readiness_becomes(&mut readiness, true, "the worker consumes").await;
+
+    let body = serde_json::to_vec(&Script::ok("deep")).unwrap();
+    let headers = worker_testkit::raw::nested_table(15_000);
+    let deep = worker_testkit::raw::RawMessage {
+        queue: Deep::QUEUE,
+        kind: Deep::NAME,
+        message_id: "deep",
+        headers: &headers,
+        body: &body,
+    };
+    worker_testkit::raw::publish_raw(&worker_core::connection::default_url(), &deep)
+        .await
+        .expect("the broker takes the deep header");
+    Publisher::from_env()
+        .enqueue::<Deep>(&Script::ok("good-after"))
+        .await
+        .unwrap();
+
+    let conn = support::connect().await;
+    let parking = format!("{}.parking", Deep::QUEUE);
+    support::eventually(
+        Duration::from_secs(20),
+        "the deep message parked and the next one handled",
+        || {
+            let (r, conn, parking) = (recorder.clone(), &conn, &parking);
+            async move { r.done_count() == 1 && support::depth(conn, parking).await == 1 }
+        },
+    )
+    .await;
+    assert!(*readiness.borrow(), "the worker kept consuming");
+    running.shutdown().await.unwrap();
+
+    let parked = support::drain(&conn, &parking).await;
+    assert_eq!(parked.len(), 1);
+    let props = &parked[0].delivery.properties;
+    assert_eq!(
+        props.message_id().as_ref().map(|s| s.as_str()),
+        Some("deep")
+    );
+    assert_eq!(
+        header_str(props, "rw-park-reason").as_deref(),
+        Some("undecodable")
+    );
+    let text = header_str(props, "rw-error-message").unwrap();
+    assert!(text.contains("undecodable headers"), "{text}");
+    assert!(
+        recorder.attempts("deep").is_empty(),
+        "the handler never ran"
+    );
+    assert_eq!(recorder.attempts("good-after"), vec![1]);
+    assert_eq!(support::depth(&conn, Deep::QUEUE).await, 0);
 }
 
 impl Strict {

@@ -92,7 +92,7 @@ async fn passwords_never_appear_in_logs_errors_or_debug_output() {
 
     // The CLI's `run` logs its URLs at start; `status` fails on a bad login.
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let app = App::new("w").register(Noop);
+    let app = App::new("w").ignore_env().register(Noop);
     let pw = pw_file.to_str().unwrap();
     let parsed = app
         .try_parse_from([
@@ -117,7 +117,7 @@ async fn passwords_never_appear_in_logs_errors_or_debug_output() {
     shown.push(out.stderr);
 
     let bad = format!("amqp://nobody:{WRONG}@127.0.0.1:5672/%2f");
-    let app = App::new("w").register(Noop);
+    let app = App::new("w").ignore_env().register(Noop);
     let parsed = app.try_parse_from(["w", "status", "--url", &bad]).unwrap();
     let out = app.execute(parsed, async {}).await;
     assert_eq!(out.code, exit::UNAVAILABLE, "{out:?}");
@@ -138,7 +138,8 @@ async fn passwords_never_appear_in_logs_errors_or_debug_output() {
     shown.push(format!("{remote:?}"));
     let guest_remote = ConnectionConfig::new(format!("amqp://guest:{STALE}@mq.example.com"));
     shown.extend(guest_remote.warnings());
-    assert_eq!(guest_remote.warnings().len(), 1);
+    // guest off loopback, and credentials in clear text.
+    assert_eq!(guest_remote.warnings().len(), 2);
 
     let logged = text(logs);
     assert!(
@@ -162,4 +163,46 @@ async fn passwords_never_appear_in_logs_errors_or_debug_output() {
         "cli.redaction.noop.parking",
     ])
     .await;
+}
+
+/// A password holding `/` or `,` unencoded: `status` fails without showing
+/// it (in its error, or in the parsed command line's `Debug`), and says how
+/// to encode it when the URL cannot be parsed.
+#[tokio::test]
+async fn passwords_with_reserved_characters_never_show() {
+    for (url, code) in [
+        ("amqp://app:Ab3/xY+zq9@127.0.0.1:1/%2f", exit::CONFIG),
+        ("amqp://app:Ab3,xY+zq9@127.0.0.1:1/%2f", exit::UNAVAILABLE),
+        (
+            "amqp://h0,amqp://app:Ab3,xY/zq9@127.0.0.1:1/%2f",
+            exit::CONFIG,
+        ),
+    ] {
+        let app = App::new("w").ignore_env().register(Noop);
+        let parsed = app.try_parse_from(["w", "status", "--url", url]).unwrap();
+        let debug = format!("{parsed:?}");
+        let out = app.execute(parsed, async {}).await;
+        assert_eq!(out.code, code, "{out:?}");
+        for shown in [&debug, &out.stdout, &out.stderr] {
+            assert!(!shown.contains("xY"), "the password leaked: {shown}");
+        }
+        if code == exit::CONFIG {
+            assert!(out.stderr.contains("percent-encode"), "{out:?}");
+            assert!(out.stderr.contains("%2F"), "{out:?}");
+        }
+    }
+}
+
+/// `--require-tls` turns the clear-text warning into a configuration error.
+#[tokio::test]
+async fn require_tls_refuses_credentials_in_clear_text() {
+    let url = format!("amqp://app:{STALE}@mq.example.invalid:5672/%2f");
+    let app = App::new("w").ignore_env().register(Noop);
+    let parsed = app
+        .try_parse_from(["w", "status", "--require-tls", "--url", &url])
+        .unwrap();
+    let out = app.execute(parsed, async {}).await;
+    assert_eq!(out.code, exit::CONFIG, "{out:?}");
+    assert!(out.stderr.contains("clear text"), "{out:?}");
+    assert!(!out.stderr.contains(STALE), "{out:?}");
 }

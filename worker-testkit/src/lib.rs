@@ -23,6 +23,8 @@
 //!   advances; a differential suite checks it against RabbitMQ.
 //! - [`node`]: a private RabbitMQ node on free ports, to stop, restart or
 //!   kill under a running worker.
+//! - [`raw`]: messages lapin cannot send (headers nested thousands of
+//!   levels deep), published as raw AMQP frames.
 //!
 //! Tests run on tokio's paused clock (`#[tokio::test(start_paused = true)]`),
 //! so backoff sleeps, delay tiers and timeouts of any length finish at once
@@ -114,6 +116,7 @@ pub mod fixture;
 pub mod memory;
 pub mod mock;
 pub mod node;
+pub mod raw;
 
 mod delivery;
 mod harness;

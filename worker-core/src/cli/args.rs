@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::connection::Secret;
+
 /// Parsed command line of a worker binary.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -24,7 +26,7 @@ pub struct Cli {
 }
 
 /// Options every subcommand takes.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Clone, Default, Args)]
 pub struct GlobalArgs {
     /// Broker URL, amqp://user:password@host:5672/vhost or amqps://...; repeat
     /// it or separate with commas to list cluster nodes, tried in order.
@@ -34,7 +36,6 @@ pub struct GlobalArgs {
         long = "url",
         env = "AMQP_URL",
         value_name = "URL",
-        value_delimiter = ',',
         global = true,
         hide_env_values = true
     )]
@@ -66,10 +67,42 @@ pub struct GlobalArgs {
     #[arg(long, env = "AMQP_TLS_KEY_FILE", value_name = "PATH", global = true)]
     pub tls_key_file: Option<PathBuf>,
 
+    /// Refuse to send the user name and password in clear text: an
+    /// `amqp://` URL to a host that is not this machine is a configuration
+    /// error (exit 3) instead of a warning.
+    #[arg(long, env = "AMQP_REQUIRE_TLS", global = true)]
+    pub require_tls: bool,
+
     /// Log filter, for example `info` or `warn,worker_core=debug`; wins over
     /// RUST_LOG. Default: `warn`, plus worker_core's `info` lines for `run`.
     #[arg(long, value_name = "FILTER", global = true)]
     pub log_level: Option<String>,
+
+    /// The password from `AMQP_PASSWORD` (there is no flag: flags show in
+    /// `ps`). [`App::try_parse_from`](super::App::try_parse_from) reads it
+    /// with the other variables, unless the app [ignores the
+    /// environment](super::App::ignore_env).
+    #[arg(skip)]
+    pub password: Option<Secret>,
+}
+
+/// Shows the URLs with their passwords redacted.
+impl std::fmt::Debug for GlobalArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| crate::redact_url(u)).collect();
+        f.debug_struct("GlobalArgs")
+            .field("urls", &urls)
+            .field("vhost", &self.vhost)
+            .field("user", &self.user)
+            .field("password_file", &self.password_file)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("require_tls", &self.require_tls)
+            .field("log_level", &self.log_level)
+            .field("password", &self.password)
+            .finish()
+    }
 }
 
 /// The subcommands.

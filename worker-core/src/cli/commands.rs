@@ -13,7 +13,7 @@ use super::args::{
     ParkedReplayArgs, ParkedShowArgs, RunArgs, TopologyCommand,
 };
 use super::{exit, Finished, Setup};
-use crate::connection::{ConnectionSettings, Connector, Secret};
+use crate::connection::{ConnectionSettings, Connector};
 use crate::duration::format_duration;
 use crate::error::{redact_url, Error};
 use crate::ops::{self, parked, status, topology};
@@ -76,17 +76,17 @@ async fn run_command(
 }
 
 fn connection_settings(global: &GlobalArgs, app_name: &str) -> ConnectionSettings {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     ConnectionSettings {
         urls: global.urls.clone(),
         vhost: global.vhost.clone(),
         user: global.user.clone(),
-        password: env("AMQP_PASSWORD").map(Secret::new),
+        password: global.password.clone(),
         password_file: global.password_file.clone(),
         tls_ca_file: global.tls_ca_file.clone(),
         tls_cert_file: global.tls_cert_file.clone(),
         tls_key_file: global.tls_key_file.clone(),
         connection_name: Some(format!("{app_name}@{}", crate::host::hostname())),
+        require_tls: global.require_tls,
     }
 }
 

@@ -47,6 +47,7 @@
 //! | `--password-file` | `AMQP_PASSWORD_FILE` | the password, read from a file |
 //! | `--tls-ca-file` | `AMQP_TLS_CA_FILE` | CA certificates (PEM) for `amqps://` |
 //! | `--tls-cert-file`, `--tls-key-file` | `AMQP_TLS_CERT_FILE`, `AMQP_TLS_KEY_FILE` | client certificate and key (PEM) |
+//! | `--require-tls` | `AMQP_REQUIRE_TLS` | refuse `amqp://` to a host that is not this machine (credentials in clear text) instead of warning |
 //! | `run --concurrency` | `WORKER_CONCURRENCY` | handlers at once per queue |
 //! | `run --prefetch` | `WORKER_PREFETCH` | unacked deliveries per queue |
 //! | `run --grace-period` | `WORKER_GRACE_PERIOD` | time for in-flight work at stop (default `30s`) |
@@ -79,7 +80,10 @@ use std::ffi::OsString;
 use std::future::Future;
 use std::process::ExitCode;
 
+use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches};
+
+use crate::connection::Secret;
 
 use crate::task::Task;
 use crate::worker::Worker;
@@ -98,6 +102,7 @@ pub struct App {
     about: Option<String>,
     version: Option<String>,
     run_help: Option<String>,
+    use_env: bool,
     setup: Vec<Setup>,
 }
 
@@ -147,6 +152,7 @@ impl App {
             about: None,
             version: None,
             run_help: None,
+            use_env: true,
             setup: Vec::new(),
         }
     }
@@ -168,6 +174,20 @@ impl App {
     /// ```
     pub fn run_help(mut self, text: impl Into<String>) -> Self {
         self.run_help = Some(text.into());
+        self
+    }
+
+    /// Reads only the arguments given: no option falls back to its
+    /// environment variable and `AMQP_PASSWORD` is not read. For tests and
+    /// embedding, where the caller's environment must not change the result.
+    ///
+    /// ```
+    /// # use worker_core::cli::App;
+    /// let cli = App::new("w").ignore_env().try_parse_from(["w", "status"]).unwrap();
+    /// assert!(cli.global.urls.is_empty() && cli.global.password.is_none());
+    /// ```
+    pub fn ignore_env(mut self) -> Self {
+        self.use_env = false;
         self
     }
 
@@ -213,9 +233,14 @@ impl App {
         if let Some(text) = &self.run_help {
             cmd = cmd.mut_subcommand("run", |run| run.after_help(text.clone()));
         }
-        match &self.version {
+        let cmd = match &self.version {
             Some(v) => cmd.version(v.clone()),
             None => cmd.disable_version_flag(true),
+        };
+        if self.use_env {
+            cmd
+        } else {
+            without_env(cmd)
         }
     }
 
@@ -232,8 +257,37 @@ impl App {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let matches = self.command().try_get_matches_from(args)?;
-        Cli::from_arg_matches(&matches)
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let matches = match self.command().try_get_matches_from(&args) {
+            Ok(matches) => matches,
+            // clap counts a value from the environment as typed, so with
+            // AMQP_URL set `demo-worker` (or `demo-worker parked`) failed
+            // with "requires a subcommand" instead of showing help. Asking
+            // again without the environment makes the answer depend only on
+            // what was typed.
+            Err(e) if e.kind() == ErrorKind::MissingSubcommand && self.use_env => {
+                return Err(
+                    match without_env(self.command()).try_get_matches_from(&args) {
+                        Err(help)
+                            if help.kind()
+                                == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+                        {
+                            help
+                        }
+                        _ => e,
+                    },
+                );
+            }
+            Err(e) => return Err(e),
+        };
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        if self.use_env {
+            cli.global.password = std::env::var("AMQP_PASSWORD")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(Secret::new);
+        }
+        Ok(cli)
     }
 
     /// Parses the process's arguments, runs the subcommand on a new tokio
@@ -297,4 +351,17 @@ impl App {
     pub async fn execute(self, cli: Cli, stop: impl Future<Output = ()> + Send) -> Finished {
         commands::execute(self.setup, cli, stop, &self.name).await
     }
+}
+
+/// `cmd` with every option's environment variable dropped, subcommands included.
+fn without_env(cmd: clap::Command) -> clap::Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    let mut cmd = cmd.mut_args(|arg| arg.env(None));
+    for name in names {
+        cmd = cmd.mut_subcommand(name, without_env);
+    }
+    cmd
 }

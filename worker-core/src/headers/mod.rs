@@ -14,7 +14,7 @@ mod fuzz;
 
 pub use attempts::{AttemptSources, Attempts};
 pub use names::*;
-pub use value::HeaderValue;
+pub use value::{HeaderValue, MAX_HEADER_DEPTH};
 pub use xdeath::{DeathReason, XDeath};
 
 use lapin::types::{FieldTable, ShortString};
@@ -94,9 +94,23 @@ impl Headers {
         self.table.contains_key(name)
     }
 
-    /// One header's value.
+    /// One header's value; `None` also for a value nesting tables or arrays
+    /// deeper than [`MAX_HEADER_DEPTH`] (see [`too_deep`](Self::too_deep)).
     pub fn get(&self, name: &str) -> Option<HeaderValue> {
-        self.table.inner().get(name).map(HeaderValue::from_amqp)
+        self.table
+            .inner()
+            .get(name)
+            .and_then(HeaderValue::from_amqp)
+    }
+
+    /// The first header whose value nests tables or arrays deeper than
+    /// [`MAX_HEADER_DEPTH`]: such a message is parked as undecodable.
+    pub fn too_deep(&self) -> Option<&str> {
+        self.table
+            .inner()
+            .iter()
+            .find(|(_, v)| value::nests_deeper(v, MAX_HEADER_DEPTH))
+            .map(|(k, _)| k.as_str())
     }
 
     /// A header read as a non-negative integer of any width (or digits in a string).
@@ -112,12 +126,13 @@ impl Headers {
         }
     }
 
-    /// Header names and values, in name order.
+    /// Header names and values, in name order, without values nesting
+    /// deeper than [`MAX_HEADER_DEPTH`].
     pub fn iter(&self) -> impl Iterator<Item = (&str, HeaderValue)> + '_ {
         self.table
             .inner()
             .iter()
-            .map(|(k, v)| (k.as_str(), HeaderValue::from_amqp(v)))
+            .filter_map(|(k, v)| Some((k.as_str(), HeaderValue::from_amqp(v)?)))
     }
 
     /// The `x-death` entries, newest first; malformed entries are skipped with a warning.
@@ -217,6 +232,29 @@ mod tests {
             h.iter().map(|(k, _)| k.to_owned()).collect::<Vec<_>>(),
             ["c"]
         );
+    }
+
+    #[test]
+    fn headers_nested_thousands_deep_parse_and_read_as_too_deep() {
+        // About what fits RabbitMQ's default frame_max; the unpatched
+        // parser overflowed its stack on it (and so would dropping it).
+        let bytes = worker_testkit::raw::nested_table(15_000);
+        let (rest, table) = lapin::types::parsing::parse_field_table(&bytes[..]).unwrap();
+        assert!(rest.is_empty());
+        let headers = Headers::from_field_table(table);
+        assert_eq!(headers.too_deep(), Some("k"));
+        assert_eq!(headers.get("k"), None);
+        assert_eq!(headers.iter().count(), 0);
+        drop(headers);
+
+        // At the limit a value still reads; one level more does not.
+        for (depth, readable) in [(MAX_HEADER_DEPTH, true), (MAX_HEADER_DEPTH + 1, false)] {
+            let bytes = worker_testkit::raw::nested_table(depth);
+            let (_, table) = lapin::types::parsing::parse_field_table(&bytes[..]).unwrap();
+            let headers = Headers::from_field_table(table);
+            assert_eq!(headers.too_deep().is_none(), readable, "{depth}");
+            assert_eq!(headers.get("k").is_some(), readable, "{depth}");
+        }
     }
 
     #[test]

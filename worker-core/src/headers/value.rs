@@ -4,6 +4,28 @@ use lapin::types::AMQPValue;
 
 use super::Headers;
 
+/// How many tables and arrays a header value may nest. A message with a
+/// deeper header is parked as `undecodable` before its handler runs, and
+/// [`Headers::get`] and [`Headers::iter`] skip such a value.
+///
+/// lapin's parser (patched, see `vendor/README.md`) keeps anything past
+/// 128 levels as raw bytes; staying below that means a value cut short by
+/// the parser is always caught here.
+pub const MAX_HEADER_DEPTH: usize = 64;
+
+const _: () = assert!(MAX_HEADER_DEPTH < lapin::types::parsing::MAX_NESTING_DEPTH);
+
+/// Whether `value` nests tables or arrays more than `budget` levels deep
+/// (a table or array is one level). Looks at most `budget + 1` levels down.
+pub(crate) fn nests_deeper(value: &AMQPValue, budget: usize) -> bool {
+    let mut children: Box<dyn Iterator<Item = &AMQPValue>> = match value {
+        AMQPValue::FieldTable(t) => Box::new(t.inner().values()),
+        AMQPValue::FieldArray(a) => Box::new(a.as_slice().iter()),
+        _ => return false,
+    };
+    budget == 0 || children.any(|child| nests_deeper(child, budget - 1))
+}
+
 /// One header value, with every AMQP integer width folded into `Int`.
 ///
 /// Unsigned 64-bit values that do not fit an `i64` arrive as `UInt`.
@@ -67,7 +89,13 @@ impl HeaderValue {
         }
     }
 
-    pub(crate) fn from_amqp(value: &AMQPValue) -> HeaderValue {
+    /// The value, or `None` when it nests deeper than [`MAX_HEADER_DEPTH`].
+    pub(crate) fn from_amqp(value: &AMQPValue) -> Option<HeaderValue> {
+        (!nests_deeper(value, MAX_HEADER_DEPTH)).then(|| HeaderValue::convert(value))
+    }
+
+    /// Converts a value already known to be within [`MAX_HEADER_DEPTH`].
+    fn convert(value: &AMQPValue) -> HeaderValue {
         match value {
             AMQPValue::Boolean(b) => HeaderValue::Bool(*b),
             AMQPValue::ShortShortInt(i) => HeaderValue::Int((*i).into()),
@@ -87,7 +115,7 @@ impl HeaderValue {
                 HeaderValue::Str(String::from_utf8_lossy(s.as_bytes()).into_owned())
             }
             AMQPValue::FieldArray(a) => {
-                HeaderValue::Array(a.as_slice().iter().map(HeaderValue::from_amqp).collect())
+                HeaderValue::Array(a.as_slice().iter().map(HeaderValue::convert).collect())
             }
             AMQPValue::Timestamp(t) => HeaderValue::Timestamp(*t),
             AMQPValue::FieldTable(t) => HeaderValue::Table(Headers::from_field_table(t.clone())),

@@ -11,9 +11,11 @@ use crate::task::{FailureKind, Task, TaskContext};
 
 /// Decodes the payload and calls [`Task::run`].
 ///
-/// Bad input never panics: a body over `max_body_bytes`, an undecodable
-/// body or a task name this queue does not serve each become a permanent
-/// [`Outcome::Failed`] with its own [`FailureCause`].
+/// Bad input never panics: headers nesting deeper than
+/// [`MAX_HEADER_DEPTH`](crate::MAX_HEADER_DEPTH), a body over
+/// `max_body_bytes`, an undecodable body or a task name this queue does not
+/// serve each become a permanent [`Outcome::Failed`] with its own
+/// [`FailureCause`].
 #[derive(Debug)]
 pub struct HandlerService<T> {
     task: Arc<T>,
@@ -58,6 +60,15 @@ impl<T: Task> Service<Job> for HandlerService<T> {
                     attempt,
                 )))
             };
+            if let Some(name) = job.delivery().properties.headers().too_deep() {
+                return permanent(
+                    FailureCause::Decode,
+                    format!(
+                        "undecodable headers: {name:?} nests tables or arrays deeper than {} levels",
+                        crate::MAX_HEADER_DEPTH
+                    ),
+                );
+            }
             if let Some(name) = job.unknown_task() {
                 return permanent(
                     FailureCause::UnknownTask,

@@ -12,9 +12,15 @@
 //! - `rabbit_worker_publish_confirm_seconds` (from the publisher): confirm
 //!   latency, labelled with the published message's task (`type`) and queue.
 //!
+//! Label values come only from the names of registered tasks and their
+//! queues (a task's parking, quarantine and delay-tier queues included):
+//! anything else, such as the `type` of a message for an unknown task, is
+//! `unknown`, so a producer cannot grow the number of series.
+//!
 //! Handles are registered once per task, so the hot path does no label work.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use metrics::{Counter, Gauge, Histogram};
@@ -46,9 +52,65 @@ struct Handles {
     outcomes: [Counter; 7],
 }
 
+/// The value of a label that is not a registered name.
+pub(crate) const UNKNOWN_LABEL: &str = "unknown";
+
+/// Task and queue names seen by [`MetricsLayer::new`].
+#[derive(Default)]
+struct Known {
+    tasks: BTreeSet<&'static str>,
+    queues: BTreeSet<String>,
+}
+
+impl Known {
+    fn get() -> &'static RwLock<Known> {
+        static KNOWN: OnceLock<RwLock<Known>> = OnceLock::new();
+        KNOWN.get_or_init(RwLock::default)
+    }
+
+    fn task(&self, name: Option<&str>) -> &'static str {
+        name.and_then(|n| self.tasks.get(n).copied())
+            .unwrap_or(UNKNOWN_LABEL)
+    }
+
+    /// A registered queue, or one of the queues the framework derives from it.
+    fn queue(&self, name: &str) -> String {
+        let derived = |q: &String| {
+            name.strip_prefix(q.as_str())
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|rest| {
+                    matches!(rest, "parking" | "quarantine") || rest.starts_with("retry.")
+                })
+        };
+        if self.queues.contains(name) || self.queues.iter().any(derived) {
+            name.to_owned()
+        } else {
+            UNKNOWN_LABEL.to_owned()
+        }
+    }
+}
+
+/// Records a publisher confirm's latency under
+/// `rabbit_worker_publish_confirm_seconds`, labelled with the message's
+/// task (`type`) and queue when they are registered names, else `unknown`.
+pub(crate) fn record_publish_confirm(kind: Option<&str>, queue: &str, seconds: f64) {
+    let (task, queue) = {
+        let known = Known::get().read().unwrap_or_else(|e| e.into_inner());
+        (known.task(kind), known.queue(queue))
+    };
+    metrics::histogram!("rabbit_worker_publish_confirm_seconds", "task" => task, "queue" => queue)
+        .record(seconds);
+}
+
 impl MetricsLayer {
-    /// Registers the handles for a task and queue.
+    /// Registers the handles for a task and queue (and makes both names
+    /// valid label values).
     pub fn new(task: &'static str, queue: &str) -> Self {
+        {
+            let mut known = Known::get().write().unwrap_or_else(|e| e.into_inner());
+            known.tasks.insert(task);
+            known.queues.insert(queue.to_owned());
+        }
         let queue = queue.to_owned();
         let labels = [("task", task.to_owned()), ("queue", queue.clone())];
         let outcomes = OUTCOMES.map(|outcome| {
@@ -101,5 +163,43 @@ struct InFlight<'a>(&'a Gauge);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_types_never_become_label_values() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let _layer = MetricsLayer::new("metrics.labels.task", "metrics.labels.q");
+            for i in 0..5_000 {
+                let kind = format!("order-{i}");
+                record_publish_confirm(Some(&kind), "metrics.labels.q.parking", 0.001);
+                record_publish_confirm(Some("metrics.labels.task"), &format!("reply-{i}"), 0.001);
+            }
+            record_publish_confirm(Some("metrics.labels.task"), "metrics.labels.q", 0.001);
+            record_publish_confirm(None, "metrics.labels.q.retry.5s", 0.001);
+        });
+        let text = handle.render();
+        let series: BTreeSet<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("rabbit_worker_publish_confirm_seconds_count"))
+            .collect();
+        assert_eq!(series.len(), 4, "{series:#?}");
+        for expected in [
+            r#"task="unknown",queue="metrics.labels.q.parking""#,
+            r#"task="metrics.labels.task",queue="unknown""#,
+            r#"task="metrics.labels.task",queue="metrics.labels.q""#,
+            r#"task="unknown",queue="metrics.labels.q.retry.5s""#,
+        ] {
+            assert!(
+                series.iter().any(|s| s.contains(expected)),
+                "{expected}: {series:#?}"
+            );
+        }
     }
 }

@@ -23,7 +23,7 @@ mod catch_panic;
 mod delivery_limit;
 mod handler;
 mod job;
-mod metrics;
+pub(crate) mod metrics;
 mod park;
 mod quarantine;
 mod redeliver;
