@@ -6,7 +6,7 @@ use lapin::types::ShortString;
 use lapin::BasicProperties;
 
 use crate::error::Error;
-use crate::headers::Headers;
+use crate::headers::{Headers, ORIGINAL_EXPIRATION, ORIGINAL_USER_ID, ROUTING_HEADERS};
 
 /// AMQP basic properties of a message.
 ///
@@ -89,6 +89,7 @@ impl Properties {
     string_property!(message_id, with_message_id, with_message_id, "message_id");
     string_property!(kind, with_kind, with_type, "type");
     string_property!(app_id, with_app_id, with_app_id, "app_id");
+    string_property!(user_id, with_user_id, with_user_id, "user_id");
 
     /// Sets `content_type` from a known-short constant.
     pub fn with_content_type(self, value: &'static str) -> Self {
@@ -134,13 +135,52 @@ impl Properties {
         self
     }
 
-    /// A copy without the per-message TTL (`expiration`), so that a copy
-    /// cannot expire in the queue where it waits.
-    pub fn without_expiration(&self) -> Properties {
-        if self.inner.expiration().is_none() {
-            return self.clone();
-        }
+    /// The properties of a copy the framework publishes (to a wait queue,
+    /// quarantine, parking, or back to the work queue on replay): what the
+    /// broker or another user owns is moved into headers of ours, so that
+    /// nothing is lost and the copy goes only where the framework sends it:
+    ///
+    /// - `expiration` (to `rw-original-expiration`): a copy must not expire
+    ///   where it waits;
+    /// - `user_id` (to `rw-original-user-id`): RabbitMQ refuses, and closes
+    ///   the publishing channel for, a message whose `user_id` is not the
+    ///   publishing login;
+    /// - the `CC` and `BCC` headers (to `rw-original-cc` / `-bcc`): the
+    ///   broker would route the copy to those queues too.
+    ///
+    /// A value already kept (a copy of a copy) is not overwritten.
+    ///
+    /// ```
+    /// use worker_core::Properties;
+    ///
+    /// let mut original = Properties::default().with_expiration("60000").unwrap();
+    /// original.headers_mut().insert("CC", "audit");
+    /// let copy = original.for_copy();
+    /// assert_eq!(copy.expiration(), None);
+    /// assert!(!copy.headers().contains("CC"));
+    /// assert_eq!(copy.headers().get_str("rw-original-cc").as_deref(), Some("audit"));
+    /// assert_eq!(copy.headers().get_str("rw-original-expiration").as_deref(), Some("60000"));
+    /// ```
+    pub fn for_copy(&self) -> Properties {
         let p = &self.inner;
+        let mut headers = self.headers.clone();
+        let mut keep = |name: &str, value: Option<&str>| {
+            if let Some(v) = value {
+                if !headers.contains(name) {
+                    headers.insert(name, v);
+                }
+            }
+        };
+        keep(ORIGINAL_EXPIRATION, self.expiration());
+        keep(ORIGINAL_USER_ID, p.user_id().as_ref().map(|u| u.as_str()));
+        for (routing, kept) in ROUTING_HEADERS {
+            if let Some(value) = headers.get(routing) {
+                headers.remove(routing);
+                if !headers.contains(kept) {
+                    headers.insert(kept, value);
+                }
+            }
+        }
         let mut fresh = BasicProperties::default();
         macro_rules! copy {
             ($($get:ident => $with:ident),*) => {$(
@@ -153,10 +193,10 @@ impl Properties {
             delivery_mode => with_delivery_mode, priority => with_priority,
             correlation_id => with_correlation_id, reply_to => with_reply_to,
             message_id => with_message_id, timestamp => with_timestamp, kind => with_type,
-            user_id => with_user_id, app_id => with_app_id, cluster_id => with_cluster_id);
+            app_id => with_app_id, cluster_id => with_cluster_id);
         Properties {
             inner: fresh,
-            headers: self.headers.clone(),
+            headers,
         }
     }
 

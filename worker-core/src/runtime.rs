@@ -110,6 +110,82 @@ impl ShutdownTrigger {
     }
 }
 
+/// Whether the worker can do its job: consuming, with every parking queue
+/// taking copies. Drives `/readyz` through [`subscribe`](Health::subscribe).
+#[derive(Debug)]
+pub struct Health {
+    consuming: std::sync::atomic::AtomicBool,
+    /// Tasks whose last parking copy failed.
+    parking_broken: std::sync::Mutex<std::collections::BTreeSet<&'static str>>,
+    ready: watch::Sender<bool>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            consuming: std::sync::atomic::AtomicBool::new(false),
+            parking_broken: std::sync::Mutex::default(),
+            ready: watch::Sender::new(false),
+        }
+    }
+}
+
+impl Health {
+    /// Follows readiness: consuming and no parking queue broken.
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    /// Whether the worker is ready now.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Every consumer started (`true`) or one was lost (`false`).
+    pub fn set_consuming(&self, consuming: bool) {
+        self.consuming
+            .store(consuming, std::sync::atomic::Ordering::SeqCst);
+        self.update();
+    }
+
+    /// Records whether `task`'s last parking copy was confirmed; a broken
+    /// parking queue makes the worker unready and sets
+    /// `rabbit_worker_parking_unavailable` for the task until a copy goes
+    /// through again.
+    pub fn set_parking_ok(&self, task: &'static str, ok: bool) {
+        let changed = {
+            let mut broken = self
+                .parking_broken
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if ok {
+                broken.remove(task)
+            } else {
+                broken.insert(task)
+            }
+        };
+        if changed {
+            metrics::gauge!("rabbit_worker_parking_unavailable", "task" => task).set(if ok {
+                0.0
+            } else {
+                1.0
+            });
+            self.update();
+        }
+    }
+
+    fn update(&self) {
+        let parking_ok = self
+            .parking_broken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        let ready = parking_ok && self.consuming.load(std::sync::atomic::Ordering::SeqCst);
+        self.ready
+            .send_if_modified(|now| std::mem::replace(now, ready) != ready);
+    }
+}
+
 /// Worker-wide values every delivery can reach.
 #[derive(Debug, Clone)]
 pub struct Runtime {
@@ -119,4 +195,6 @@ pub struct Runtime {
     pub state: Arc<StateMap>,
     /// The worker's stop signal.
     pub shutdown: Shutdown,
+    /// Readiness, which deliveries affect when parking fails.
+    pub health: Arc<Health>,
 }

@@ -327,6 +327,20 @@ impl DeliveryBuilder {
         self
     }
 
+    /// Sets the `user_id` property (the login the broker says published it).
+    ///
+    /// ```
+    /// let d = worker_testkit::DeliveryBuilder::new().user_id("producer").build();
+    /// assert_eq!(d.properties.user_id(), Some("producer"));
+    /// ```
+    pub fn user_id(mut self, user: &str) -> Self {
+        self.base = self
+            .base
+            .with_user_id(user)
+            .expect("a user id of at most 255 bytes");
+        self
+    }
+
     /// Sets the `correlation_id` property.
     ///
     /// ```

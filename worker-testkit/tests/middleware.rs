@@ -16,9 +16,7 @@ use worker_core::headers::{
 };
 use worker_core::runtime::ShutdownTrigger;
 use worker_core::worker::Settlement;
-use worker_core::{
-    DeathReason, FailureCause, FailureKind, Outcome, RetryPolicy, Task, TaskError, TaskOptions,
-};
+use worker_core::{DeathReason, FailureKind, Outcome, RetryPolicy, Task, TaskError, TaskOptions};
 use worker_testkit::mock::Event;
 use worker_testkit::{DeliveryBuilder, Harness, RunEnd};
 
@@ -432,6 +430,17 @@ async fn an_unknown_task_name_is_parked_without_running_the_handler() {
     let parked = report.parked().expect("parked");
     assert_eq!(parked.reason, "unknown-task", "{report}");
     assert!(parked.error_message.contains("\"work.undo\""));
+    // Filed under the task it named, not the queue's registered task.
+    assert_eq!(
+        parked
+            .message
+            .properties
+            .headers()
+            .get_str("rw-park-task")
+            .as_deref(),
+        Some("work.undo"),
+        "{report}"
+    );
     assert_eq!(report.handler_runs(), 0);
 
     // No name at all goes to the queue's task, as in the worker.
@@ -541,8 +550,12 @@ async fn broker_rejections_in_x_death_count_towards_the_limit() {
     assert_eq!(report.parked().expect("parked").reason, "delivery-limit");
 }
 
+/// A parking queue that refuses copies must not lose the message: it goes
+/// back to the broker (charged, after a backoff), never to the work queue's
+/// dead-letter route (the same broken parking queue; a classic queue would
+/// drop it), and the worker reports unready until parking works again.
 #[tokio::test(start_paused = true)]
-async fn a_failing_park_publish_rejects_without_requeue() {
+async fn a_failing_park_publish_returns_the_delivery_and_makes_the_worker_unready() {
     let harness = Harness::new(always(
         || TaskError::permanent("bad data"),
         retry_options(3, &[1], 5),
@@ -551,15 +564,20 @@ async fn a_failing_park_publish_rejects_without_requeue() {
 
     let report = harness.run_payload(&Work { id: 1 }).await;
 
-    assert_eq!(report.settlement(), Settlement::DeadLetter, "{report}");
-    let failure = report.dead_lettered().expect("dead-lettered");
-    assert_eq!(failure.kind, FailureKind::Permanent);
-    assert_eq!(failure.cause, FailureCause::Handler);
+    assert_eq!(report.settlement(), Settlement::Requeue, "{report}");
+    assert!(report.dead_lettered().is_none(), "{report}");
     assert!(!report.acked());
     assert!(report.parked().is_none());
     harness.mock().assert_publish_failed_to("work.parking");
-    harness.mock().assert_rejected(1);
+    harness.mock().assert_rejected_requeue(1);
     harness.mock().assert_nothing_else();
+    assert!(!harness.parking_ok(), "parking is reported broken");
+
+    // Parking is back: the next attempt parks and the worker is ready again.
+    harness.mock().heal();
+    let report = harness.run(work(1).tag(2).build()).await;
+    assert!(report.parked().is_some(), "{report}");
+    assert!(harness.parking_ok(), "parking works again");
 }
 
 #[tokio::test(start_paused = true)]
@@ -811,4 +829,79 @@ async fn the_first_failure_time_survives_redeliveries() {
     let parked = report.parked().expect("parked");
     assert_eq!(parked.headers().get_u64(FIRST_FAILURE), Some(1_650_000_000));
     assert!(parked.headers().get_u64(LAST_FAILURE) > Some(1_650_000_000));
+}
+
+/// A producer's `user_id` would make the broker refuse every copy (and
+/// close the shared publishing channel); its `CC`/`BCC` would route every
+/// copy to more queues. Copies carry neither, and keep both in our headers.
+#[tokio::test(start_paused = true)]
+async fn copies_never_carry_user_id_cc_or_bcc_and_keep_them_in_our_headers() {
+    let harness = Harness::new(always(down, retry_options(1, &[1], 2)));
+    let hostile = || {
+        work(1)
+            .user_id("producer")
+            .header("CC", "audit")
+            .header("BCC", "work")
+    };
+    let check = |copy: &worker_testkit::mock::Published| {
+        let headers = copy.properties.headers();
+        assert_eq!(copy.properties.user_id(), None, "{copy:?}");
+        assert!(
+            !headers.contains("CC") && !headers.contains("BCC"),
+            "{copy:?}"
+        );
+        assert_eq!(
+            headers.get_str("rw-original-user-id").as_deref(),
+            Some("producer")
+        );
+        assert_eq!(headers.get_str("rw-original-cc").as_deref(), Some("audit"));
+        assert_eq!(headers.get_str("rw-original-bcc").as_deref(), Some("work"));
+    };
+
+    // The first failure waits in a tier.
+    let report = harness.run(hostile().build()).await;
+    assert!(report.redelivered_to().is_some(), "{report}");
+    check(&harness.mock().assert_published_to("work.retry.1s"));
+
+    // The last attempt is parked.
+    harness.mock().clear();
+    let report = harness.run(hostile().attempts(1).tag(2).build()).await;
+    assert!(report.parked().is_some(), "{report}");
+    check(&harness.mock().assert_published_to("work.parking"));
+
+    // A delivery that came back unsettled is quarantined.
+    harness.mock().clear();
+    let report = harness
+        .run(hostile().delivery_count(1).tag(3).build())
+        .await;
+    assert!(report.acked(), "{report}");
+    check(&harness.mock().assert_published_to("work.quarantine"));
+}
+
+/// `retry_after(Duration::MAX)` from a handler, or a producer's
+/// `rw-not-before` far in the future, would cycle through the longest tier
+/// forever: both are cut to the documented maximum delay.
+#[tokio::test(start_paused = true)]
+async fn delays_beyond_the_maximum_are_cut_to_it() {
+    use worker_core::middleware::MAX_DELAY;
+    let latest = || unix_now() + MAX_DELAY.as_secs();
+
+    let forever = || TaskError::retry_after(Duration::MAX, "come back never");
+    let harness = Harness::new(always(forever, retry_options(1, &[1, 5], 5)));
+    let report = harness.run_payload(&Work { id: 1 }).await;
+    assert_eq!(report.redelivered_to(), Some((secs(5), 1)), "{report}");
+    let due = report
+        .redelivered_copy()
+        .and_then(|c| c.header_u64("rw-not-before"))
+        .expect("rw-not-before");
+    assert!(due <= latest() + 1 && due + 2 >= latest(), "due {due}");
+
+    let far = work(1).header("rw-not-before", u64::MAX / 2).tag(2).build();
+    let report = harness.run(far).await;
+    assert_eq!(report.handler_runs(), 0, "{report}");
+    let due = report
+        .redelivered_copy()
+        .and_then(|c| c.header_u64("rw-not-before"))
+        .expect("rw-not-before");
+    assert!(due <= latest() + 1 && due + 2 >= latest(), "due {due}");
 }

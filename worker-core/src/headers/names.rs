@@ -38,3 +38,17 @@ pub const ORIGINAL_ROUTING_KEY: &str = "rw-original-routing-key";
 pub const ORIGINAL_QUEUE: &str = "rw-original-queue";
 /// The host of the worker that parked it.
 pub const PARK_HOST: &str = "rw-park-host";
+/// The `expiration` property of the original (copies never carry one, so
+/// that they cannot expire where they wait).
+pub const ORIGINAL_EXPIRATION: &str = "rw-original-expiration";
+/// The `user_id` property of the original: RabbitMQ refuses a message whose
+/// `user_id` is not the publishing login, so copies never carry one.
+pub const ORIGINAL_USER_ID: &str = "rw-original-user-id";
+/// The original's `CC` header (more routing keys), which copies never
+/// carry: they go only where the framework sends them.
+pub const ORIGINAL_CC: &str = "rw-original-cc";
+/// The original's `BCC` header, kept like [`ORIGINAL_CC`].
+pub const ORIGINAL_BCC: &str = "rw-original-bcc";
+/// Routing headers the broker acts on when a message is published, with
+/// the header of ours that keeps each on a copy.
+pub const ROUTING_HEADERS: [(&str, &str); 2] = [("CC", ORIGINAL_CC), ("BCC", ORIGINAL_BCC)];

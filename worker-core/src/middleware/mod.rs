@@ -39,7 +39,7 @@ pub use job::{Failure, FailureCause, Handled, Job, Outcome};
 pub use metrics::{Metrics, MetricsLayer};
 pub use park::{park, Park, ParkLayer};
 pub use quarantine::{Quarantine, QuarantineLayer};
-pub use redeliver::{Redeliver, RedeliverLayer};
+pub use redeliver::{Redeliver, RedeliverLayer, MAX_DELAY};
 pub use retry::{Retry, RetryLayer};
 pub use stack::{default_stack, BoxJobService};
 pub use timeout::{Timeout, TimeoutLayer};
@@ -120,4 +120,26 @@ pub(crate) use job_service_header;
 pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
     let fresh = inner.clone();
     std::mem::replace(inner, fresh)
+}
+
+/// The outcome for a delivery whose copy (to a delay tier or parking)
+/// could not be published: back
+/// to its queue with a charged requeue ([`Outcome::Requeue`], a
+/// `basic.reject` that every broker version counts toward the delivery
+/// limit, and that the attempt count reads back as a return), after the
+/// task's backoff for this attempt, so that a broken tier queue costs a
+/// bounded number of slow round trips and never a hot loop. A stopping
+/// worker returns it at once.
+pub(crate) async fn return_after_backoff(job: &Job) -> Outcome {
+    let delay = job
+        .spec()
+        .options
+        .retry
+        .backoff
+        .delay(job.attempt(), &mut rand::rng());
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = job.runtime().shutdown.triggered() => {}
+    }
+    Outcome::Requeue
 }

@@ -2,7 +2,9 @@
 
 use tower::Service;
 
-use super::{config_layer, job_service_header, Failure, Job, JobService, Outcome};
+use super::{
+    config_layer, job_service_header, return_after_backoff, Failure, Job, JobService, Outcome,
+};
 use crate::headers::{self, truncate_utf8, Headers};
 use crate::host::{hostname, now_secs};
 use crate::message::Outgoing;
@@ -16,9 +18,15 @@ pub(crate) const MAX_ERROR_BYTES: usize = 2048;
 /// per-message `expiration`, which would let it vanish from parking) and
 /// adds failure headers: task, reason, error kind and message, attempts,
 /// first and last failure time, original exchange, routing key and queue,
-/// and host. Only after the broker confirms the copy is the original acked;
-/// if the copy cannot be published the original is rejected without
-/// requeue, and the work queue's dead-letter route still takes it to parking.
+/// and host. Only after the broker confirms the copy is the original acked.
+///
+/// If the copy cannot be published (the parking queue deleted, or full),
+/// the delivery goes back to its queue with a charged requeue after the
+/// task's backoff, never to the work queue's dead-letter route, which leads
+/// to the same broken parking queue and, on a classic queue, would drop it.
+/// The worker says so loudly: an error log, the
+/// `rabbit_worker_parking_unavailable` gauge and `/readyz` answering 503,
+/// until a parking copy of that task goes through again.
 #[derive(Debug, Clone, Default)]
 pub struct ParkLayer;
 
@@ -41,28 +49,25 @@ impl<S: JobService> Service<Job> for Park<S> {
 /// Publishes a parked copy of the job's delivery and reports the outcome.
 ///
 /// [`Outcome::Parked`] once the copy is confirmed, otherwise
-/// [`Outcome::Failed`] (settled as reject without requeue).
+/// [`Outcome::Requeue`] after the task's backoff.
 pub async fn park(job: &Job, failure: &Failure) -> Outcome {
     let delivery = job.delivery();
     let spec = job.spec();
     let reason = failure.park_reason();
-    let expiration = delivery.properties.expiration().map(str::to_owned);
-    let mut properties = delivery.properties.without_expiration();
+    let mut properties = delivery.properties.for_copy();
     let headers = properties.headers_mut();
     stamp_failure(headers, job, failure);
     headers
-        .insert(headers::PARK_TASK, spec.name)
+        .insert(headers::PARK_TASK, parked_task(job))
         .insert(headers::PARK_REASON, reason)
         .insert(headers::ORIGINAL_EXCHANGE, delivery.exchange.as_str())
         .insert(headers::ORIGINAL_ROUTING_KEY, delivery.routing_key.as_str())
         .insert(headers::ORIGINAL_QUEUE, &*spec.queue)
         .insert(headers::PARK_HOST, hostname());
-    if let Some(exp) = expiration {
-        headers.insert("rw-original-expiration", exp);
-    }
     let copy = Outgoing::to_queue(&spec.parking, properties, delivery.body.clone());
     match job.transport().publish(copy).await {
         Ok(()) => {
+            job.runtime().health.set_parking_ok(spec.name, true);
             tracing::warn!(
                 task = spec.name,
                 reason,
@@ -77,13 +82,26 @@ pub async fn park(job: &Job, failure: &Failure) -> Outcome {
             }
         }
         Err(e) => {
-            tracing::error!(task = spec.name, error = %e, "could not park message; rejecting it to the queue's dead-letter route");
-            Outcome::Failed(failure.clone())
+            job.runtime().health.set_parking_ok(spec.name, false);
+            tracing::error!(task = spec.name, error = %e, "could not park a message in {}: it goes back to {} and the worker reports unready until parking works again; check that the parking queue exists and is not full (`topology check`)", spec.parking, spec.queue);
+            return_after_backoff(job).await
         }
     }
 }
 
 /// Records the attempts made so far on a copy.
+/// The task a parked message is filed under: the registered task whose
+/// queue it came from, or for a message naming a task no worker registered,
+/// the name it gave (`unknown` when it gave none), so that `parked list`
+/// shows what the producer meant.
+fn parked_task(job: &Job) -> &str {
+    match job.unknown_task() {
+        Some("") => "unknown",
+        Some(named) => named,
+        None => job.spec().name,
+    }
+}
+
 pub(crate) fn stamp_attempts(headers: &mut Headers, attempts: u32) {
     headers.insert(headers::ATTEMPTS, attempts);
 }

@@ -54,7 +54,7 @@ impl<S: JobService> Service<Job> for Quarantine<S> {
         Box::pin(async move {
             let spec = job.spec();
             let delivery = job.delivery();
-            let mut properties = delivery.properties.without_expiration();
+            let mut properties = delivery.properties.for_copy();
             let headers = properties.headers_mut();
             headers.retain(|name| !name.starts_with("x-"));
             stamp_attempts(headers, recorded);

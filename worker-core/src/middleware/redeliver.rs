@@ -9,7 +9,7 @@ use std::time::Duration;
 use tower::Service;
 
 use super::park::stamp_failure;
-use super::{config_layer, job_service_header, Job, JobService, Outcome};
+use super::{config_layer, job_service_header, return_after_backoff, Job, JobService, Outcome};
 use crate::headers::{Headers, NOT_BEFORE, REDELIVERIES};
 use crate::host::now_secs;
 use crate::message::Outgoing;
@@ -21,14 +21,37 @@ use crate::task::FailureKind;
 /// owns them, and the attempt count now lives in `rw-attempts`), and records
 /// the attempts made so far. A failure that used up `max_attempts`, or a
 /// task without tiers, passes up unchanged (to be parked). If the copy
-/// cannot be published, the delivery is requeued (`nack(requeue = true)`).
+/// cannot be published, the delivery goes back to its queue with a charged
+/// requeue after the task's backoff (see [`Outcome::Requeue`]).
 ///
 /// A `retry_after` longer than the longest tier is honoured too: the copy
 /// carries `rw-not-before`, and a delivery that comes back before that time
 /// goes to a tier again without running and without being charged an
-/// attempt.
+/// attempt. No message waits longer than [`MAX_DELAY`] that way: a longer
+/// `retry_after`, or an `rw-not-before` further away (a producer can set
+/// one), is cut to it, logged and counted
+/// (`rabbit_worker_delay_clamped_total`), so nothing cycles through the
+/// tiers forever.
 #[derive(Debug, Clone, Default)]
 pub struct RedeliverLayer;
+
+/// The longest a message waits for a `retry_after` or `rw-not-before`:
+/// seven days.
+pub const MAX_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `wait` cut to [`MAX_DELAY`], logging and counting a cut.
+fn clamped(job: &Job, wait: Duration) -> Duration {
+    if wait <= MAX_DELAY {
+        return wait;
+    }
+    tracing::warn!(
+        task = job.spec().name,
+        ?wait,
+        "a retry delay beyond the maximum of {MAX_DELAY:?} was cut to it"
+    );
+    metrics::counter!("rabbit_worker_delay_clamped_total", "task" => job.spec().name).increment(1);
+    MAX_DELAY
+}
 
 config_layer!(RedeliverLayer => Redeliver);
 
@@ -51,15 +74,15 @@ impl<S: JobService> Service<Job> for Redeliver<S> {
                 return Ok(outcome);
             }
             let redeliveries = job.attempts().redeliveries;
-            let tier = match failure.retry_after {
+            let retry_after = failure.retry_after.map(|wait| clamped(&job, wait));
+            let tier = match retry_after {
                 Some(wait) => policy.tier_at_least(wait),
                 None => policy.tier_for(redeliveries),
             };
             let Some(tier) = tier.filter(|t| spec.tier_queue(*t).is_some()) else {
                 return Ok(outcome);
             };
-            let not_before = failure
-                .retry_after
+            let not_before = retry_after
                 .filter(|wait| *wait > tier)
                 .map(|wait| now_secs().saturating_add(wait.as_secs_f64().ceil() as u64));
             let sent = send_to_tier(&job, tier, |headers| {
@@ -91,16 +114,24 @@ impl<S: JobService> Service<Job> for Redeliver<S> {
 fn still_waiting(job: &Job) -> Option<(Duration, Duration)> {
     let not_before = job.delivery().properties.headers().get_count(NOT_BEFORE)?;
     let left = not_before.checked_sub(now_secs()).filter(|s| *s > 0)?;
-    let left = Duration::from_secs(left);
+    let left = clamped(job, Duration::from_secs(left));
     let tier = job.spec().options.retry.tier_at_least(left)?;
     Some((left, tier))
 }
 
 /// Sends a delivery that came back too early to `tier` again, unchanged
-/// but for the broker's `x-` headers: it has not run, so no attempt is charged.
+/// but for the broker's `x-` headers and its `rw-not-before` (rewritten, so
+/// that a cut one stays cut): it has not run, so no attempt is charged.
 async fn wait_again(job: &Job, left: Duration, tier: Duration) -> Outcome {
     let attempt = job.attempt().saturating_sub(1);
-    match send_to_tier(job, tier, |_| {}).await {
+    let latest = now_secs().saturating_add(MAX_DELAY.as_secs());
+    let stamp = |headers: &mut Headers| {
+        if let Some(due) = headers.get_count(NOT_BEFORE).filter(|due| *due > latest) {
+            tracing::debug!(task = job.spec().name, due, "rw-not-before cut to {latest}");
+            headers.insert(NOT_BEFORE, latest);
+        }
+    };
+    match send_to_tier(job, tier, stamp).await {
         Some(()) => {
             tracing::debug!(
                 task = job.spec().name,
@@ -112,27 +143,6 @@ async fn wait_again(job: &Job, left: Duration, tier: Duration) -> Outcome {
         }
         None => return_after_backoff(job).await,
     }
-}
-
-/// The outcome for a delivery whose tier copy could not be published: back
-/// to its queue with a charged requeue ([`Outcome::Requeue`], a
-/// `basic.reject` that every broker version counts toward the delivery
-/// limit, and that the attempt count reads back as a return), after the
-/// task's backoff for this attempt, so that a broken tier queue costs a
-/// bounded number of slow round trips and never a hot loop. A stopping
-/// worker returns it at once.
-async fn return_after_backoff(job: &Job) -> Outcome {
-    let delay = job
-        .spec()
-        .options
-        .retry
-        .backoff
-        .delay(job.attempt(), &mut rand::rng());
-    tokio::select! {
-        () = tokio::time::sleep(delay) => {}
-        () = job.runtime().shutdown.triggered() => {}
-    }
-    Outcome::Requeue
 }
 
 fn tier_name(job: &Job, tier: Duration) -> &str {
@@ -147,7 +157,7 @@ async fn send_to_tier(job: &Job, tier: Duration, stamp: impl FnOnce(&mut Headers
     let spec = job.spec();
     let queue = spec.tier_queue(tier)?;
     let delivery = job.delivery();
-    let mut properties = delivery.properties.without_expiration();
+    let mut properties = delivery.properties.for_copy();
     let headers = properties.headers_mut();
     headers.retain(|name| !name.starts_with("x-"));
     stamp(headers);

@@ -79,7 +79,7 @@ pub const CLEARED_ON_REPLAY: &[&str] = &[
     headers::ORIGINAL_ROUTING_KEY,
     headers::ORIGINAL_QUEUE,
     headers::PARK_HOST,
-    "rw-original-expiration",
+    headers::ORIGINAL_EXPIRATION,
 ];
 
 /// One parked message, with what the park headers say about it.
@@ -364,7 +364,7 @@ fn one_line(text: &str, max: usize) -> String {
 /// assert!(!h.contains("rw-attempts") && !h.contains("rw-park-reason") && !h.contains("x-delivery-count"));
 /// ```
 pub fn replay_copy(delivery: &Delivery, queue: &str) -> Outgoing {
-    let mut properties = delivery.properties.clone();
+    let mut properties = delivery.properties.for_copy();
     let headers = properties.headers_mut();
     let replays = headers.get_u64(headers::REPLAYS).unwrap_or(0);
     headers.retain(|name| !name.starts_with("x-") && !CLEARED_ON_REPLAY.contains(&name));
@@ -490,7 +490,7 @@ impl Peek {
         if headers.delivery_count() < refresh.at {
             return Ok(false);
         }
-        let mut properties = delivery.properties.clone();
+        let mut properties = delivery.properties.for_copy();
         properties.headers_mut().remove(headers::X_DELIVERY_COUNT);
         let copy = Outgoing::to_queue(&self.queue, properties, delivery.body.clone());
         refresh.publisher.publish(copy).await?;

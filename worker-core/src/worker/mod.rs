@@ -24,7 +24,7 @@ use crate::connection::{ConnectionConfig, Connector};
 use crate::error::{redact_url, Error};
 use crate::middleware::{default_stack, BoxJobService, HandlerService, RetryLayer};
 use crate::publisher::Publisher;
-use crate::runtime::{Runtime, Shutdown, ShutdownTrigger, TaskSpec};
+use crate::runtime::{Health, Runtime, Shutdown, ShutdownTrigger, TaskSpec};
 use crate::task::{QueueType, StateMap, Task, BROKER_ACK_TIMEOUT};
 use crate::topology::declare_all;
 
@@ -319,8 +319,9 @@ impl Worker {
             publisher: self.publisher.clone(),
             state: Arc::new(self.state),
             shutdown: shutdown.clone(),
+            health: Arc::new(Health::default()),
         });
-        let (ready_tx, ready) = watch::channel(false);
+        let ready = runtime.health.subscribe();
         let (result_tx, join_result) = watch::channel(None);
         let supervisor = Supervisor {
             connector: self.connector.clone(),
@@ -330,7 +331,6 @@ impl Worker {
             runtime,
             config: self.config,
             shutdown,
-            ready: ready_tx,
             declared,
         };
         let handle = tokio::spawn(async move {
@@ -449,7 +449,6 @@ struct Supervisor {
     runtime: Arc<Runtime>,
     config: WorkerConfig,
     shutdown: Shutdown,
-    ready: watch::Sender<bool>,
     /// Whether `start` already declared the topology on its connection.
     declared: bool,
 }
@@ -517,7 +516,7 @@ impl Supervisor {
                     Some(()) = consuming.recv(), if confirmed < expected => {
                         confirmed += 1;
                         if confirmed == expected {
-                            let _ = self.ready.send(true);
+                            self.runtime.health.set_consuming(true);
                         }
                     }
                     Some(done) = consumers.join_next() => {
@@ -529,7 +528,7 @@ impl Supervisor {
                     }
                 }
             };
-            let _ = self.ready.send(false);
+            self.runtime.health.set_consuming(false);
             session_trigger.trigger();
             while consumers.join_next().await.is_some() {}
             match lost {

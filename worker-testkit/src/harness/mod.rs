@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
 use worker_core::middleware::{default_stack, BoxJobService, HandlerService, RetryLayer};
-use worker_core::runtime::{Runtime, Shutdown, ShutdownTrigger, TaskSpec};
+use worker_core::runtime::{Health, Runtime, Shutdown, ShutdownTrigger, TaskSpec};
 use worker_core::task::StateMap;
 use worker_core::transport::Transport;
 use worker_core::worker::Settlement;
@@ -100,6 +100,7 @@ pub struct Harness<T: Task> {
     mock: MockHandle,
     trigger: Arc<ShutdownTrigger>,
     shutdown: Shutdown,
+    health: Arc<Health>,
     next_tag: AtomicU64,
 }
 
@@ -145,6 +146,7 @@ impl<T: Task> Harness<T> {
             mock,
             trigger: Arc::new(trigger),
             shutdown,
+            health: Arc::new(Health::default()),
             next_tag: AtomicU64::new(1),
         }
     }
@@ -380,6 +382,26 @@ impl<T: Task> Harness<T> {
         self.trigger.trigger();
     }
 
+    /// The readiness a worker running these deliveries would report
+    /// (consuming is taken for granted here): `false` while the task's
+    /// parking queue refuses copies.
+    ///
+    /// ```
+    /// # struct T;
+    /// # impl worker_core::Task for T {
+    /// #     type Payload = u32;
+    /// #     const NAME: &'static str = "t";
+    /// #     const QUEUE: &'static str = "t";
+    /// #     async fn run(&self, _: worker_core::TaskContext, _: u32) -> Result<(), worker_core::TaskError> { Ok(()) }
+    /// # }
+    /// let harness = worker_testkit::Harness::new(T);
+    /// assert!(harness.parking_ok());
+    /// ```
+    pub fn parking_ok(&self) -> bool {
+        self.health.set_consuming(true);
+        self.health.is_ready()
+    }
+
     /// Whether shutdown has begun.
     ///
     /// ```
@@ -517,6 +539,7 @@ impl<T: Task> Harness<T> {
             publisher: Publisher::from_transport(transport.clone()),
             state: Arc::new(self.state.clone()),
             shutdown: self.shutdown.clone(),
+            health: self.health.clone(),
         });
         let unknown = match delivery.properties.kind() {
             Some(name) if !name.is_empty() && name != T::NAME => Some(name.to_owned()),
