@@ -18,18 +18,14 @@ fn rabbitmqctl(args: &[&str]) {
     }
 }
 
-/// The test broker's URL with other credentials.
-fn url_for(user: &str, password: &str) -> String {
-    let url = worker_core::connection::default_url();
-    let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
-    format!("amqp://{user}:{password}@{host}")
-}
-
 #[tokio::test]
 async fn a_user_without_vhost_permissions_gets_a_final_error_that_says_what_to_do() {
     rabbitmqctl(&["add_user", "it-noperm", "noperm-secret"]);
     rabbitmqctl(&["clear_permissions", "-p", "/", "it-noperm"]);
-    let connector = Connector::new(ConnectionConfig::new(url_for("it-noperm", "noperm-secret")));
+    let connector = Connector::new(ConnectionConfig::new(support::url_as(
+        "it-noperm",
+        "noperm-secret",
+    )));
     let started = tokio::time::Instant::now();
     let err = Worker::new(connector)
         .register(Guarded)
@@ -53,7 +49,7 @@ async fn a_user_without_vhost_permissions_gets_a_final_error_that_says_what_to_d
 #[tokio::test]
 async fn a_wrong_password_is_refused_once_and_the_password_never_shows() {
     rabbitmqctl(&["add_user", "it-wrongpw", "right-secret"]);
-    let publisher = Publisher::new(Connector::new(ConnectionConfig::new(url_for(
+    let publisher = Publisher::new(Connector::new(ConnectionConfig::new(support::url_as(
         "it-wrongpw",
         "wrong-secret",
     ))));
@@ -81,7 +77,7 @@ async fn a_password_with_reserved_characters_works_percent_encoded() {
         ".*",
         ".*",
     ]);
-    let connector = Connector::new(ConnectionConfig::new(url_for(
+    let connector = Connector::new(ConnectionConfig::new(support::url_as(
         "it-reserved",
         "Ab3%2FxY%2Czq9%40%3A%3F%23",
     )));

@@ -13,8 +13,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use support::{header_str, Recorder, Script};
-use worker_core::worker::WorkerConfig;
-use worker_core::{Backoff, RetryPolicy, Task, TaskOptions, Worker};
+use worker_core::{Backoff, RetryPolicy, Task, TaskOptions};
 
 const TIER: Duration = Duration::from_millis(50);
 
@@ -36,15 +35,6 @@ scripted_task!(Impersonated, "it.hostile.userid", options(3));
 scripted_task!(Copied, "it.hostile.cc", options(2));
 scripted_task!(Stranded, "it.hostile.tierless", options(3));
 
-fn worker(recorder: &Recorder) -> Worker {
-    Worker::from_env()
-        .state(recorder.clone())
-        .config(WorkerConfig {
-            grace_period: Duration::from_secs(5),
-            ..WorkerConfig::default()
-        })
-}
-
 /// Publishes `script` to `queue` over `conn`, confirmed.
 async fn publish_raw(conn: &Connection, queue: &str, script: &Script, props: BasicProperties) {
     let ch = conn.create_channel().await.unwrap();
@@ -65,13 +55,6 @@ async fn publish_raw(conn: &Connection, queue: &str, script: &Script, props: Bas
         .await
         .unwrap();
     assert!(confirm.is_ack(), "{queue} took {}", script.id);
-}
-
-/// The test broker's URL for another login.
-fn url_as(user: &str, password: &str) -> String {
-    let url = worker_core::connection::default_url();
-    let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
-    format!("amqp://{user}:{password}@{host}")
 }
 
 /// Messages whose `user_id` names their producer's login (valid for the
@@ -99,7 +82,7 @@ async fn a_producers_user_id_never_reaches_a_copy() {
         }
     }
     let producer = Connection::connect(
-        &url_as("it-producer", "producer-secret"),
+        &support::url_as("it-producer", "producer-secret"),
         ConnectionProperties::default(),
     )
     .await
@@ -110,7 +93,7 @@ async fn a_producers_user_id_never_reaches_a_copy() {
             .with_content_type("application/json".into())
     };
     let recorder = Recorder::default();
-    let running = worker(&recorder)
+    let running = support::recording_worker(&recorder, Duration::from_secs(5))
         .register(Impersonated)
         .start()
         .await
@@ -174,7 +157,11 @@ async fn cc_headers_route_only_the_producers_publish() {
     .await
     .unwrap();
     let recorder = Recorder::default();
-    let running = worker(&recorder).register(Copied).start().await.unwrap();
+    let running = support::recording_worker(&recorder, Duration::from_secs(5))
+        .register(Copied)
+        .start()
+        .await
+        .unwrap();
     let mut headers = FieldTable::default();
     let cc = [audit, Copied::QUEUE]
         .iter()
@@ -226,7 +213,11 @@ async fn cc_headers_route_only_the_producers_publish() {
 async fn a_deleted_tier_under_a_failing_message_ends_parked() {
     support::reset(Stranded::QUEUE, &[TIER]).await;
     let recorder = Recorder::default();
-    let running = worker(&recorder).register(Stranded).start().await.unwrap();
+    let running = support::recording_worker(&recorder, Duration::from_secs(5))
+        .register(Stranded)
+        .start()
+        .await
+        .unwrap();
     let tier = worker_core::runtime::tier_queue(Stranded::QUEUE, TIER);
     let conn = support::connect().await;
     conn.create_channel()

@@ -52,12 +52,7 @@ scripted_task!(CrashLoop, "it.mw.crashloop", retrying(1, &[], 3));
 scripted_task!(Returned, "it.mw.returned", retrying(1, &[], 3));
 
 fn worker(recorder: &Recorder) -> Worker {
-    Worker::from_env()
-        .state(recorder.clone())
-        .config(WorkerConfig {
-            grace_period: Duration::from_secs(5),
-            ..WorkerConfig::default()
-        })
+    support::recording_worker(recorder, Duration::from_secs(5))
 }
 
 async fn wait_parked(conn: &lapin::Connection, parking: &str, n: u32) {

@@ -50,6 +50,17 @@ async fn quorum(ch: &Channel, name: &str, extra: &[(&str, AMQPValue)]) {
     .unwrap();
 }
 
+/// `target`, and `source` dead-lettering into it, with `extra` arguments.
+async fn dead_letter_pair(ch: &Channel, source: &str, target: &str, extra: &[(&str, AMQPValue)]) {
+    quorum(ch, target, &[]).await;
+    let mut args = vec![
+        ("x-dead-letter-exchange", text("")),
+        ("x-dead-letter-routing-key", text(target)),
+    ];
+    args.extend_from_slice(extra);
+    quorum(ch, source, &args).await;
+}
+
 async fn publish(ch: &Channel, queue: &str, headers: FieldTable) {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
@@ -203,16 +214,7 @@ async fn a_client_set_x_death_is_merged_only_where_capabilities_say() {
     let caps = support::capabilities().await;
     let (_conn, ch) = support::channel().await;
     let (source, target) = ("facts.xdeath.source", "facts.xdeath.target");
-    quorum(&ch, target, &[]).await;
-    quorum(
-        &ch,
-        source,
-        &[
-            ("x-dead-letter-exchange", text("")),
-            ("x-dead-letter-routing-key", text(target)),
-        ],
-    )
-    .await;
+    dead_letter_pair(&ch, source, target, &[]).await;
     let forged = table(&[
         ("queue", text("somewhere-else")),
         ("reason", text("rejected")),
@@ -258,18 +260,11 @@ async fn at_least_once_dead_lettering_delivers_a_rejected_message() {
     assert!(caps.at_least_once_dead_lettering());
     let (_conn, ch) = support::channel().await;
     let (source, target) = ("facts.alo.source", "facts.alo.target");
-    quorum(&ch, target, &[]).await;
-    quorum(
-        &ch,
-        source,
-        &[
-            ("x-dead-letter-exchange", text("")),
-            ("x-dead-letter-routing-key", text(target)),
-            ("x-dead-letter-strategy", text("at-least-once")),
-            ("x-overflow", text("reject-publish")),
-        ],
-    )
-    .await;
+    let at_least_once = [
+        ("x-dead-letter-strategy", text("at-least-once")),
+        ("x-overflow", text("reject-publish")),
+    ];
+    dead_letter_pair(&ch, source, target, &at_least_once).await;
     publish(&ch, source, FieldTable::default()).await;
     let m = poll_get(&ch, source).await.expect("published");
     ch.basic_reject(

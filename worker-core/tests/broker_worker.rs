@@ -44,12 +44,7 @@ scripted_task!(
 scripted_task!(Deleted, "it.worker.deleted", quick(TaskOptions::default()));
 
 fn worker(recorder: &Recorder) -> Worker {
-    Worker::from_env()
-        .state(recorder.clone())
-        .config(WorkerConfig {
-            grace_period: Duration::from_secs(10),
-            ..WorkerConfig::default()
-        })
+    support::recording_worker(recorder, Duration::from_secs(10))
 }
 
 #[tokio::test]

@@ -30,6 +30,24 @@ pub async fn connect() -> Connection {
     }
 }
 
+/// The test broker's URL with another login.
+pub fn url_as(user: &str, password: &str) -> String {
+    let url = default_url();
+    let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
+    format!("amqp://{user}:{password}@{host}")
+}
+
+/// A worker for the test broker that records into `recorder` and stops
+/// within `grace` of a shutdown.
+pub fn recording_worker(recorder: &Recorder, grace: Duration) -> worker_core::Worker {
+    worker_core::Worker::from_env()
+        .state(recorder.clone())
+        .config(worker_core::worker::WorkerConfig {
+            grace_period: grace,
+            ..worker_core::worker::WorkerConfig::default()
+        })
+}
+
 /// What the test broker does, by the version it announces.
 pub async fn capabilities() -> worker_core::broker::Capabilities {
     let uri: lapin::uri::AMQPUri = default_url().parse().expect("AMQP_URL parses");
