@@ -123,13 +123,12 @@ pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
 }
 
 /// The outcome for a delivery whose copy (to a delay tier or parking)
-/// could not be published: back
-/// to its queue with a charged requeue ([`Outcome::Requeue`], a
-/// `basic.reject` that every broker version counts toward the delivery
-/// limit, and that the attempt count reads back as a return), after the
-/// task's backoff for this attempt, so that a broken tier queue costs a
-/// bounded number of slow round trips and never a hot loop. A stopping
-/// worker returns it at once.
+/// could not be published: back to its queue with a charged requeue
+/// ([`Outcome::Requeue`], a `basic.reject` that every broker version counts
+/// toward the delivery limit, and that the attempt count reads back as a
+/// return), after the task's backoff for this attempt, so that a broken
+/// queue costs a bounded number of slow round trips and never a hot loop.
+/// A stopping worker returns it at once.
 pub(crate) async fn return_after_backoff(job: &Job) -> Outcome {
     let delay = job
         .spec()
