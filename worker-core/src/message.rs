@@ -6,7 +6,9 @@ use lapin::types::ShortString;
 use lapin::BasicProperties;
 
 use crate::error::Error;
-use crate::headers::{Headers, ORIGINAL_EXPIRATION, ORIGINAL_USER_ID, ROUTING_HEADERS};
+use crate::headers::{
+    is_broker_owned, Headers, ORIGINAL_EXPIRATION, ORIGINAL_USER_ID, ROUTING_HEADERS,
+};
 
 /// AMQP basic properties of a message.
 ///
@@ -253,6 +255,18 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// A copy of `delivery` for `queue`, as the framework publishes every
+    /// copy of a message (to a wait queue, quarantine, parking, or back to
+    /// work on replay): the properties of [`Properties::for_copy`], without
+    /// the broker's `x-` headers, then `stamp` adds ours.
+    pub fn copy_of(delivery: &Delivery, queue: &str, stamp: impl FnOnce(&mut Headers)) -> Self {
+        let mut properties = delivery.properties.for_copy();
+        let headers = properties.headers_mut();
+        headers.retain(|name| !is_broker_owned(name));
+        stamp(headers);
+        Outgoing::to_queue(queue, properties, delivery.body.clone())
+    }
+
     /// A mandatory message to a queue through the default exchange.
     pub fn to_queue(queue: &str, properties: Properties, body: impl Into<Bytes>) -> Self {
         Outgoing {

@@ -49,6 +49,13 @@ pub const ORIGINAL_USER_ID: &str = "rw-original-user-id";
 pub const ORIGINAL_CC: &str = "rw-original-cc";
 /// The original's `BCC` header, kept like [`ORIGINAL_CC`].
 pub const ORIGINAL_BCC: &str = "rw-original-bcc";
+/// Whether the broker owns a header (`x-death`, `x-delivery-count`, ...):
+/// copies the framework publishes drop those, and ours never start with
+/// the prefix.
+pub fn is_broker_owned(name: &str) -> bool {
+    name.starts_with("x-")
+}
+
 /// Routing headers the broker acts on when a message is published, with
 /// the header of ours that keeps each on a copy.
 pub const ROUTING_HEADERS: [(&str, &str); 2] = [("CC", ORIGINAL_CC), ("BCC", ORIGINAL_BCC)];

@@ -3,9 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::headers::{Attempts, FIRST_FAILURE};
+use super::policy::{Arrival, Progress, Step};
+use crate::headers::{Attempts, FIRST_FAILURE, NOT_BEFORE};
+use crate::host::now_secs;
 use crate::message::Delivery;
 use crate::runtime::{Runtime, TaskSpec};
+use crate::task::QueueType;
 use crate::task::{FailureKind, TaskError};
 use crate::transport::Transport;
 
@@ -156,6 +159,35 @@ impl Job {
         }
     }
 
+    /// Where the delivery stands as it arrives, for [`admit`](super::policy::admit).
+    pub fn arrival(&self) -> Arrival {
+        let not_due_for = self
+            .delivery()
+            .properties
+            .headers()
+            .get_count(NOT_BEFORE)
+            .and_then(|due| due.checked_sub(now_secs()))
+            .filter(|left| *left > 0)
+            .map(Duration::from_secs);
+        Arrival {
+            attempt: self.attempt,
+            from_quarantine: self.shared.quarantined,
+            returned: self.was_returned(),
+            classic: self.shared.spec.options.queue_type == QueueType::Classic,
+            not_due_for,
+        }
+    }
+
+    /// Where the delivery stands after a failed run, for
+    /// [`after_failure`](super::policy::after_failure).
+    pub fn progress(&self) -> Progress {
+        Progress {
+            tries_here: self.tries_here,
+            redeliveries: self.shared.attempts.redeliveries,
+            stopping: self.shared.runtime.shutdown.is_triggered(),
+        }
+    }
+
     /// The unregistered task name this delivery carries, if any.
     pub fn unknown_task(&self) -> Option<&str> {
         self.shared.unknown_task.as_deref()
@@ -213,6 +245,9 @@ pub struct Failure {
     pub retry_after: Option<Duration>,
     /// The attempt that failed.
     pub attempt: u32,
+    /// What the failure policy decided for it (set by the retry layer);
+    /// `None` until then, which the park layer treats as "park".
+    pub next: Option<Step>,
 }
 
 impl Failure {
@@ -229,6 +264,7 @@ impl Failure {
             message: message.into(),
             retry_after: None,
             attempt,
+            next: None,
         }
     }
 
@@ -240,6 +276,7 @@ impl Failure {
             message: err.message().to_owned(),
             retry_after: err.retry_delay(),
             attempt,
+            next: None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use tower::Service;
 
+use super::policy::Step;
 use super::{
     config_layer, job_service_header, return_after_backoff, Failure, Job, JobService, Outcome,
 };
@@ -53,18 +54,20 @@ impl<S: JobService> Service<Job> for Park<S> {
 pub async fn park(job: &Job, failure: &Failure) -> Outcome {
     let delivery = job.delivery();
     let spec = job.spec();
-    let reason = failure.park_reason();
-    let mut properties = delivery.properties.for_copy();
-    let headers = properties.headers_mut();
-    stamp_failure(headers, job, failure);
-    headers
-        .insert(headers::PARK_TASK, parked_task(job))
-        .insert(headers::PARK_REASON, reason)
-        .insert(headers::ORIGINAL_EXCHANGE, delivery.exchange.as_str())
-        .insert(headers::ORIGINAL_ROUTING_KEY, delivery.routing_key.as_str())
-        .insert(headers::ORIGINAL_QUEUE, &*spec.queue)
-        .insert(headers::PARK_HOST, hostname());
-    let copy = Outgoing::to_queue(&spec.parking, properties, delivery.body.clone());
+    let reason = match failure.next {
+        Some(Step::Park { reason }) => reason,
+        _ => failure.park_reason(),
+    };
+    let copy = Outgoing::copy_of(delivery, &spec.parking, |headers| {
+        stamp_failure(headers, job, failure);
+        headers
+            .insert(headers::PARK_TASK, parked_task(job))
+            .insert(headers::PARK_REASON, reason)
+            .insert(headers::ORIGINAL_EXCHANGE, delivery.exchange.as_str())
+            .insert(headers::ORIGINAL_ROUTING_KEY, delivery.routing_key.as_str())
+            .insert(headers::ORIGINAL_QUEUE, &*spec.queue)
+            .insert(headers::PARK_HOST, hostname());
+    });
     match job.transport().publish(copy).await {
         Ok(()) => {
             job.runtime().health.set_parking_ok(spec.name, true);

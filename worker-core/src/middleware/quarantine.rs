@@ -18,9 +18,9 @@ use futures_util::future::FutureExt;
 use tower::Service;
 
 use super::park::stamp_attempts;
+use super::policy::{admit, Step};
 use super::{config_layer, job_service_header, take_ready, Job, JobService, Outcome};
 use crate::message::Outgoing;
-use crate::task::QueueType;
 
 /// Moves returned deliveries to the task's quarantine queue (confirmed, then
 /// acked); every other delivery passes through. If the copy cannot be
@@ -39,26 +39,17 @@ impl<S: JobService> Service<Job> for Quarantine<S> {
     job_service_header!();
 
     fn call(&mut self, job: Job) -> Self::Future {
-        let classic = job.spec().options.queue_type == QueueType::Classic;
-        // Work queue: any return moves the delivery to quarantine, without
-        // charging an attempt. Quarantine (quorum): returns are counted by the
-        // queue itself and the delivery limit acts on them. Quarantine
-        // (classic, no counter): a redelivery is a crash while running
-        // alone, recorded by a fresh copy with one more attempt.
-        let recorded = match (job.from_quarantine(), job.was_returned()) {
-            (false, true) => job.attempt().saturating_sub(1),
-            (true, true) if classic => job.attempt(),
-            _ => return self.inner.call(job).boxed(),
+        let Step::Quarantine { attempts: recorded } =
+            admit(job.arrival(), &job.spec().options.retry)
+        else {
+            return self.inner.call(job).boxed();
         };
         let mut inner = take_ready(&mut self.inner);
         Box::pin(async move {
             let spec = job.spec();
-            let delivery = job.delivery();
-            let mut properties = delivery.properties.for_copy();
-            let headers = properties.headers_mut();
-            headers.retain(|name| !name.starts_with("x-"));
-            stamp_attempts(headers, recorded);
-            let copy = Outgoing::to_queue(&spec.quarantine, properties, delivery.body.clone());
+            let copy = Outgoing::copy_of(job.delivery(), &spec.quarantine, |headers| {
+                stamp_attempts(headers, recorded);
+            });
             match job.transport().publish(copy).await {
                 Ok(()) => {
                     tracing::info!(

@@ -1,9 +1,5 @@
-//! A few short in-process retries of transient failures.
-//!
-//! Why so few? An in-process sleep holds a prefetch slot and counts against
-//! the broker's consumer ack timeout; long waits belong on the broker (see
-//! [`RedeliverLayer`](super::RedeliverLayer)). A handler's `retry_after`
-//! longer than the backoff cap skips the in-process retries for that reason.
+//! Runs the failure policy after every failed attempt, and carries out its
+//! in-process retries (see [`policy`](super::policy) for the rules).
 
 use std::sync::{Arc, Mutex};
 
@@ -11,13 +7,12 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tower::{Service, ServiceExt};
 
+use super::policy::{after_failure, Step};
 use super::{config_layer, job_service_header, take_ready, Job, JobService, Outcome};
-use crate::task::FailureKind;
 
-/// Retries transient failures up to the task's `in_process_attempts`, with its backoff.
-///
-/// Stops early when the message reached `max_attempts` or the worker is
-/// shutting down; the failure then goes up the stack.
+/// Asks the failure policy what follows each failed attempt: it runs the
+/// handler again here after the step's delay, or records the step on the
+/// failure (`Failure::next`) for the outer layers to carry out.
 #[derive(Debug, Clone)]
 pub struct RetryLayer {
     rng: Arc<Mutex<StdRng>>,
@@ -52,27 +47,20 @@ impl<S: JobService> Service<Job> for Retry<S> {
             let mut job = job;
             loop {
                 let outcome = inner.ready().await?.call(job.clone()).await?;
-                let Outcome::Failed(failure) = &outcome else {
+                let Outcome::Failed(mut failure) = outcome else {
                     return Ok(outcome);
                 };
                 let policy = &job.spec().options.retry;
-                let runtime = job.runtime();
-                let may_retry = failure.kind == FailureKind::Transient
-                    && job.tries_here() < policy.in_process_attempts
-                    && job.attempt() < policy.max_attempts
-                    && !runtime.shutdown.is_triggered();
-                if !may_retry {
-                    return Ok(outcome);
-                }
-                let delay = match failure.retry_after {
-                    Some(wait) if wait > policy.backoff.max => return Ok(outcome),
-                    Some(wait) => wait.max(policy.backoff.min),
-                    None => {
-                        let mut rng = rng.lock().unwrap_or_else(|p| p.into_inner());
-                        policy.backoff.delay(job.tries_here(), &mut *rng)
-                    }
+                let decide = |progress| {
+                    let mut rng = rng.lock().unwrap_or_else(|p| p.into_inner());
+                    after_failure(&failure, progress, policy, &mut *rng)
                 };
-                tracing::debug!(attempt = job.attempt(), ?delay, error = %failure.message, "retrying in process");
+                let step = decide(job.progress());
+                let Step::RetryHere { after } = step else {
+                    failure.next = Some(step);
+                    return Ok(Outcome::Failed(failure));
+                };
+                tracing::debug!(attempt = job.attempt(), ?after, error = %failure.message, "retrying in process");
                 metrics::counter!(
                     "rabbit_worker_outcomes_total",
                     "task" => job.spec().name,
@@ -81,8 +69,12 @@ impl<S: JobService> Service<Job> for Retry<S> {
                 )
                 .increment(1);
                 tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = runtime.shutdown.triggered() => return Ok(outcome),
+                    () = tokio::time::sleep(after) => {}
+                    () = job.runtime().shutdown.triggered() => {
+                        // Stopping: no more runs here; the policy says where it waits.
+                        failure.next = Some(decide(job.progress()));
+                        return Ok(Outcome::Failed(failure));
+                    }
                 }
                 job = job.next_attempt();
             }

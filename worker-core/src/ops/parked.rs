@@ -364,12 +364,15 @@ fn one_line(text: &str, max: usize) -> String {
 /// assert!(!h.contains("rw-attempts") && !h.contains("rw-park-reason") && !h.contains("x-delivery-count"));
 /// ```
 pub fn replay_copy(delivery: &Delivery, queue: &str) -> Outgoing {
-    let mut properties = delivery.properties.for_copy();
-    let headers = properties.headers_mut();
-    let replays = headers.get_u64(headers::REPLAYS).unwrap_or(0);
-    headers.retain(|name| !name.starts_with("x-") && !CLEARED_ON_REPLAY.contains(&name));
-    headers.insert(headers::REPLAYS, replays.saturating_add(1));
-    Outgoing::to_queue(queue, properties, delivery.body.clone())
+    let replays = delivery
+        .properties
+        .headers()
+        .get_u64(headers::REPLAYS)
+        .unwrap_or(0);
+    Outgoing::copy_of(delivery, queue, |headers| {
+        headers.retain(|name| !CLEARED_ON_REPLAY.contains(&name));
+        headers.insert(headers::REPLAYS, replays.saturating_add(1));
+    })
 }
 
 /// What a listing found.
