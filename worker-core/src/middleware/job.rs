@@ -82,14 +82,10 @@ impl Job {
         }
     }
 
-    /// Marks the job as carrying a task name no task on this queue has.
-    ///
-    /// The worker does this when a delivery's `type` names no registered
-    /// task; the handler service then parks it with reason `unknown-task`.
-    /// Public so that test harnesses can dispatch the way the worker does.
-    /// Call it on a fresh job (before it is cloned); on a shared one it has
-    /// no effect.
-    pub fn with_unknown_task(mut self, name: String) -> Job {
+    /// Marks the job as carrying a task name no task on this queue has
+    /// (the dispatch does, on a fresh job); the handler service then parks
+    /// it with reason `unknown-task`.
+    pub(crate) fn with_unknown_task(mut self, name: String) -> Job {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
             shared.unknown_task = Some(name);
         }

@@ -10,16 +10,15 @@ use lapin::types::FieldTable;
 use lapin::Connection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use tower::ServiceExt;
 
+use super::dispatch::{dispatch, Tasks};
 use super::settle::Settlement;
 use super::settler::Settler;
 use super::WorkerConfig;
 use crate::error::Error;
 use crate::message::Delivery;
-use crate::middleware::{BoxJobService, Job};
 use crate::publisher::Publisher;
-use crate::runtime::{Runtime, Shutdown, TaskSpec};
+use crate::runtime::{Runtime, Shutdown};
 use crate::transport::{LapinTransport, Transport};
 
 /// The tasks served by one queue; the first one is chosen when a message names no task.
@@ -27,7 +26,7 @@ pub(crate) struct QueueGroup {
     pub(crate) queue: Arc<str>,
     pub(crate) prefetch: u16,
     pub(crate) concurrency: usize,
-    pub(crate) tasks: Vec<(Arc<TaskSpec>, BoxJobService)>,
+    pub(crate) tasks: Arc<Tasks>,
 }
 
 /// One queue a group's consumer reads: the work queue, or its quarantine.
@@ -41,7 +40,7 @@ pub(crate) struct Source {
 impl QueueGroup {
     /// The work queue and the quarantine queue (prefetch 1, one handler at a time).
     pub(crate) fn sources(&self) -> [Source; 2] {
-        let quarantine = self.tasks[0].0.quarantine.as_str();
+        let quarantine = self.tasks.first().quarantine.as_str();
         [
             Source {
                 queue: self.queue.clone(),
@@ -54,19 +53,6 @@ impl QueueGroup {
                 concurrency: 1,
             },
         ]
-    }
-
-    /// The task for a delivery, by its `type` property; an unknown name is
-    /// flagged so the handler service parks it.
-    fn pick(&self, delivery: &Delivery) -> (&Arc<TaskSpec>, &BoxJobService, Option<String>) {
-        let (first_spec, first_svc) = &self.tasks[0];
-        match delivery.properties.kind() {
-            None | Some("") => (first_spec, first_svc, None),
-            Some(name) => match self.tasks.iter().find(|(spec, _)| spec.name == name) {
-                Some((spec, svc)) => (spec, svc, None),
-                None => (first_spec, first_svc, Some(name.to_owned())),
-            },
-        }
     }
 }
 
@@ -144,17 +130,12 @@ pub(crate) async fn consume(
                     let permit = slot.take().expect("a slot is held in this branch");
                     let delivery = Arc::new(Delivery::from_lapin(raw));
                     let tag = delivery.tag;
-                    let (spec, svc, unknown) = group.pick(&delivery);
-                    let mut job = Job::new(delivery, spec.clone(), transport.clone(), runtime.clone());
-                    if let Some(name) = unknown {
-                        job = job.with_unknown_task(name);
-                    }
-                    let svc = svc.clone();
+                    let (tasks, transport, runtime) = (group.tasks.clone(), transport.clone(), runtime.clone());
                     let task_settler = settler.clone();
                     settler.track(tag);
                     let handle = running.spawn(async move {
-                        let outcome = svc.oneshot(job).await.unwrap_or_else(|never| match never {});
-                        task_settler.settle(tag, Settlement::for_outcome(&outcome));
+                        let (_, settlement) = dispatch(&tasks, delivery, transport, runtime).await;
+                        task_settler.settle(tag, settlement);
                         drop(permit);
                     });
                     tags.insert(handle.id(), tag);

@@ -1,10 +1,12 @@
 //! The worker: register tasks, declare topology, consume, settle, stop, reconnect.
 
 mod consumer;
+mod dispatch;
 mod settle;
 mod settler;
 mod signal;
 
+pub use dispatch::{check_state, dispatch, Tasks};
 pub use settle::Settlement;
 pub use signal::stop_signal;
 
@@ -281,14 +283,7 @@ impl Worker {
     /// Connects, declares topology and starts consuming in the background.
     pub async fn start(self) -> Result<RunningWorker, Error> {
         for r in &self.registrations {
-            for (id, name) in &r.required_state {
-                if !self.state.contains(*id) {
-                    return Err(Error::Config(format!(
-                        "task {} needs shared state of type {name}; add it with Worker::state(...)",
-                        r.spec.name
-                    )));
-                }
-            }
+            check_state(r.spec.name, &r.required_state, &self.state)?;
         }
         let groups = self.groups()?;
         if groups.is_empty() {
@@ -379,9 +374,10 @@ impl Worker {
                     queue: r.spec.queue.clone(),
                     prefetch,
                     concurrency: self.concurrency_override.unwrap_or(o.concurrency),
-                    tasks: Vec::new(),
+                    tasks: Arc::new(Tasks::empty()),
                 });
-            if let Some((first, _)) = group.tasks.first() {
+            let tasks = Arc::get_mut(&mut group.tasks).expect("not shared while grouping");
+            if let Some(first) = tasks.specs().next() {
                 let f = &first.options;
                 if f.queue_type != o.queue_type
                     || f.retry.tiers != o.retry.tiers
@@ -393,7 +389,7 @@ impl Worker {
                     )));
                 }
             }
-            group.tasks.push((r.spec.clone(), svc));
+            tasks.push(r.spec.clone(), svc);
         }
         Ok(by_queue.into_values().collect())
     }

@@ -34,12 +34,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
-use tower::ServiceExt;
 use worker_core::middleware::{default_stack, BoxJobService, HandlerService, RetryLayer};
 use worker_core::runtime::{Health, Runtime, Shutdown, ShutdownTrigger, TaskSpec};
 use worker_core::task::StateMap;
 use worker_core::transport::Transport;
-use worker_core::worker::Settlement;
+use worker_core::worker::{check_state, dispatch, Tasks};
 use worker_core::{Delivery, Job, Publisher, RetryPolicy, Task, TaskOptions};
 
 use self::count::{CountRuns, RunLog};
@@ -523,16 +522,19 @@ impl<T: Task> Harness<T> {
     /// assert_eq!(stray.unknown_task(), Some("other"));
     /// ```
     pub fn job(&self, delivery: Delivery) -> Job {
-        self.job_for(Arc::new(self.spec()), delivery)
+        let spec = Arc::new(self.spec());
+        let stack = default_stack(&spec, self.retry.clone(), self.handler(RunLog::new()));
+        let (transport, runtime) = self.runtime();
+        Tasks::one(spec, stack)
+            .job(Arc::new(delivery), transport, runtime)
+            .0
     }
 
-    fn job_for(&self, spec: Arc<TaskSpec>, delivery: Delivery) -> Job {
-        for (id, name) in self.task.required_state() {
-            assert!(
-                self.state.contains(id),
-                "task {} needs shared state of type {name}; add it with Harness::state(...)",
-                T::NAME
-            );
+    /// The transport and runtime a worker would give this task's deliveries,
+    /// after the worker's check that the task's shared state is there.
+    fn runtime(&self) -> (Arc<dyn Transport>, Arc<Runtime>) {
+        if let Err(e) = check_state(T::NAME, &self.task.required_state(), &self.state) {
+            panic!("{e} (on the harness: Harness::state(...))");
         }
         let transport: Arc<dyn Transport> = Arc::new(self.transport.clone());
         let runtime = Arc::new(Runtime {
@@ -541,14 +543,17 @@ impl<T: Task> Harness<T> {
             shutdown: self.shutdown.clone(),
             health: self.health.clone(),
         });
-        let unknown = match delivery.properties.kind() {
-            Some(name) if !name.is_empty() && name != T::NAME => Some(name.to_owned()),
-            _ => None,
-        };
-        let job = Job::new(Arc::new(delivery), spec, transport, runtime);
-        match unknown {
-            Some(name) => job.with_unknown_task(name),
-            None => job,
+        (transport, runtime)
+    }
+
+    /// The task's handler service, counting runs into `log`, inside the
+    /// user's layers.
+    fn handler(&self, log: RunLog) -> BoxJobService {
+        let handler: BoxJobService =
+            BoxCloneSyncService::new(CountRuns::new(HandlerService::new(self.task.clone()), log));
+        match &self.wrap {
+            Some(wrap) => wrap(handler),
+            None => handler,
         }
     }
 
@@ -587,25 +592,14 @@ impl<T: Task> Harness<T> {
     pub async fn run(&self, delivery: Delivery) -> Report {
         let spec = Arc::new(self.spec());
         let tag = delivery.tag;
-        let job = self.job_for(spec.clone(), delivery);
         let log = RunLog::new();
-        let handler: BoxJobService = BoxCloneSyncService::new(CountRuns::new(
-            HandlerService::new(self.task.clone()),
-            log.clone(),
-        ));
-        let handler = match &self.wrap {
-            Some(wrap) => wrap(handler),
-            None => handler,
-        };
-        let stack = default_stack(&spec, self.retry.clone(), handler);
+        let stack = default_stack(&spec, self.retry.clone(), self.handler(log.clone()));
+        let tasks = Tasks::one(spec.clone(), stack);
+        let (transport, runtime) = self.runtime();
 
         let first_event = self.mock.len();
         let started = Instant::now();
-        let outcome = stack
-            .oneshot(job)
-            .await
-            .unwrap_or_else(|never| match never {});
-        let settlement = Settlement::for_outcome(&outcome);
+        let (outcome, settlement) = dispatch(&tasks, Arc::new(delivery), transport, runtime).await;
         let settle_error = settlement.apply(&self.transport, tag).await.err();
         Report {
             tag,
