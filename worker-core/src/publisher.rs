@@ -21,7 +21,6 @@ use crate::error::Error;
 use crate::headers::Headers;
 use crate::host::now_secs;
 use crate::message::{Outgoing, Properties};
-use crate::task::Task;
 use crate::transport::Transport;
 
 /// Per-message options for [`Publisher::enqueue_with`].
@@ -149,45 +148,6 @@ impl Publisher {
             backend: self.backend.clone(),
             correlation_id,
         }
-    }
-
-    /// Enqueues one task and waits for the broker's confirm; returns the message id.
-    pub async fn enqueue<T: Task>(&self, payload: &T::Payload) -> Result<String, Error> {
-        self.enqueue_with::<T>(payload, EnqueueOptions::default())
-            .await
-    }
-
-    /// Enqueues one task with explicit ids and headers.
-    pub async fn enqueue_with<T: Task>(
-        &self,
-        payload: &T::Payload,
-        options: EnqueueOptions,
-    ) -> Result<String, Error> {
-        let (id, message) = self.task_message(T::NAME, T::QUEUE, payload, options)?;
-        self.publish(message).await?;
-        Ok(id)
-    }
-
-    /// Enqueues many tasks, pipelining the confirms; returns their ids in order.
-    ///
-    /// Fails if any message was not confirmed; the others may have been taken.
-    pub async fn enqueue_batch<'a, T: Task>(
-        &self,
-        payloads: impl IntoIterator<Item = &'a T::Payload>,
-    ) -> Result<Vec<String>, Error>
-    where
-        T::Payload: 'a,
-    {
-        let mut ids = Vec::new();
-        let mut messages = Vec::new();
-        for payload in payloads {
-            let (id, message) =
-                self.task_message(T::NAME, T::QUEUE, payload, EnqueueOptions::default())?;
-            ids.push(id);
-            messages.push(message);
-        }
-        self.publish_batch(messages).await?;
-        Ok(ids)
     }
 
     /// Builds the message for a task payload without sending it.

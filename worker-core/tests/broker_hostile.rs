@@ -218,7 +218,7 @@ async fn a_deleted_tier_under_a_failing_message_ends_parked() {
         .start()
         .await
         .unwrap();
-    let tier = worker_core::runtime::tier_queue(Stranded::QUEUE, TIER);
+    let tier = worker_core::topology::tier_queue(Stranded::QUEUE, TIER);
     let conn = support::connect().await;
     conn.create_channel()
         .await

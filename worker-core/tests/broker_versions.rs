@@ -19,7 +19,7 @@ use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
 use lapin::{BasicProperties, Channel};
 use worker_core::broker::DeliveryLimit;
 use worker_core::ops::topology::Verdict;
-use worker_core::runtime::TaskSpec;
+use worker_core::topology::TaskSpec;
 use worker_core::{Connector, TaskOptions};
 
 fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {

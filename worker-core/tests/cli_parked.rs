@@ -80,7 +80,7 @@ impl Task for ChargeCard {
 
 /// Every queue the task declares.
 fn queues() -> Vec<String> {
-    let spec = worker_core::runtime::TaskSpec::new(ChargeCard::NAME, QUEUE, ChargeCard.options());
+    let spec = worker_core::topology::TaskSpec::new(ChargeCard::NAME, QUEUE, ChargeCard.options());
     worker_core::topology::plan(&spec, worker_core::broker::Capabilities::unknown())
         .into_iter()
         .map(|q| q.name)
@@ -127,7 +127,7 @@ async fn enqueue_run_list_show_replay_purge() {
 
     let out = cli(&seen, &["topology", "declare"]).await;
     let planned = worker_core::topology::plan(
-        &worker_core::runtime::TaskSpec::new(ChargeCard::NAME, QUEUE, ChargeCard.options()),
+        &worker_core::topology::TaskSpec::new(ChargeCard::NAME, QUEUE, ChargeCard.options()),
         worker_core::broker::Capabilities::unknown(),
     );
     assert!(
@@ -481,7 +481,7 @@ async fn listing_a_missing_parking_queue_says_what_to_do() {
 async fn listings_back_to_back_see_every_parked_message() {
     const TASK_QUEUE: &str = "cli.parked.relist";
     const PARKED: usize = 25;
-    let spec = worker_core::runtime::TaskSpec::new(
+    let spec = worker_core::topology::TaskSpec::new(
         "cli.parked.relist",
         TASK_QUEUE,
         TaskOptions::default(),

@@ -31,7 +31,8 @@ impl Task for SendInvoice {
 
 /// Every queue the task declares.
 fn all() -> Vec<String> {
-    let spec = worker_core::runtime::TaskSpec::new(SendInvoice::NAME, QUEUE, SendInvoice.options());
+    let spec =
+        worker_core::topology::TaskSpec::new(SendInvoice::NAME, QUEUE, SendInvoice.options());
     worker_core::topology::plan(&spec, worker_core::broker::Capabilities::unknown())
         .into_iter()
         .map(|q| q.name)

@@ -10,7 +10,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm};
 use tokio::sync::Mutex;
 use worker_core::broker::{probe_version, Capabilities};
-use worker_core::runtime::TaskSpec;
+use worker_core::topology::TaskSpec;
 
 use super::payload::{body, raw_publish, Mode};
 use super::{procfs, BenchError, SLOTS, SLOT_QUEUES};

@@ -17,7 +17,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
-use worker_core::runtime::{parking_queue, tier_queue};
+use worker_core::topology::{parking_queue, tier_queue};
 use worker_core::{ConnectionConfig, Connector, Task, TaskContext, TaskError, TaskOptions, Worker};
 
 use super::payload::{

@@ -54,7 +54,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use worker_core::runtime::TaskSpec;
+use worker_core::topology::TaskSpec;
 use worker_core::{RetryPolicy, TaskOptions};
 
 pub use report::{table, Figure, RunRecord, Summary};

@@ -10,7 +10,7 @@ use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection, ConnectionProperties, PublisherConfirm};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::ChildStdout;
-use worker_core::runtime::TaskSpec;
+use worker_core::topology::TaskSpec;
 use worker_core::{ConnectionConfig, Connector, Publisher};
 
 use super::broker::{check_queues, expect_ack, Admin};

@@ -18,7 +18,7 @@ use crate::duration::format_duration;
 use crate::error::{redact_url, Error};
 use crate::ops::{self, parked, status, topology};
 use crate::publisher::EnqueueOptions;
-use crate::runtime::TaskSpec;
+use crate::topology::TaskSpec;
 use crate::worker::{Worker, WorkerConfig};
 
 /// A failure with its exit code and a message saying what to do.

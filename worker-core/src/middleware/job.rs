@@ -7,9 +7,10 @@ use super::policy::{Arrival, Progress, Step};
 use crate::headers::{Attempts, FIRST_FAILURE, NOT_BEFORE};
 use crate::host::now_secs;
 use crate::message::Delivery;
-use crate::runtime::{Runtime, TaskSpec};
+use crate::runtime::Runtime;
 use crate::task::QueueType;
 use crate::task::{FailureKind, TaskError};
+use crate::topology::TaskSpec;
 use crate::transport::Transport;
 
 /// One delivery on its way through the middleware stack.

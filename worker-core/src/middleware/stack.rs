@@ -9,7 +9,7 @@ use super::{
     CatchPanicLayer, DeliveryLimitLayer, Job, MetricsLayer, Outcome, ParkLayer, QuarantineLayer,
     RedeliverLayer, RetryLayer, TimeoutLayer, TraceLayer,
 };
-use crate::runtime::TaskSpec;
+use crate::topology::TaskSpec;
 
 /// A type-erased job service, as the worker stores one per task.
 pub type BoxJobService = BoxCloneSyncService<Job, Outcome, Infallible>;

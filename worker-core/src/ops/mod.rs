@@ -9,7 +9,7 @@
 //! ```no_run
 //! # use std::sync::Arc;
 //! # use worker_core::{Connector, ConnectionConfig};
-//! # use worker_core::runtime::TaskSpec;
+//! # use worker_core::topology::TaskSpec;
 //! # async fn demo(specs: Vec<Arc<TaskSpec>>) -> Result<(), worker_core::Error> {
 //! let connector = Connector::new(ConnectionConfig::from_env());
 //! let report = worker_core::ops::topology::check(&connector, &specs).await?;
@@ -31,13 +31,13 @@ use lapin::Connection;
 
 use crate::connection::Connector;
 use crate::error::Error;
-use crate::runtime::TaskSpec;
+use crate::topology::TaskSpec;
 
 /// Finds a task by its name, or by its queue name when no task has that name.
 ///
 /// ```
 /// # use std::sync::Arc;
-/// # use worker_core::runtime::TaskSpec;
+/// # use worker_core::topology::TaskSpec;
 /// # use worker_core::TaskOptions;
 /// let specs = vec![Arc::new(TaskSpec::new("send_email", "emails", TaskOptions::default()))];
 /// assert!(worker_core::ops::find_task(&specs, "send_email").is_some());

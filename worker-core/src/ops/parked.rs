@@ -55,9 +55,9 @@ use crate::error::Error;
 use crate::headers::{self, HeaderValue, Headers};
 use crate::message::{Delivery, Outgoing, Properties};
 use crate::publisher::Publisher;
-use crate::runtime::TaskSpec;
 use crate::task::QueueType;
 use crate::topology::parking_plan;
+use crate::topology::TaskSpec;
 
 /// How long to wait after the last acks before closing the channel:
 /// quorum queues can drop acks that race a channel close (rabbitmq-server #10327).

@@ -16,7 +16,7 @@ use crate::broker::{Capabilities, DeliveryLimit};
 use crate::connection::Connector;
 use crate::duration::format_duration;
 use crate::error::Error;
-use crate::runtime::TaskSpec;
+use crate::topology::TaskSpec;
 use crate::topology::{plan, QueuePlan, QueueRole};
 
 /// One queue's state; `depth` is `None` when the queue does not exist.

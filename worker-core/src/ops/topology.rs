@@ -26,8 +26,8 @@ use super::{inspect_queue, reply_code, reply_text};
 use crate::broker::Capabilities;
 use crate::connection::Connector;
 use crate::error::Error;
-use crate::runtime::TaskSpec;
 use crate::task::ExchangeKind;
+use crate::topology::TaskSpec;
 use crate::topology::{declare_queue, open_channel, plan, QueuePlan};
 
 /// What the broker says about one queue or exchange.

@@ -2,12 +2,9 @@
 //!
 //! Everything the runtime does to a delivery goes through [`Transport`]:
 //! settle it (ack, nack with requeue, reject) or publish a confirmed copy
-//! (to a delay tier or to parking). The worker uses the lapin
-//! implementation; `worker-testkit` supplies a recording mock.
-
-mod lapin_transport;
-
-pub use lapin_transport::LapinTransport;
+//! (to a delay tier or to parking). The worker's consumers use a lapin
+//! implementation (in the worker module); `worker-testkit` supplies a
+//! recording mock. This module depends on nothing but messages and errors.
 
 use futures_util::future::BoxFuture;
 

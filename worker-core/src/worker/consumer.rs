@@ -12,6 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::dispatch::{dispatch, Tasks};
+use super::lapin_transport::LapinTransport;
 use super::settle::Settlement;
 use super::settler::Settler;
 use super::WorkerConfig;
@@ -19,7 +20,7 @@ use crate::error::Error;
 use crate::message::Delivery;
 use crate::publisher::Publisher;
 use crate::runtime::{Runtime, Shutdown};
-use crate::transport::{LapinTransport, Transport};
+use crate::transport::Transport;
 
 /// The tasks served by one queue; the first one is chosen when a message names no task.
 pub(crate) struct QueueGroup {

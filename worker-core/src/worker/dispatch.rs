@@ -16,8 +16,9 @@ use super::settle::Settlement;
 use crate::error::Error;
 use crate::message::Delivery;
 use crate::middleware::{BoxJobService, Job, Outcome};
-use crate::runtime::{Runtime, TaskSpec};
+use crate::runtime::Runtime;
 use crate::task::StateMap;
+use crate::topology::TaskSpec;
 use crate::transport::Transport;
 
 /// The tasks one queue serves, each with its middleware stack; the first

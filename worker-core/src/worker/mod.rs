@@ -2,6 +2,7 @@
 
 mod consumer;
 mod dispatch;
+mod lapin_transport;
 mod settle;
 mod settler;
 mod signal;
@@ -26,9 +27,10 @@ use crate::connection::{ConnectionConfig, Connector};
 use crate::error::{redact_url, Error};
 use crate::middleware::{default_stack, BoxJobService, HandlerService, RetryLayer};
 use crate::publisher::Publisher;
-use crate::runtime::{Health, Runtime, Shutdown, ShutdownTrigger, TaskSpec};
+use crate::runtime::{Health, Runtime, Shutdown, ShutdownTrigger};
 use crate::task::{QueueType, StateMap, Task, BROKER_ACK_TIMEOUT};
 use crate::topology::declare_all;
+use crate::topology::TaskSpec;
 
 /// How the worker stops and reconnects.
 #[derive(Debug, Clone)]

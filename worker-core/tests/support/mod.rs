@@ -234,7 +234,7 @@ pub fn queue_names(queue: &str, tiers: &[Duration]) -> Vec<String> {
         format!("{queue}.quarantine"),
     ];
     for t in tiers {
-        names.push(worker_core::runtime::tier_queue(queue, *t));
+        names.push(worker_core::topology::tier_queue(queue, *t));
     }
     names
 }

@@ -35,8 +35,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use worker_core::middleware::{default_stack, BoxJobService, HandlerService, RetryLayer};
-use worker_core::runtime::{Health, Runtime, Shutdown, ShutdownTrigger, TaskSpec};
+use worker_core::runtime::{Health, Runtime, Shutdown, ShutdownTrigger};
 use worker_core::task::StateMap;
+use worker_core::topology::TaskSpec;
 use worker_core::transport::Transport;
 use worker_core::worker::{check_state, dispatch, Tasks};
 use worker_core::{Delivery, Job, Publisher, RetryPolicy, Task, TaskOptions};
@@ -469,7 +470,7 @@ impl<T: Task> Harness<T> {
     /// assert_eq!(worker_testkit::Harness::new(Noop).parking_queue(), "noop.parking");
     /// ```
     pub fn parking_queue(&self) -> String {
-        worker_core::runtime::parking_queue(T::QUEUE)
+        worker_core::topology::parking_queue(T::QUEUE)
     }
 
     /// The wait queue of a delay tier, for example `emails.retry.10s`.
@@ -489,7 +490,7 @@ impl<T: Task> Harness<T> {
     /// assert_eq!(harness.tier_queue(Duration::from_secs(60)), "noop.retry.1m");
     /// ```
     pub fn tier_queue(&self, tier: Duration) -> String {
-        worker_core::runtime::tier_queue(T::QUEUE, tier)
+        worker_core::topology::tier_queue(T::QUEUE, tier)
     }
 
     /// The [`Job`] the worker would build for `delivery`, over the mock

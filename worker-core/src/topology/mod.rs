@@ -26,8 +26,11 @@ use lapin::{Channel, Connection};
 use crate::broker::{Capabilities, DeliveryLimit};
 use crate::error::Error;
 use crate::headers::{HeaderValue, Headers};
-use crate::runtime::TaskSpec;
 use crate::task::{ExchangeKind, QueueType};
+
+mod spec;
+
+pub use spec::{parking_queue, tier_queue, TaskSpec};
 
 /// What a queue of a task is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,21 +4,21 @@ use futures_util::future::BoxFuture;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::Channel;
 
-use super::{SettleError, Transport};
 use crate::error::Error;
 use crate::message::Outgoing;
 use crate::publisher::Publisher;
+use crate::transport::{SettleError, Transport};
 
 /// Settles on the consumer's channel; publishes through the shared [`Publisher`].
 #[derive(Debug, Clone)]
-pub struct LapinTransport {
+pub(crate) struct LapinTransport {
     channel: Channel,
     publisher: Publisher,
 }
 
 impl LapinTransport {
     /// Wraps a consumer channel and a publisher.
-    pub fn new(channel: Channel, publisher: Publisher) -> Self {
+    pub(crate) fn new(channel: Channel, publisher: Publisher) -> Self {
         LapinTransport { channel, publisher }
     }
 }
