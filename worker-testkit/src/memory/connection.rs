@@ -11,8 +11,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 
 use super::error::AmqpError;
-use super::state::ss;
-use super::wire::{self, FrameReader, Out, ReadError, FRAME_MAX, PROTOCOL_HEADER};
+use super::wire::{self, ss, FrameReader, Out, ReadError, FRAME_MAX, PROTOCOL_HEADER};
 use super::Shared;
 use worker_core::broker::Version;
 

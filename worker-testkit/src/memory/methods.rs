@@ -7,7 +7,8 @@ use amq_protocol::types::FieldTable;
 use super::error::{no_exchange, no_queue, AmqpError};
 use super::queue::{check_equivalent, Consumer, Queue, QueueArgs, QueueType};
 use super::routing::{Binding, Dest, Exchange, Kind};
-use super::state::{ss, Settle, State};
+use super::state::{Settle, State};
+use super::wire::ss;
 
 const DEFAULT_EXCHANGE: &str = "operation not permitted on the default exchange";
 

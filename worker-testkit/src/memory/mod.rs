@@ -161,8 +161,9 @@
 //! acknowledgement timeout, memory and disk alarms (`connection.blocked`),
 //! publisher flow control, at-least-once dead-lettering's retries (a
 //! dead-letter target that refuses the message drops it, as at-most-once
-//! does), RabbitMQ 4.x behaviour (the default delivery limit of 20, nacks
-//! that do not count), and the management HTTP API.
+//! does), RabbitMQ 4.3's nacks that do not count toward the delivery limit
+//! (the differences of 4.0 are modelled, see the table above), and the
+//! management HTTP API.
 
 mod clock;
 mod connection;

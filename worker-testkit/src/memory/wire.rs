@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use amq_protocol::frame::{gen_frame, parse_frame, AMQPContentHeader, AMQPFrame, WriteContext};
 use amq_protocol::protocol::{basic, AMQPClass};
+use amq_protocol::types::ShortString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
@@ -16,6 +17,15 @@ pub(crate) const FRAME_MAX: u32 = 131_072;
 pub(crate) const PROTOCOL_HEADER: [u8; 8] = *b"AMQP\x00\x00\x09\x01";
 
 const FRAME_END: u8 = 0xCE;
+
+/// A short string, cut (on a character boundary) to 255 bytes if needed.
+pub(crate) fn ss(s: &str) -> ShortString {
+    let mut end = s.len().min(255);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    ShortString::from(&s[..end])
+}
 
 /// What goes to a connection's writer.
 #[derive(Debug)]
