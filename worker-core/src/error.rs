@@ -99,6 +99,37 @@ pub enum Error {
     },
 }
 
+/// AMQP reply code 403: the broker refused the login (or an operation).
+pub(crate) const ACCESS_REFUSED: u16 = 403;
+/// AMQP reply code 406: a declaration differs from what exists, or a
+/// message was refused.
+pub(crate) const PRECONDITION_FAILED: u16 = 406;
+/// AMQP reply code 530: the user may not use the vhost.
+pub(crate) const NOT_ALLOWED: u16 = 530;
+
+/// The broker's reply code of a protocol error (`404`, `406`, ...).
+pub(crate) fn reply_code(e: &lapin::Error) -> Option<u16> {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
+        _ => None,
+    }
+}
+
+/// The broker's reply text of a protocol error, or lapin's message.
+pub(crate) fn reply_text(e: &lapin::Error) -> String {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => amqp.get_message().to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// What to check when the broker refuses the login.
+const LOGIN_HINT: &str =
+    "check the user name and password (AMQP_URL, AMQP_USER, AMQP_PASSWORD or AMQP_PASSWORD_FILE)";
+
+/// What to do when the user may not use the vhost.
+const VHOST_HINT: &str = "grant the user access to the vhost: rabbitmqctl set_permissions -p <vhost> <user> \".*\" \".*\" \".*\"";
+
 /// What to check when the broker cannot be reached.
 const UNREACHABLE_HINT: &str = "Is the broker running and is AMQP_URL right?";
 
@@ -106,23 +137,33 @@ const UNREACHABLE_HINT: &str = "Is the broker running and is AMQP_URL right?";
 const CERTIFICATE_HINT: &str = "The broker's TLS certificate was not accepted: give the CA that signed it (--tls-ca-file or AMQP_TLS_CA_FILE) and connect by a host name the certificate names";
 
 impl Error {
-    /// Classifies a failed connection attempt: a refused login or vhost
-    /// becomes [`Error::AccessRefused`], anything else [`Error::Connect`].
-    pub(crate) fn connect(url: &str, message: String) -> Self {
+    /// Classifies a failed connection attempt by the broker's reply code: a
+    /// refused login (403) or vhost (530) becomes [`Error::AccessRefused`],
+    /// anything else [`Error::Connect`].
+    pub(crate) fn connect(url: &str, e: &lapin::Error) -> Self {
+        let message = e.to_string();
+        match reply_code(e) {
+            Some(ACCESS_REFUSED) => Error::access_refused(url, message, LOGIN_HINT),
+            Some(NOT_ALLOWED) => Error::access_refused(url, message, VHOST_HINT),
+            _ => Error::connect_text(url, message),
+        }
+    }
+
+    fn access_refused(url: &str, message: String, hint: &'static str) -> Self {
+        Error::AccessRefused {
+            url: redact_url(url),
+            message,
+            hint,
+        }
+    }
+
+    /// Classifies a failed connection attempt that carries no reply code.
+    /// A rejected TLS certificate reaches us only as an I/O error whose
+    /// text names the certificate (rustls's error type does not come
+    /// through lapin), so for that one case the text is all there is.
+    fn connect_text(url: &str, message: String) -> Self {
         let url = redact_url(url);
-        if message.contains("ACCESS_REFUSED") || message.contains("ACCESS-REFUSED") {
-            Error::AccessRefused {
-                url,
-                message,
-                hint: "check the user name and password (AMQP_URL, AMQP_USER, AMQP_PASSWORD or AMQP_PASSWORD_FILE)",
-            }
-        } else if message.contains("NOT_ALLOWED") || message.contains("NOT-ALLOWED") {
-            Error::AccessRefused {
-                url,
-                message,
-                hint: "grant the user access to the vhost: rabbitmqctl set_permissions -p <vhost> <user> \".*\" \".*\" \".*\"",
-            }
-        } else if message.contains("certificate") {
+        if message.contains("certificate") {
             Error::Connect {
                 url,
                 message,
@@ -211,11 +252,20 @@ pub(crate) fn userinfo_span(url: &str) -> Option<(usize, usize)> {
 mod tests {
     use super::*;
 
+    fn refused(id: u16, text: &str) -> lapin::Error {
+        let amqp =
+            lapin::protocol::AMQPError::from_id(id, text.into()).expect("a known reply code");
+        lapin::ErrorKind::ProtocolError(amqp).into()
+    }
+
     #[test]
     fn refused_logins_and_vhosts_are_fatal_with_a_hint() {
         let login = Error::connect(
             "amqp://u:pw@h/v",
-            "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN".into(),
+            &refused(
+                403,
+                "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN",
+            ),
         );
         assert!(login.is_fatal());
         assert!(
@@ -227,13 +277,16 @@ mod tests {
         assert!(!login.to_string().contains("pw@"), "{login}");
         let vhost = Error::connect(
             "amqp://u:pw@h/v",
-            "NOT_ALLOWED - access to vhost 'v' refused for user 'u'".into(),
+            &refused(
+                530,
+                "NOT_ALLOWED - access to vhost 'v' refused for user 'u'",
+            ),
         );
         assert!(vhost.to_string().contains("set_permissions"), "{vhost}");
-        let down = Error::connect("amqp://h", "Connection refused (os error 111)".into());
+        let down = Error::connect_text("amqp://h", "Connection refused (os error 111)".into());
         assert!(!down.is_fatal());
         assert!(down.to_string().contains("Is the broker running"), "{down}");
-        let tls = Error::connect(
+        let tls = Error::connect_text(
             "amqps://h",
             "IO error: invalid peer certificate: UnknownIssuer".into(),
         );

@@ -3,7 +3,7 @@
 //!
 //! RabbitMQ changed quorum-queue semantics between the versions our users
 //! run. The framework reads the broker's version from the `connection.start`
-//! server properties ([`probe`]) and asks [`Capabilities`] what is right for
+//! server properties ([`probe_version`]) and asks [`Capabilities`] what is right for
 //! it, instead of scattering version checks. Each fact below names its
 //! source: "seen" facts were observed on RabbitMQ 3.10.8 and 4.0.5 by the
 //! broker tests (`worker-core/tests/broker_versions.rs` pins them on both);

@@ -189,7 +189,7 @@ impl Connector {
                     return Ok(conn);
                 }
                 Ok(Err(e)) => {
-                    let err = Error::connect(url, e.to_string());
+                    let err = Error::connect(url, &e);
                     if err.is_fatal() {
                         return Err(err);
                     }

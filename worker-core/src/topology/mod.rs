@@ -24,7 +24,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection};
 
 use crate::broker::{Capabilities, DeliveryLimit};
-use crate::error::Error;
+use crate::error::{reply_code, reply_text, Error, PRECONDITION_FAILED};
 use crate::headers::{HeaderValue, Headers};
 use crate::task::{ExchangeKind, QueueType};
 
@@ -314,11 +314,10 @@ fn wire_arguments(args: &Headers) -> FieldTable {
 }
 
 fn declare_error(queue: &str, e: lapin::Error) -> Error {
-    let text = e.to_string();
-    if text.contains("PRECONDITION_FAILED") || text.contains("inequivalent arg") {
+    if reply_code(&e) == Some(PRECONDITION_FAILED) {
         Error::TopologyMismatch {
             queue: queue.to_owned(),
-            message: text,
+            message: reply_text(&e),
         }
     } else {
         Error::broker(format!("queue.declare {queue}"), e)
