@@ -11,9 +11,20 @@
 //! happens between a delivery and its settlement), [`mod@task`] (the user's
 //! handlers), [`headers`] and [`codec`] (reading messages), [`publisher`]
 //! (confirmed publishing) and [`topology`] (queues and bindings).
+//!
+//! # Features
+//!
+//! - `operator` (default): the operator surface over the library, the
+//!   command line (`cli`), operations on parked messages, queue depths and
+//!   topology (`ops`), and the HTTP endpoint for metrics and probes
+//!   (`http`). It depends on the library, never the other way round; with
+//!   `default-features = false` none of it, nor clap, tracing-subscriber,
+//!   the Prometheus exporter or the HTTP stack, is compiled.
+//! - `msgpack`: the MessagePack codec.
 
 pub mod backoff;
 pub mod broker;
+#[cfg(feature = "operator")]
 pub mod cli;
 pub mod codec;
 pub mod connection;
@@ -21,9 +32,11 @@ mod duration;
 pub mod error;
 pub mod headers;
 mod host;
+#[cfg(feature = "operator")]
 pub mod http;
 pub mod message;
 pub mod middleware;
+#[cfg(feature = "operator")]
 pub mod ops;
 pub mod publisher;
 pub mod runtime;
@@ -48,6 +61,7 @@ pub use worker::Worker;
 pub use worker_macros::task;
 
 /// The README's Rust examples, compiled as doc tests so they cannot rot.
-#[cfg(doctest)]
+/// They use the command line, so they need the `operator` feature.
+#[cfg(all(doctest, feature = "operator"))]
 #[doc = include_str!("../../README.md")]
 struct ReadmeExamples;

@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::options::{
@@ -18,9 +17,6 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
 use lapin::{BasicProperties, Channel};
 use worker_core::broker::DeliveryLimit;
-use worker_core::ops::topology::Verdict;
-use worker_core::topology::TaskSpec;
-use worker_core::{Connector, TaskOptions};
 
 fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
     let mut t = FieldTable::default();
@@ -282,8 +278,17 @@ async fn at_least_once_dead_lettering_delivers_a_rejected_message() {
 /// `x-delivery-limit`) keeps working: the worker declares its topology
 /// with a warning, `topology check` says what to do on 4.x, and listings
 /// beyond 4.0's default limit lose nothing (messages are refreshed).
+///
+/// It reads the queues through the ops functions, so it needs the
+/// `operator` feature.
+#[cfg(feature = "operator")]
 #[tokio::test]
 async fn a_parking_queue_from_an_older_version_loses_nothing() {
+    use std::sync::Arc;
+    use worker_core::ops::topology::Verdict;
+    use worker_core::topology::TaskSpec;
+    use worker_core::{Connector, TaskOptions};
+
     let caps = support::capabilities().await;
     let spec = Arc::new(TaskSpec::new(
         "facts.legacy",

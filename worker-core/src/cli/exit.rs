@@ -36,7 +36,7 @@ pub fn code_for(error: &Error) -> u8 {
         Error::TopologyMismatch { .. } | Error::Unroutable { .. } => TOPOLOGY,
         Error::Config(_) => CONFIG,
         Error::Broker { source, .. } => {
-            let refused = crate::ops::reply_code(source) == Some(403);
+            let refused = crate::error::reply_code(source) == Some(crate::error::ACCESS_REFUSED);
             let lost = source.is_io_error() || source.is_amqp_hard_error();
             if refused || lost {
                 UNAVAILABLE

@@ -24,13 +24,14 @@ pub mod status;
 pub mod topology;
 
 use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::Connection;
 
 use crate::connection::Connector;
-use crate::error::Error;
+use crate::error::{reply_code, Error};
 use crate::topology::TaskSpec;
 
 /// Finds a task by its name, or by its queue name when no task has that name.
@@ -60,21 +61,8 @@ pub struct QueueDepth {
     pub consumers: u32,
 }
 
-/// The AMQP reply code of a channel or connection error (404, 406, ...).
-pub(crate) fn reply_code(e: &lapin::Error) -> Option<u16> {
-    match e.kind() {
-        lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
-        _ => None,
-    }
-}
-
-/// The broker's reply text of a protocol error, or lapin's message.
-pub(crate) fn reply_text(e: &lapin::Error) -> String {
-    match e.kind() {
-        lapin::ErrorKind::ProtocolError(amqp) => amqp.get_message().to_string(),
-        _ => e.to_string(),
-    }
-}
+/// AMQP reply code 404: no such queue or exchange.
+pub(crate) const NOT_FOUND: u16 = 404;
 
 /// Passively declares `queue` on a throwaway channel: `None` when it does
 /// not exist (the broker closes that channel with 404).
@@ -98,7 +86,7 @@ pub(crate) async fn inspect_queue(
                 consumers: q.consumer_count(),
             }))
         }
-        Err(e) if reply_code(&e) == Some(404) => Ok(None),
+        Err(e) if reply_code(&e) == Some(NOT_FOUND) => Ok(None),
         Err(e) => Err(Error::broker(format!("queue.declare (passive) {queue}"), e)),
     }
 }
@@ -128,31 +116,26 @@ pub async fn queue_depth(connector: &Connector, queue: &str) -> Result<Option<Qu
     inspect_queue(&conn, queue).await
 }
 
-/// Formats seconds since the epoch as an RFC 3339 UTC time.
+/// The first second RFC 3339 cannot write: 10000-01-01T00:00:00Z.
+const YEAR_10000: u64 = 253_402_300_800;
+
+/// Formats seconds since the epoch as an RFC 3339 UTC time, in whole
+/// seconds (humantime's `format_rfc3339_seconds`).
+///
+/// RFC 3339 years have four digits: a time from the year 10000 on, which
+/// only a broken or hostile producer writes, is given as seconds since the
+/// epoch instead.
 ///
 /// ```
 /// assert_eq!(worker_core::ops::format_time(0), "1970-01-01T00:00:00Z");
 /// assert_eq!(worker_core::ops::format_time(1_700_000_000), "2023-11-14T22:13:20Z");
+/// assert_eq!(worker_core::ops::format_time(u64::MAX), "18446744073709551615 seconds after the epoch");
 /// ```
 pub fn format_time(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    if secs >= YEAR_10000 {
+        return format!("{secs} seconds after the epoch");
+    }
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
 #[cfg(test)]
@@ -163,5 +146,14 @@ mod tests {
     fn times_format_across_leap_years() {
         assert_eq!(format_time(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(format_time(4_107_542_399), "2100-02-28T23:59:59Z");
+    }
+
+    #[test]
+    fn times_past_year_9999_are_seconds_since_the_epoch() {
+        assert_eq!(format_time(YEAR_10000 - 1), "9999-12-31T23:59:59Z");
+        assert_eq!(
+            format_time(YEAR_10000),
+            "253402300800 seconds after the epoch"
+        );
     }
 }

@@ -22,10 +22,10 @@ use lapin::types::{FieldTable, ShortString};
 use lapin::Connection;
 use serde_json::{json, Value};
 
-use super::{inspect_queue, reply_code, reply_text};
+use super::{inspect_queue, NOT_FOUND};
 use crate::broker::Capabilities;
 use crate::connection::Connector;
-use crate::error::Error;
+use crate::error::{reply_code, reply_text, Error, PRECONDITION_FAILED};
 use crate::task::ExchangeKind;
 use crate::topology::TaskSpec;
 use crate::topology::{declare_queue, open_channel, plan, QueuePlan};
@@ -217,7 +217,7 @@ async fn check_exchange(
         .await;
     match passive {
         Ok(()) => {}
-        Err(e) if reply_code(&e) == Some(404) => return Ok(Verdict::Missing),
+        Err(e) if reply_code(&e) == Some(NOT_FOUND) => return Ok(Verdict::Missing),
         Err(e) => {
             return Err(Error::broker(
                 format!("exchange.declare (passive) {name}"),
@@ -249,7 +249,9 @@ async fn verdict(
             let _ = channel.close(200, "checked".into()).await;
             Ok(Verdict::Matches)
         }
-        Err(e) if reply_code(&e) == Some(406) => Ok(Verdict::Differs(reply_text(&e))),
+        Err(e) if reply_code(&e) == Some(PRECONDITION_FAILED) => {
+            Ok(Verdict::Differs(reply_text(&e)))
+        }
         Err(e) => Err(Error::broker(format!("redeclaring {what}"), e)),
     }
 }
