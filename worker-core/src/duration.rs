@@ -59,3 +59,97 @@ pub fn format_duration(d: Duration) -> String {
     }
     format!("{ms}ms")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HINT: &str = "write a whole number and a unit: 250ms, 30s, 5m, 1h or 2d";
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn accepts_a_whole_number_and_one_unit() {
+        let cases = [
+            ("250ms", ms(250)),
+            ("30s", ms(30_000)),
+            ("5m", ms(300_000)),
+            ("1h", ms(3_600_000)),
+            ("2d", ms(172_800_000)),
+            ("0s", Duration::ZERO),
+            (" 30s ", ms(30_000)),
+            ("007s", ms(7_000)),
+            ("18446744073709551615ms", ms(u64::MAX)),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text), Ok(expected), "{text:?}");
+        }
+    }
+
+    /// The `#[task]` UI tests pin these messages (`invalid_duration.stderr`,
+    /// `several_errors.stderr`), and the CLI shows them for flags.
+    #[test]
+    fn rejects_everything_else_with_a_hint() {
+        let bad_number = ["", "s", "-1s", "+1s", "99999999999999999999s"];
+        for text in bad_number {
+            let expected = format!("invalid duration {:?}: {HINT}", text.trim());
+            assert_eq!(parse_duration(text), Err(expected), "{text:?}");
+        }
+        // Spaces, long unit names, several units, fractions and units below
+        // a millisecond are not durations here.
+        let bad_unit = [
+            "5",
+            "5 minutes",
+            "1 hour",
+            "30 s",
+            "1h30m",
+            "1h 30m",
+            "1.5s",
+            "500us",
+            "5S",
+            "1w",
+        ];
+        for text in bad_unit {
+            let expected = format!("invalid duration unit in {text:?}: {HINT}");
+            assert_eq!(parse_duration(text), Err(expected), "{text:?}");
+        }
+        assert_eq!(
+            parse_duration("18446744073709551615s"),
+            Err("duration \"18446744073709551615s\" is too large".to_owned())
+        );
+    }
+
+    /// Tier queues are named `<queue>.retry.<format_duration(delay)>`: this
+    /// output is part of the broker topology and must not change.
+    #[test]
+    fn formats_in_the_largest_unit_that_divides_exactly() {
+        let cases = [
+            (ms(600_000), "10m"),
+            (ms(1_500), "1500ms"),
+            (ms(500), "500ms"),
+            (ms(1_000), "1s"),
+            (ms(90_000), "90s"),
+            (ms(60_000), "1m"),
+            (ms(5_400_000), "90m"),
+            (ms(3_600_000), "1h"),
+            (ms(90_000_000), "25h"),
+            (ms(86_400_000), "1d"),
+            (ms(86_400_001), "86400001ms"),
+            (Duration::ZERO, "0ms"),
+        ];
+        for (d, expected) in cases {
+            assert_eq!(format_duration(d), expected, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn formatted_durations_parse_back_to_themselves() {
+        for n in [
+            0, 1, 250, 1_500, 30_000, 90_000, 5_400_000, 86_400_000, 86_400_001,
+        ] {
+            assert_eq!(parse_duration(&format_duration(ms(n))), Ok(ms(n)));
+        }
+    }
+}

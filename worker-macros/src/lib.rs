@@ -3,7 +3,9 @@
 //! Use it through `worker_core::task`; this crate only holds the macro.
 //! [`macro@task`] documents every option.
 //!
-//! The parsing lives in `attr.rs` and the generated code in `expand.rs`.
+//! The options are parsed in `attr/parse.rs` and checked in `attr/check.rs`
+//! (the model both share is in `attr/mod.rs`); the generated code is in
+//! `expand.rs`.
 //! Durations are checked with `worker-core`'s own `duration.rs`, compiled
 //! into this crate as well, so the attribute accepts exactly what the
 //! runtime accepts.
