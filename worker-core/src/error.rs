@@ -36,7 +36,7 @@ pub enum Error {
         source: lapin::Error,
     },
     /// A queue exists with arguments other than the ones this worker declares.
-    #[error("queue {queue:?} already exists with different arguments ({message}); delete it or make the task's options match it (`topology check` lists the differences)")]
+    #[error("queue {queue:?} already exists with different arguments ({message}); delete it (after moving its messages) or make the task's options match it")]
     TopologyMismatch {
         /// The queue.
         queue: String,
@@ -134,7 +134,7 @@ const VHOST_HINT: &str = "grant the user access to the vhost: rabbitmqctl set_pe
 const UNREACHABLE_HINT: &str = "Is the broker running and is AMQP_URL right?";
 
 /// What to check when the broker's TLS certificate is not accepted.
-const CERTIFICATE_HINT: &str = "The broker's TLS certificate was not accepted: give the CA that signed it (--tls-ca-file or AMQP_TLS_CA_FILE) and connect by a host name the certificate names";
+pub(crate) const CERTIFICATE_HINT: &str = "The broker's TLS certificate was not accepted: give the CA that signed it (TlsConfig, or AMQP_TLS_CA_FILE) and connect by a host name the certificate names";
 
 impl Error {
     /// Classifies a failed connection attempt by the broker's reply code: a
@@ -290,7 +290,7 @@ mod tests {
             "amqps://h",
             "IO error: invalid peer certificate: UnknownIssuer".into(),
         );
-        assert!(tls.to_string().contains("--tls-ca-file"), "{tls}");
+        assert!(tls.to_string().contains("AMQP_TLS_CA_FILE"), "{tls}");
         assert!(!tls.to_string().contains("Is the broker running"), "{tls}");
     }
 

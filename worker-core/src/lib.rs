@@ -6,11 +6,34 @@
 //! through broker-side delay tiers, parks poison messages, enforces
 //! timeouts, survives panics, and stops cleanly.
 //!
-//! Modules, from the wire inwards: [`transport`] (the broker seam),
-//! [`worker`] (consume, dispatch, settle, stop), [`middleware`] (what
-//! happens between a delivery and its settlement), [`mod@task`] (the user's
-//! handlers), [`headers`] and [`codec`] (reading messages), [`publisher`]
-//! (confirmed publishing) and [`topology`] (queues and bindings).
+//! # Start here
+//!
+//! 1. **Write a task**: an `async fn(TaskContext, Payload) -> Result<(), TaskError>`
+//!    under [`#[task(queue = "...")]`](macro@task). [`TaskError`] says what a
+//!    failure means (transient, permanent, retry after, discard);
+//!    [`TaskOptions`] and [`RetryPolicy`] hold what the attribute sets.
+//! 2. **Run it**: `cli::App::new("name").register(MyTask).run()` gives a
+//!    worker binary with `run`, `enqueue`, `parked`, `topology` and
+//!    `status` (feature `operator`); or build a [`Worker`] yourself and
+//!    call [`Worker::run`].
+//! 3. **Enqueue**: [`Publisher::enqueue`] (confirmed), or
+//!    [`TaskContext::enqueue`] from inside a handler.
+//! 4. **Test it**: `worker_testkit::Harness` runs a delivery through this
+//!    crate's own dispatch and middleware on a mock channel and a paused
+//!    clock, and reports what happened (acked, retried, parked, ...).
+//!
+//! What happens to a failure is decided in one place,
+//! [`middleware::policy`]; what the broker does differently by version is
+//! in [`broker::Capabilities`]. `ARCHITECTURE.md` in the repository is the
+//! map of the rest.
+//!
+//! Modules, from the wire inwards: [`connection`] and [`broker`] (reaching
+//! RabbitMQ, and what its version does), [`transport`] (the seam a
+//! delivery is settled through), [`worker`] (consume, dispatch, settle,
+//! stop), [`middleware`] (from a delivery to its outcome), [`mod@task`]
+//! (the user's handlers), [`message`], [`headers`] and [`codec`] (reading
+//! messages), [`publisher`] (confirmed publishing) and [`topology`] (queues
+//! and bindings).
 //!
 //! # Features
 //!
@@ -39,7 +62,7 @@ pub mod middleware;
 #[cfg(feature = "operator")]
 pub mod ops;
 pub mod publisher;
-pub mod runtime;
+mod runtime;
 pub mod task;
 pub mod topology;
 pub mod transport;
@@ -59,6 +82,15 @@ pub use task::{
 };
 pub use worker::Worker;
 pub use worker_macros::task;
+
+/// Internals that `worker-testkit` needs so that its harness runs exactly
+/// what the worker runs (the dispatch, the runtime a delivery sees). Not
+/// part of the API: hidden from the docs, with no stability promise.
+#[doc(hidden)]
+pub mod __testkit {
+    pub use crate::runtime::{Health, Runtime, Shutdown, ShutdownTrigger};
+    pub use crate::worker::dispatch::{check_state, dispatch, Tasks};
+}
 
 /// The README's Rust examples, compiled as doc tests so they cannot rot.
 /// They use the command line, so they need the `operator` feature.

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{millis, retry_options, secs, Notify, Scripted, Work};
+use worker_core::__testkit::ShutdownTrigger;
 use worker_core::backoff::Backoff;
 use worker_core::headers::{
     FIRST_FAILURE, LAST_FAILURE, ORIGINAL_EXCHANGE, ORIGINAL_QUEUE, ORIGINAL_ROUTING_KEY,
     PARK_HOST, PARK_TASK, REDELIVERIES, X_DELIVERY_COUNT,
 };
-use worker_core::runtime::ShutdownTrigger;
 use worker_core::worker::Settlement;
 use worker_core::{DeathReason, FailureKind, Outcome, RetryPolicy, Task, TaskError, TaskOptions};
 use worker_testkit::mock::Event;

@@ -26,7 +26,7 @@ struct Failed(u8, String);
 
 impl From<Error> for Failed {
     fn from(e: Error) -> Self {
-        Failed(exit::code_for(&e), e.to_string())
+        Failed(exit::code_for(&e), exit::describe(&e))
     }
 }
 
@@ -396,7 +396,8 @@ async fn parked_replay(
     if let Some(e) = report.error {
         finished.code = exit::code_for(&e);
         finished.stderr = format!(
-            "replay stopped: {e}; messages not replayed are still parked, run the command again once the cause is fixed"
+            "replay stopped: {}; messages not replayed are still parked, run the command again once the cause is fixed",
+            exit::describe(&e)
         );
     } else if !report.not_found.is_empty() {
         finished.code = exit::FAILURE;

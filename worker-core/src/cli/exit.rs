@@ -20,6 +20,35 @@ pub const UNAVAILABLE: u8 = 4;
 /// A queue is missing or exists with other arguments than the code declares.
 pub const TOPOLOGY: u8 = 5;
 
+/// What the command line adds to a library error: the flag or command
+/// that fixes it.
+///
+/// ```
+/// use worker_core::cli::exit;
+/// use worker_core::Error;
+///
+/// let err = Error::TopologyMismatch { queue: "q".into(), message: "inequivalent arg".into() };
+/// assert!(exit::cli_hint(&err).unwrap().contains("topology check"));
+/// ```
+pub fn cli_hint(error: &Error) -> Option<&'static str> {
+    match error {
+        Error::TopologyMismatch { .. } => Some("`topology check` lists every queue that differs"),
+        Error::Connect { hint, .. } if *hint == crate::error::CERTIFICATE_HINT => {
+            Some("on the command line the CA file is --tls-ca-file")
+        }
+        _ => None,
+    }
+}
+
+/// An error as the command line prints it: the library's message, then
+/// [`cli_hint`] when there is one.
+pub fn describe(error: &Error) -> String {
+    match cli_hint(error) {
+        Some(hint) => format!("{error} ({hint})"),
+        None => error.to_string(),
+    }
+}
+
 /// The exit code for a framework error.
 ///
 /// ```

@@ -11,14 +11,16 @@ use futures_util::future::BoxFuture;
 use crate::error::Error;
 use crate::message::Outgoing;
 
-/// Why a settlement could not be sent.
+/// Why a settlement could not be sent (usually: the channel is closed, so
+/// the broker will redeliver).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot settle delivery {tag}: {message}")]
+#[error("cannot settle delivery {tag}")]
 pub struct SettleError {
     /// The delivery tag.
     pub tag: u64,
-    /// What went wrong (usually: the channel is closed, so the broker will redeliver).
-    pub message: String,
+    /// What went wrong.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 /// The operations the runtime performs on deliveries of one channel.

@@ -26,7 +26,7 @@ impl LapinTransport {
 fn settle_err(tag: u64) -> impl FnOnce(lapin::Error) -> SettleError {
     move |e| SettleError {
         tag,
-        message: e.to_string(),
+        source: Box::new(e),
     }
 }
 

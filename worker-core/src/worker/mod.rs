@@ -1,13 +1,13 @@
 //! The worker: register tasks, declare topology, consume, settle, stop, reconnect.
 
 mod consumer;
-mod dispatch;
+pub(crate) mod dispatch;
+use dispatch::{check_state, Tasks};
 mod lapin_transport;
 mod settle;
 mod settler;
 mod signal;
 
-pub use dispatch::{check_state, dispatch, Tasks};
 pub use settle::Settlement;
 pub use signal::stop_signal;
 

@@ -109,7 +109,7 @@ async fn run(transport: Arc<dyn Transport>, mut rx: mpsc::UnboundedReceiver<Comm
                         let t = transport.clone();
                         sending.push(Box::pin(async move {
                             if let Err(e) = other.apply(&*t, tag).await {
-                                tracing::debug!(error = %e, "settlement dropped; the broker will redeliver");
+                                tracing::debug!(error = %e, cause = %e.source, "settlement dropped; the broker will redeliver");
                             }
                         }) as futures_util::future::BoxFuture<'static, ()>);
                     }

@@ -34,12 +34,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
+use worker_core::__testkit::{
+    check_state, dispatch, Health, Runtime, Shutdown, ShutdownTrigger, Tasks,
+};
 use worker_core::middleware::{default_stack, BoxJobService, HandlerService, RetryLayer};
-use worker_core::runtime::{Health, Runtime, Shutdown, ShutdownTrigger};
 use worker_core::task::StateMap;
 use worker_core::topology::TaskSpec;
 use worker_core::transport::Transport;
-use worker_core::worker::{check_state, dispatch, Tasks};
 use worker_core::{Delivery, Job, Publisher, RetryPolicy, Task, TaskOptions};
 
 use self::count::{CountRuns, RunLog};
