@@ -1,0 +1,409 @@
+//! Parked messages: list, show, replay and purge.
+//!
+//! # Reading without taking
+//!
+//! AMQP 0-9-1 has no "peek". To list a parking queue we take messages with
+//! `basic.get` *without* acking them, so they stay owned by the broker, and
+//! at the end return them all with one `basic.nack(multiple, requeue)`. If
+//! the tool dies half way, the broker requeues them when the channel
+//! closes: listing can never lose a message. Parking queues have no
+//! consumer, so holding their messages for a moment hurts nobody, and
+//! requeued messages keep their place.
+//!
+//! Alternatives considered: the management plugin's "get messages" does the
+//! same thing over HTTP but needs the plugin, its port and separate
+//! credentials; a stream queue would allow real peeking but the parking
+//! queue must be a plain queue so that the work queue can dead-letter into
+//! it.
+//!
+//! The one cost: on a quorum queue every requeue raises the message's
+//! `x-delivery-count`. The topology declares parking queues without a
+//! delivery limit on every version, so that costs nothing. A parking queue
+//! declared by an older version of the framework on RabbitMQ 4.0-4.2 has
+//! the broker's default limit (20) and those versions count the requeue
+//! (4.3 no longer counts a multiple nack): there a message returned half
+//! its limit is *refreshed* instead of returned, a confirmed copy published
+//! to the same queue before the original is acked, so a listing can never
+//! lose it (the copy moves to the queue's tail; nothing else changes).
+//!
+//! # Replaying
+//!
+//! A replayed copy goes to the task's work queue with the parked message's
+//! body and properties, its `rw-replays` header raised by one, and its
+//! attempt history cleared (our attempt, redelivery and failure headers and
+//! every broker-owned `x-` header), so it gets a fresh set of attempts.
+//! Each copy is confirmed by the broker *before* its parked original is
+//! acked: a crash in between leaves a duplicate, never a loss. Replay only
+//! looks at the messages that were parked when it started, so a message
+//! that fails again and is parked anew is not replayed twice in one run.
+
+mod message;
+mod peek;
+
+pub use message::ParkedMessage;
+
+use std::collections::HashSet;
+
+use lapin::options::QueuePurgeOptions;
+
+use super::inspect_queue;
+use crate::connection::Connector;
+use crate::error::Error;
+use crate::headers;
+use crate::message::{Delivery, Outgoing};
+use crate::publisher::Publisher;
+use crate::topology::TaskSpec;
+use peek::Peek;
+
+/// Headers a replayed copy drops (besides every `x-` header): the attempt
+/// history and what the park layer added.
+pub const CLEARED_ON_REPLAY: &[&str] = &[
+    headers::ATTEMPTS,
+    headers::REDELIVERIES,
+    headers::NOT_BEFORE,
+    headers::FIRST_FAILURE,
+    headers::LAST_FAILURE,
+    headers::PARK_TASK,
+    headers::PARK_REASON,
+    headers::ERROR_KIND,
+    headers::ERROR_MESSAGE,
+    headers::ORIGINAL_EXCHANGE,
+    headers::ORIGINAL_ROUTING_KEY,
+    headers::ORIGINAL_QUEUE,
+    headers::PARK_HOST,
+    headers::ORIGINAL_EXPIRATION,
+];
+
+/// The copy that goes back to the work queue `queue` when `delivery` is replayed.
+///
+/// ```
+/// use worker_core::{Headers, Properties};
+/// use worker_core::message::Delivery;
+///
+/// let mut headers = Headers::new();
+/// headers
+///     .insert("rw-attempts", 3u8)
+///     .insert("rw-park-reason", "exhausted")
+///     .insert("x-delivery-count", 2u8)
+///     .insert("rw-replays", 1u8)
+///     .insert("tenant", "acme");
+/// let delivery = Delivery {
+///     tag: 1,
+///     exchange: String::new(),
+///     routing_key: "emails.parking".into(),
+///     redelivered: false,
+///     properties: Properties::default().with_headers(headers),
+///     body: b"{}".to_vec().into(),
+/// };
+/// let copy = worker_core::ops::parked::replay_copy(&delivery, "emails");
+/// let h = copy.properties.headers();
+/// assert_eq!(copy.routing_key, "emails");
+/// assert_eq!(h.get_u64("rw-replays"), Some(2));
+/// assert_eq!(h.get_str("tenant").as_deref(), Some("acme"));
+/// assert!(!h.contains("rw-attempts") && !h.contains("rw-park-reason") && !h.contains("x-delivery-count"));
+/// ```
+pub fn replay_copy(delivery: &Delivery, queue: &str) -> Outgoing {
+    let replays = delivery
+        .properties
+        .headers()
+        .get_u64(headers::REPLAYS)
+        .unwrap_or(0);
+    Outgoing::copy_of(delivery, queue, |headers| {
+        headers.retain(|name| !CLEARED_ON_REPLAY.contains(&name));
+        headers.insert(headers::REPLAYS, replays.saturating_add(1));
+    })
+}
+/// What a listing found.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// The parking queue.
+    pub queue: String,
+    /// Whether the parking queue exists at all.
+    pub exists: bool,
+    /// Messages in the queue when the listing started.
+    pub total: u32,
+    /// The first `limit` of them, oldest first.
+    pub messages: Vec<ParkedMessage>,
+}
+
+/// Which parked messages to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every message parked when the replay starts.
+    All,
+    /// The messages with these `message_id`s.
+    Ids(Vec<String>),
+}
+
+/// What a replay did.
+#[derive(Debug, Default)]
+pub struct ReplayReport {
+    /// The parking queue.
+    pub queue: String,
+    /// Ids of the messages now back in the work queue (`<no id>` for messages without one).
+    pub replayed: Vec<String>,
+    /// Requested ids that were not in the parking queue.
+    pub not_found: Vec<String>,
+    /// Why the replay stopped early; messages not yet replayed stay parked.
+    pub error: Option<Error>,
+}
+/// Lists up to `limit` messages of a parking queue without removing any.
+pub async fn list(connector: &Connector, queue: &str, limit: usize) -> Result<Listing, Error> {
+    let conn = connector.connection().await?;
+    let Some(depth) = inspect_queue(&conn, queue).await? else {
+        return Ok(Listing {
+            queue: queue.to_owned(),
+            exists: false,
+            total: 0,
+            messages: Vec::new(),
+        });
+    };
+    let mut peek = Peek::open(connector, &conn, queue, depth.messages).await?;
+    let mut messages = Vec::new();
+    let mut failure = None;
+    while messages.len() < limit.min(depth.messages as usize) {
+        match peek.next().await {
+            Ok(Some(d)) => messages.push(ParkedMessage::from_delivery(queue, &d)),
+            Ok(None) => break,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    peek.finish().await;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(Listing {
+            queue: queue.to_owned(),
+            exists: true,
+            total: depth.messages,
+            messages,
+        }),
+    }
+}
+
+/// Finds a message by `message_id` in the given parking queues, without
+/// removing anything; scans each queue once.
+pub async fn find(
+    connector: &Connector,
+    queues: &[String],
+    message_id: &str,
+) -> Result<Option<ParkedMessage>, Error> {
+    let conn = connector.connection().await?;
+    for queue in queues {
+        let Some(depth) = inspect_queue(&conn, queue).await? else {
+            continue;
+        };
+        let mut peek = Peek::open(connector, &conn, queue, depth.messages).await?;
+        let mut found = None;
+        let mut failure = None;
+        for _ in 0..depth.messages {
+            match peek.next().await {
+                Ok(Some(d)) if d.properties.message_id() == Some(message_id) => {
+                    found = Some(ParkedMessage::from_delivery(queue, &d));
+                    break;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        peek.finish().await;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// Moves parked messages of `spec`'s parking queue back to its work queue.
+///
+/// Each copy is published with a confirm (waiting while the broker blocks
+/// the connection) before its parked original is acked. Errors before any
+/// message was touched are returned; later ones stop the replay and are
+/// reported in [`ReplayReport::error`] with what was replayed so far.
+pub async fn replay(
+    connector: &Connector,
+    spec: &TaskSpec,
+    selection: &Selection,
+) -> Result<ReplayReport, Error> {
+    let queue = spec.parking.as_str();
+    let mut report = ReplayReport {
+        queue: queue.to_owned(),
+        ..ReplayReport::default()
+    };
+    let mut wanted: Option<HashSet<&str>> = match selection {
+        Selection::All => None,
+        Selection::Ids(ids) => Some(ids.iter().map(String::as_str).collect()),
+    };
+    let conn = connector.connection().await?;
+    let Some(depth) = inspect_queue(&conn, queue).await? else {
+        if let Some(w) = wanted {
+            report.not_found = w.into_iter().map(str::to_owned).collect();
+        }
+        return Ok(report);
+    };
+    let publisher = Publisher::new(connector.clone());
+    let mut peek = Peek::open(connector, &conn, queue, depth.messages).await?;
+    for _ in 0..depth.messages {
+        if wanted.as_ref().is_some_and(HashSet::is_empty) {
+            break;
+        }
+        let delivery = match peek.next().await {
+            Ok(Some(d)) => d,
+            Ok(None) => break,
+            Err(e) => {
+                report.error = Some(e);
+                break;
+            }
+        };
+        let id = delivery.properties.message_id().map(str::to_owned);
+        if let Some(w) = wanted.as_mut() {
+            match id.as_deref() {
+                Some(i) if w.remove(i) => {}
+                _ => continue,
+            }
+        }
+        connector.wait_until_unblocked().await;
+        if let Err(e) = publisher.publish(replay_copy(&delivery, &spec.queue)).await {
+            report.error = Some(e);
+            break;
+        }
+        if let Err(e) = peek.ack(delivery.tag).await {
+            // The copy is in the work queue and the original stays parked:
+            // a duplicate, reported so a person can purge or ignore it.
+            report.error = Some(Error::ReplayLeftOriginal {
+                message_id: id.clone().unwrap_or_else(|| "<no id>".into()),
+                queue: queue.to_owned(),
+                source: Box::new(e),
+            });
+            report.replayed.push(id.unwrap_or_else(|| "<no id>".into()));
+            break;
+        }
+        metrics::counter!("rabbit_worker_replayed_total", "task" => spec.name).increment(1);
+        tracing::info!(task = spec.name, message_id = ?id, "replayed parked message to {}", spec.queue);
+        report.replayed.push(id.unwrap_or_else(|| "<no id>".into()));
+    }
+    peek.finish().await;
+    if let Some(w) = wanted {
+        let mut missing: Vec<String> = w.into_iter().map(str::to_owned).collect();
+        missing.sort();
+        report.not_found = missing;
+    }
+    Ok(report)
+}
+
+/// Deletes every message of a parking queue; returns how many there were
+/// (`None` when the queue does not exist).
+pub async fn purge(connector: &Connector, queue: &str) -> Result<Option<u32>, Error> {
+    let conn = connector.connection().await?;
+    if inspect_queue(&conn, queue).await?.is_none() {
+        return Ok(None);
+    }
+    let channel = conn
+        .create_channel()
+        .await
+        .map_err(|e| Error::broker("channel.open", e))?;
+    let count = channel
+        .queue_purge(queue.into(), QueuePurgeOptions::default())
+        .await
+        .map_err(|e| Error::broker(format!("queue.purge {queue}"), e))?;
+    let _ = channel.close(200, "purged".into()).await;
+    tracing::warn!(queue, count, "purged parking queue");
+    Ok(Some(count))
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::headers::{HeaderValue, Headers};
+    use crate::message::Properties;
+
+    fn delivery(headers: Headers) -> Delivery {
+        Delivery {
+            tag: 7,
+            exchange: String::new(),
+            routing_key: "q.parking".into(),
+            redelivered: false,
+            properties: Properties::default()
+                .with_message_id("m-1")
+                .unwrap()
+                .with_kind("t")
+                .unwrap()
+                .with_headers(headers),
+            body: b"{\"a\":1}".to_vec().into(),
+        }
+    }
+
+    #[test]
+    fn replay_copy_clears_history_and_counts_replays() {
+        let mut h = Headers::new();
+        for name in CLEARED_ON_REPLAY {
+            h.insert(name, "x");
+        }
+        h.insert("x-death", "d")
+            .insert("x-delivery-count", 3i64)
+            .insert("keep-me", 1i64);
+        let copy = replay_copy(&delivery(h), "q");
+        let headers = copy.properties.headers();
+        let names: Vec<&str> = headers.iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["keep-me", "rw-replays"], "{names:?}");
+        assert_eq!(headers.get_u64(headers::REPLAYS), Some(1));
+        assert_eq!(copy.properties.message_id(), Some("m-1"));
+        assert_eq!(copy.properties.kind(), Some("t"));
+        assert_eq!(&*copy.body, b"{\"a\":1}");
+        assert!(copy.mandatory);
+        assert_eq!(
+            (copy.exchange.as_str(), copy.routing_key.as_str()),
+            ("", "q")
+        );
+    }
+
+    #[test]
+    fn parked_message_reads_park_headers_and_broker_deaths() {
+        let mut h = Headers::new();
+        h.insert(headers::PARK_REASON, "permanent")
+            .insert(headers::PARK_TASK, "send")
+            .insert(headers::ATTEMPTS, 2u8)
+            .insert(headers::LAST_FAILURE, 1_700_000_000u64)
+            .insert(headers::ERROR_MESSAGE, "boom\nline two");
+        let m = ParkedMessage::from_delivery("q.parking", &delivery(h));
+        assert_eq!(m.reason, "permanent");
+        assert_eq!(m.task.as_deref(), Some("send"));
+        assert_eq!(m.attempts, Some(2));
+        let line = m.summary();
+        assert!(line.contains("2023-11-14T22:13:20Z"), "{line}");
+        assert!(line.contains("error=boom line two"), "{line}");
+        let v = m.to_json(true);
+        assert_eq!(v["body"]["a"], 1);
+        assert_eq!(v["headers"]["rw-park-reason"], "permanent");
+
+        let bare = ParkedMessage::from_delivery("q.parking", &delivery(Headers::new()));
+        assert_eq!(bare.reason, "unknown");
+        assert_eq!(bare.task.as_deref(), Some("t"));
+        assert!(bare.details().contains("body (7 bytes)"));
+        assert_eq!(bare.attempts, None);
+    }
+
+    #[test]
+    fn attempts_of_a_message_the_broker_dead_lettered_come_from_x_death() {
+        let mut death = Headers::new();
+        death
+            .insert("queue", "q")
+            .insert("reason", "rejected")
+            .insert("count", 3i64)
+            .insert("exchange", "")
+            .insert("routing-keys", vec![HeaderValue::from("q")]);
+        let mut h = Headers::new();
+        h.insert(headers::X_DEATH, vec![HeaderValue::Table(death)]);
+        let m = ParkedMessage::from_delivery("q.parking", &delivery(h));
+        assert_eq!(m.reason, "dead-lettered: rejected");
+        assert_eq!(m.attempts, Some(3));
+    }
+}
