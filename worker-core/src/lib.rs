@@ -44,6 +44,9 @@
 //!   `default-features = false` none of it, nor clap, tracing-subscriber,
 //!   the Prometheus exporter or the HTTP stack, is compiled.
 //! - `msgpack`: the MessagePack codec.
+//! - `otel`: W3C trace context across the queue ([`trace_context`]):
+//!   `enqueue` injects `traceparent`, the worker continues the trace in
+//!   each delivery's span.
 
 pub mod backoff;
 pub mod broker;
@@ -65,6 +68,8 @@ pub mod publisher;
 mod runtime;
 pub mod task;
 pub mod topology;
+#[cfg(feature = "otel")]
+pub mod trace_context;
 pub mod transport;
 pub mod worker;
 

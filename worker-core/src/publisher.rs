@@ -175,6 +175,8 @@ impl Publisher {
         if let Some(c) = correlation {
             props = props.with_correlation_id(c)?;
         }
+        #[cfg(feature = "otel")]
+        crate::trace_context::inject_current(props.headers_mut());
         check_short("queue name", queue)?;
         Ok((id, Outgoing::to_queue(queue, props, body)))
     }

@@ -28,6 +28,8 @@ impl<S: JobService> Service<Job> for Trace<S> {
             attempt = job.attempt(),
             redelivered = delivery.redelivered,
         );
+        #[cfg(feature = "otel")]
+        crate::trace_context::continue_in(&span, props.headers());
         let fut = self.inner.call(job);
         Box::pin(
             async move {

@@ -111,6 +111,8 @@ pub fn replay_copy(delivery: &Delivery, queue: &str) -> Outgoing {
     Outgoing::copy_of(delivery, queue, |headers| {
         headers.retain(|name| !CLEARED_ON_REPLAY.contains(&name));
         headers.insert(headers::REPLAYS, replays.saturating_add(1));
+        #[cfg(feature = "otel")]
+        crate::trace_context::replay_context(headers);
     })
 }
 /// What a listing found.
