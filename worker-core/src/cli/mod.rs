@@ -67,8 +67,10 @@
 
 mod args;
 mod commands;
+mod enqueue_file;
 pub mod exit;
 mod logging;
+mod progress;
 
 pub use args::{
     Cli, Command, EnqueueArgs, GlobalArgs, JsonArgs, ParkedCommand, ParkedListArgs,
@@ -314,6 +316,8 @@ impl App {
                 });
             }
         };
+        // Before logging starts, so that log lines make way for the bars.
+        let bars = progress::Bars::on_stderr_terminal();
         if let Err(message) = logging::init(&cli) {
             eprintln!("error: {message}");
             return ExitCode::from(exit::USAGE);
@@ -329,7 +333,13 @@ impl App {
                 return ExitCode::from(exit::FAILURE);
             }
         };
-        let finished = runtime.block_on(self.execute(cli, crate::worker::stop_signal()));
+        let finished = runtime.block_on(commands::execute(
+            self.setup,
+            cli,
+            crate::worker::stop_signal(),
+            &self.name,
+            bars,
+        ));
         // Whatever is still running (a lingering I/O task) must not keep a
         // stopped worker's process alive.
         runtime.shutdown_timeout(std::time::Duration::from_secs(2));
@@ -346,10 +356,11 @@ impl App {
     }
 
     /// Runs a parsed command inside an existing tokio runtime, without
-    /// touching logging or printing anything; `stop` ends `run` (other
-    /// commands ignore it). This is what tests drive.
+    /// touching logging or printing anything (no progress bars either,
+    /// even on a terminal); `stop` ends `run` (other commands ignore it).
+    /// This is what tests drive.
     pub async fn execute(self, cli: Cli, stop: impl Future<Output = ()> + Send) -> Finished {
-        commands::execute(self.setup, cli, stop, &self.name).await
+        commands::execute(self.setup, cli, stop, &self.name, progress::Bars::HIDDEN).await
     }
 }
 
