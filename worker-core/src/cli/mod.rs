@@ -28,6 +28,7 @@
 //! ```text
 //! demo-worker run --concurrency 8 --http :9464
 //! demo-worker enqueue send_email '{"to":"a@example.com"}'
+//! demo-worker enqueue send_email --from emails.ndjson   # one payload a line
 //! demo-worker parked list send_email
 //! demo-worker parked show 6f1c...          # every task's parking queue
 //! demo-worker parked replay send_email --all
@@ -64,6 +65,12 @@
 //! See [`exit`]: 0 ok, 1 other failure, 2 usage or bad input, 3
 //! configuration, 4 broker unreachable or access refused, 5 topology
 //! missing or different.
+//!
+//! # Progress
+//!
+//! `parked replay`, `parked purge` and `enqueue --from` show a progress bar
+//! (or a spinner) on stderr when stderr is a terminal, and nothing else
+//! when it is not: piped output stays exactly the result.
 
 mod args;
 mod commands;
