@@ -80,7 +80,7 @@ pub use error::{redact_url, Error};
 pub use headers::{Attempts, DeathReason, HeaderValue, Headers, XDeath, MAX_HEADER_DEPTH};
 pub use message::{Delivery, Outgoing, Properties};
 pub use middleware::{Failure, FailureCause, Job, Outcome};
-pub use publisher::{EnqueueOptions, Publisher};
+pub use publisher::{BatchOutcome, EnqueueOptions, Publisher};
 pub use task::{
     ExchangeBinding, ExchangeKind, FailureKind, QueueType, RetryPolicy, State, Task, TaskContext,
     TaskError, TaskOptions,

@@ -224,6 +224,85 @@ impl Publisher {
     }
 }
 
+/// What [`Publisher::publish_each`] did with each message of a batch.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// One result for each message sent, in the batch's order: `Ok` once
+    /// the broker confirmed it. A failed one may or may not have arrived
+    /// (a confirm timeout), or surely did not (a nack, an unroutable message).
+    pub confirms: Vec<Result<(), Error>>,
+    /// Why the messages after the sent ones were not sent at all (no
+    /// channel, a publish that failed); `None` when every one was sent.
+    pub unsent: Option<Error>,
+}
+
+impl BatchOutcome {
+    /// Messages handed to the broker.
+    pub fn sent(&self) -> usize {
+        self.confirms.len()
+    }
+
+    /// Messages the broker confirmed.
+    pub fn confirmed(&self) -> usize {
+        self.confirms.iter().filter(|r| r.is_ok()).count()
+    }
+
+    /// The first failure: a confirm that failed, else why the rest was not sent.
+    pub fn first_error(&self) -> Option<&Error> {
+        self.confirms
+            .iter()
+            .find_map(|r| r.as_ref().err())
+            .or(self.unsent.as_ref())
+    }
+}
+
+impl Publisher {
+    /// Publishes messages back to back, then waits for all confirms, like
+    /// [`publish_batch`](Publisher::publish_batch), but reports every
+    /// message instead of the first failure: for callers that count what
+    /// arrived (the command line's `enqueue --from`). A failed publish stops
+    /// the sending; the messages already sent still get their confirms.
+    pub async fn publish_each(&self, messages: Vec<Outgoing>) -> BatchOutcome {
+        let mut outcome = BatchOutcome::default();
+        let inner = match &self.backend {
+            Backend::Broker(inner) => inner,
+            Backend::Transport(_) => {
+                for message in messages {
+                    outcome.confirms.push(self.publish(message).await);
+                }
+                return outcome;
+            }
+        };
+        let channel = match inner.channel().await {
+            Ok(channel) => channel,
+            Err(e) => {
+                outcome.unsent = Some(e);
+                return outcome;
+            }
+        };
+        inner.connector.wait_until_unblocked().await;
+        let started = Instant::now();
+        let mut pending = Vec::with_capacity(messages.len());
+        for message in &messages {
+            match send(&channel, message).await {
+                Ok(confirm) => pending.push(confirm),
+                Err(e) => {
+                    outcome.unsent = Some(e);
+                    break;
+                }
+            }
+        }
+        outcome.confirms = join_all(
+            messages
+                .iter()
+                .zip(pending)
+                .map(|(m, c)| inner.settle_confirm(m, c, started)),
+        )
+        .await;
+        outcome
+    }
+}
+
 impl PublisherInner {
     /// Waits for `message`'s confirm and records its latency since
     /// `started` in `rabbit_worker_publish_confirm_seconds`, labelled with

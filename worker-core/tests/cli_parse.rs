@@ -138,11 +138,12 @@ fn enqueue_takes_task_json_and_ids() {
         panic!()
     };
     assert_eq!(e.task, "send_email");
-    assert_eq!(e.json, r#"{"to":"a@b"}"#);
+    assert_eq!(e.json.as_deref(), Some(r#"{"to":"a@b"}"#));
+    assert_eq!(e.from, None);
     assert_eq!(e.id.as_deref(), Some("m-1"));
     assert_eq!(e.correlation_id.as_deref(), Some("c-1"));
     let cli = parse(&["enqueue", "send_email", "-"]);
-    assert!(matches!(cli.command, Command::Enqueue(e) if e.json == "-"));
+    assert!(matches!(cli.command, Command::Enqueue(e) if e.json.as_deref() == Some("-")));
     let e = parse_err(&["enqueue", "send_email"]);
     assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
     assert!(e.to_string().contains("<JSON>"), "{e}");

@@ -12,7 +12,8 @@ use super::args::{
     Cli, Command, EnqueueArgs, GlobalArgs, ParkedCommand, ParkedListArgs, ParkedPurgeArgs,
     ParkedReplayArgs, ParkedShowArgs, RunArgs, TopologyCommand,
 };
-use super::{exit, Finished, Setup};
+use super::progress::Bars;
+use super::{enqueue_file, exit, Finished, Setup};
 use crate::connection::{ConnectionSettings, Connector};
 use crate::duration::format_duration;
 use crate::error::{redact_url, Error};
@@ -22,7 +23,7 @@ use crate::topology::TaskSpec;
 use crate::worker::{Worker, WorkerConfig};
 
 /// A failure with its exit code and a message saying what to do.
-struct Failed(u8, String);
+pub(super) struct Failed(pub(super) u8, pub(super) String);
 
 impl From<Error> for Failed {
     fn from(e: Error) -> Self {
@@ -30,15 +31,16 @@ impl From<Error> for Failed {
     }
 }
 
-type Outcome = Result<Finished, Failed>;
+pub(super) type Outcome = Result<Finished, Failed>;
 
 pub(super) async fn execute(
     setup: Vec<Setup>,
     cli: Cli,
     stop: impl Future<Output = ()> + Send,
     app_name: &str,
+    bars: Bars,
 ) -> Finished {
-    match run_command(setup, cli, stop, app_name).await {
+    match run_command(setup, cli, stop, app_name, bars).await {
         Ok(finished) => finished,
         Err(Failed(code, message)) => Finished::fail(code, message),
     }
@@ -49,6 +51,7 @@ async fn run_command(
     cli: Cli,
     stop: impl Future<Output = ()> + Send,
     app_name: &str,
+    bars: Bars,
 ) -> Outcome {
     let config = connection_settings(&cli.global, app_name).resolve()?;
     for warning in config.warnings() {
@@ -62,8 +65,8 @@ async fn run_command(
     let specs = worker.specs();
     let result = match cli.command {
         Command::Run(args) => run(worker, &specs, args, stop).await,
-        Command::Enqueue(args) => enqueue(&worker, &specs, args).await,
-        Command::Parked(cmd) => parked_command(&connector, &specs, cmd).await,
+        Command::Enqueue(args) => enqueue(&worker, &specs, args, bars).await,
+        Command::Parked(cmd) => parked_command(&connector, &specs, cmd, bars).await,
         Command::Topology(TopologyCommand::Declare) => declare(&worker, &specs).await,
         Command::Topology(TopologyCommand::Check(args)) => {
             check(&connector, &specs, args.json).await
@@ -223,14 +226,31 @@ async fn run(
     Ok(Finished::ok(String::new()))
 }
 
-async fn enqueue(worker: &Worker, specs: &[Arc<TaskSpec>], args: EnqueueArgs) -> Outcome {
+async fn enqueue(
+    worker: &Worker,
+    specs: &[Arc<TaskSpec>],
+    args: EnqueueArgs,
+    bars: Bars,
+) -> Outcome {
     let spec = specs.iter().find(|s| s.name == args.task).ok_or_else(|| {
         Failed(
             exit::USAGE,
             format!("unknown task {:?}; {}", args.task, known_tasks(specs)),
         )
     })?;
-    let text = if args.json == "-" {
+    let json = match (&args.from, args.json) {
+        (Some(path), _) => {
+            return enqueue_file::enqueue_from(worker, spec, path, args.correlation_id, bars).await
+        }
+        (None, Some(json)) => json,
+        (None, None) => {
+            return Err(Failed(
+                exit::USAGE,
+                "give the payload as JSON, `-` for stdin, or --from FILE".to_owned(),
+            ))
+        }
+    };
+    let text = if json == "-" {
         let mut buf = String::new();
         std::io::stdin().read_to_string(&mut buf).map_err(|e| {
             Failed(
@@ -240,7 +260,7 @@ async fn enqueue(worker: &Worker, specs: &[Arc<TaskSpec>], args: EnqueueArgs) ->
         })?;
         buf
     } else {
-        args.json.clone()
+        json
     };
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         Failed(
@@ -281,12 +301,13 @@ async fn parked_command(
     connector: &Connector,
     specs: &[Arc<TaskSpec>],
     cmd: ParkedCommand,
+    bars: Bars,
 ) -> Outcome {
     match cmd {
         ParkedCommand::List(args) => parked_list(connector, specs, args).await,
         ParkedCommand::Show(args) => parked_show(connector, specs, args).await,
-        ParkedCommand::Replay(args) => parked_replay(connector, specs, args).await,
-        ParkedCommand::Purge(args) => parked_purge(connector, specs, args).await,
+        ParkedCommand::Replay(args) => parked_replay(connector, specs, args, bars).await,
+        ParkedCommand::Purge(args) => parked_purge(connector, specs, args, bars).await,
     }
 }
 
@@ -375,6 +396,7 @@ async fn parked_replay(
     connector: &Connector,
     specs: &[Arc<TaskSpec>],
     args: ParkedReplayArgs,
+    bars: Bars,
 ) -> Outcome {
     let spec = task(specs, &args.task)?;
     let selection = if args.all {
@@ -382,7 +404,12 @@ async fn parked_replay(
     } else {
         parked::Selection::Ids(args.ids.clone())
     };
-    let report = parked::replay(connector, spec, &selection).await?;
+    // With --id the whole queue is read to find them: the bar counts the
+    // messages looked at; with --all, the ones replayed.
+    let bar = bars.counter(if args.all { "replayed" } else { "searched" });
+    let report = parked::replay_with_progress(connector, spec, &selection, &bar).await;
+    drop(bar);
+    let report = report?;
     let mut out = format!(
         "replayed {} message(s) from {} to {}\n",
         report.replayed.len(),
@@ -415,6 +442,7 @@ async fn parked_purge(
     connector: &Connector,
     specs: &[Arc<TaskSpec>],
     args: ParkedPurgeArgs,
+    bars: Bars,
 ) -> Outcome {
     let spec = task(specs, &args.task)?;
     if !args.yes {
@@ -434,7 +462,13 @@ async fn parked_purge(
             ),
         ));
     }
-    match parked::purge(connector, &spec.parking).await? {
+    // `queue.purge` is one broker call that answers with the count when it
+    // is done, with nothing to count on the way: a bar would jump from 0
+    // to the end. A spinner says it is running; the count follows on stdout.
+    let spinner = bars.spinner(format!("purging {}", spec.parking));
+    let purged = parked::purge(connector, &spec.parking).await;
+    drop(spinner);
+    match purged? {
         Some(n) => Ok(Finished::ok(format!(
             "purged {n} message(s) from {}\n",
             spec.parking

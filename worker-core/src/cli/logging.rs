@@ -63,7 +63,7 @@ pub(super) fn init(cli: &Cli) -> Result<(), String> {
     // A binary that set up tracing itself keeps its subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| super::progress::LogWriter)
         .with_target(true)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();

@@ -28,6 +28,7 @@
 //! ```text
 //! demo-worker run --concurrency 8 --http :9464
 //! demo-worker enqueue send_email '{"to":"a@example.com"}'
+//! demo-worker enqueue send_email --from emails.ndjson   # one payload a line
 //! demo-worker parked list send_email
 //! demo-worker parked show 6f1c...          # every task's parking queue
 //! demo-worker parked replay send_email --all
@@ -64,11 +65,19 @@
 //! See [`exit`]: 0 ok, 1 other failure, 2 usage or bad input, 3
 //! configuration, 4 broker unreachable or access refused, 5 topology
 //! missing or different.
+//!
+//! # Progress
+//!
+//! `parked replay`, `parked purge` and `enqueue --from` show a progress bar
+//! (or a spinner) on stderr when stderr is a terminal, and nothing else
+//! when it is not: piped output stays exactly the result.
 
 mod args;
 mod commands;
+mod enqueue_file;
 pub mod exit;
 mod logging;
+mod progress;
 
 pub use args::{
     Cli, Command, EnqueueArgs, GlobalArgs, JsonArgs, ParkedCommand, ParkedListArgs,
@@ -314,6 +323,8 @@ impl App {
                 });
             }
         };
+        // Before logging starts, so that log lines make way for the bars.
+        let bars = progress::Bars::on_stderr_terminal();
         if let Err(message) = logging::init(&cli) {
             eprintln!("error: {message}");
             return ExitCode::from(exit::USAGE);
@@ -329,7 +340,13 @@ impl App {
                 return ExitCode::from(exit::FAILURE);
             }
         };
-        let finished = runtime.block_on(self.execute(cli, crate::worker::stop_signal()));
+        let finished = runtime.block_on(commands::execute(
+            self.setup,
+            cli,
+            crate::worker::stop_signal(),
+            &self.name,
+            bars,
+        ));
         // Whatever is still running (a lingering I/O task) must not keep a
         // stopped worker's process alive.
         runtime.shutdown_timeout(std::time::Duration::from_secs(2));
@@ -346,10 +363,11 @@ impl App {
     }
 
     /// Runs a parsed command inside an existing tokio runtime, without
-    /// touching logging or printing anything; `stop` ends `run` (other
-    /// commands ignore it). This is what tests drive.
+    /// touching logging or printing anything (no progress bars either,
+    /// even on a terminal); `stop` ends `run` (other commands ignore it).
+    /// This is what tests drive.
     pub async fn execute(self, cli: Cli, stop: impl Future<Output = ()> + Send) -> Finished {
-        commands::execute(self.setup, cli, stop, &self.name).await
+        commands::execute(self.setup, cli, stop, &self.name, progress::Bars::HIDDEN).await
     }
 }
 

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod parked;
+pub mod progress;
 pub mod status;
 pub mod topology;
 

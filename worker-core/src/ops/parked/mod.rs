@@ -47,6 +47,7 @@ use std::collections::HashSet;
 use lapin::options::QueuePurgeOptions;
 
 use super::inspect_queue;
+use super::progress::{NoProgress, Progress};
 use crate::connection::Connector;
 use crate::error::Error;
 use crate::headers;
@@ -236,6 +237,32 @@ pub async fn replay(
     spec: &TaskSpec,
     selection: &Selection,
 ) -> Result<ReplayReport, Error> {
+    replay_with_progress(connector, spec, selection, &NoProgress).await
+}
+
+/// [`replay`], telling `progress` how far it got: it
+/// [starts](Progress::start) with the number of messages parked when the
+/// replay began and [advances](Progress::advance) by one for every parked
+/// message looked at, replayed or (with [`Selection::Ids`]) passed over.
+/// With [`Selection::All`] that is one per message replayed.
+///
+/// ```no_run
+/// # use worker_core::Connector;
+/// # use worker_core::topology::TaskSpec;
+/// use worker_core::ops::parked::{self, Selection};
+/// use worker_core::ops::progress::Counter;
+/// # async fn demo(connector: Connector, spec: TaskSpec) -> Result<(), worker_core::Error> {
+/// let counter = Counter::default();
+/// let report = parked::replay_with_progress(&connector, &spec, &Selection::All, &counter).await?;
+/// assert_eq!(counter.done() as usize, report.replayed.len());
+/// # Ok(()) }
+/// ```
+pub async fn replay_with_progress(
+    connector: &Connector,
+    spec: &TaskSpec,
+    selection: &Selection,
+    progress: &dyn Progress,
+) -> Result<ReplayReport, Error> {
     let queue = spec.parking.as_str();
     let mut report = ReplayReport {
         queue: queue.to_owned(),
@@ -254,6 +281,7 @@ pub async fn replay(
     };
     let publisher = Publisher::new(connector.clone());
     let mut peek = Peek::open(connector, &conn, queue, depth.messages).await?;
+    progress.start(u64::from(depth.messages));
     for _ in 0..depth.messages {
         if wanted.as_ref().is_some_and(HashSet::is_empty) {
             break;
@@ -270,7 +298,10 @@ pub async fn replay(
         if let Some(w) = wanted.as_mut() {
             match id.as_deref() {
                 Some(i) if w.remove(i) => {}
-                _ => continue,
+                _ => {
+                    progress.advance(1);
+                    continue;
+                }
             }
         }
         connector.wait_until_unblocked().await;
@@ -287,11 +318,13 @@ pub async fn replay(
                 source: Box::new(e),
             });
             report.replayed.push(id.unwrap_or_else(|| "<no id>".into()));
+            progress.advance(1);
             break;
         }
         metrics::counter!("rabbit_worker_replayed_total", "task" => spec.name).increment(1);
         tracing::info!(task = spec.name, message_id = ?id, "replayed parked message to {}", spec.queue);
         report.replayed.push(id.unwrap_or_else(|| "<no id>".into()));
+        progress.advance(1);
     }
     peek.finish().await;
     if let Some(w) = wanted {
