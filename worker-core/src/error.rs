@@ -101,6 +101,8 @@ pub enum Error {
 
 /// AMQP reply code 403: the broker refused the login (or an operation).
 pub(crate) const ACCESS_REFUSED: u16 = 403;
+/// AMQP reply code 404: no such queue (or exchange).
+pub(crate) const NOT_FOUND: u16 = 404;
 /// AMQP reply code 406: a declaration differs from what exists, or a
 /// message was refused.
 pub(crate) const PRECONDITION_FAILED: u16 = 406;

@@ -61,6 +61,7 @@ mod host;
 #[cfg(feature = "operator")]
 pub mod http;
 pub mod message;
+pub mod metric_names;
 pub mod middleware;
 #[cfg(feature = "operator")]
 pub mod ops;

@@ -109,7 +109,7 @@ impl Health {
             }
         };
         if changed {
-            metrics::gauge!("rabbit_worker_parking_unavailable", "task" => task).set(if ok {
+            metrics::gauge!(crate::metric_names::PARKING_UNAVAILABLE, "task" => task).set(if ok {
                 0.0
             } else {
                 1.0

@@ -121,7 +121,7 @@ impl Connector {
     /// Follows `connection.blocked` / `unblocked` notices of one connection.
     fn watch_events(&self, conn: &Connection) {
         self.inner.blocked.send_replace(None);
-        metrics::gauge!("rabbit_worker_connection_blocked").set(0.0);
+        metrics::gauge!(crate::metric_names::CONNECTION_BLOCKED).set(0.0);
         let mut events = conn.events_listener();
         let status = conn.status().clone();
         let blocked = self.inner.blocked.clone();
@@ -138,12 +138,12 @@ impl Connector {
                             %reason,
                             "RabbitMQ blocked the connection (resource alarm); publishing pauses until it clears"
                         );
-                        metrics::gauge!("rabbit_worker_connection_blocked").set(1.0);
+                        metrics::gauge!(crate::metric_names::CONNECTION_BLOCKED).set(1.0);
                         blocked.send_replace(Some(reason));
                     }
                     Event::ConnectionUnblocked => {
                         tracing::info!("RabbitMQ unblocked the connection; publishing resumes");
-                        metrics::gauge!("rabbit_worker_connection_blocked").set(0.0);
+                        metrics::gauge!(crate::metric_names::CONNECTION_BLOCKED).set(0.0);
                         blocked.send_replace(None);
                     }
                     // Channel errors arrive here too (a 404 from a passive
@@ -154,7 +154,7 @@ impl Connector {
             }
             // The connection is gone; a new one starts unblocked.
             if generation.load(Ordering::SeqCst) == mine {
-                metrics::gauge!("rabbit_worker_connection_blocked").set(0.0);
+                metrics::gauge!(crate::metric_names::CONNECTION_BLOCKED).set(0.0);
                 blocked.send_replace(None);
             }
         });

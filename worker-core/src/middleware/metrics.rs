@@ -98,7 +98,7 @@ pub(crate) fn record_publish_confirm(kind: Option<&str>, queue: &str, seconds: f
         let known = Known::get().read().unwrap_or_else(|e| e.into_inner());
         (known.task(kind), known.queue(queue))
     };
-    metrics::histogram!("rabbit_worker_publish_confirm_seconds", "task" => task, "queue" => queue)
+    metrics::histogram!(crate::metric_names::PUBLISH_CONFIRM_SECONDS, "task" => task, "queue" => queue)
         .record(seconds);
 }
 
@@ -115,7 +115,7 @@ impl MetricsLayer {
         let labels = [("task", task.to_owned()), ("queue", queue.clone())];
         let outcomes = OUTCOMES.map(|outcome| {
             metrics::counter!(
-                "rabbit_worker_outcomes_total",
+                crate::metric_names::OUTCOMES,
                 "task" => task,
                 "queue" => queue.clone(),
                 "outcome" => outcome
@@ -123,9 +123,9 @@ impl MetricsLayer {
         });
         MetricsLayer {
             handles: Arc::new(Handles {
-                deliveries: metrics::counter!("rabbit_worker_deliveries_total", &labels),
-                in_flight: metrics::gauge!("rabbit_worker_in_flight", &labels),
-                duration: metrics::histogram!("rabbit_worker_handler_seconds", &labels),
+                deliveries: metrics::counter!(crate::metric_names::DELIVERIES, &labels),
+                in_flight: metrics::gauge!(crate::metric_names::IN_FLIGHT, &labels),
+                duration: metrics::histogram!(crate::metric_names::HANDLER_SECONDS, &labels),
                 outcomes,
             }),
         }

@@ -99,7 +99,7 @@ fn count_cut(job: &Job, asked: Duration) {
         ?asked,
         "a retry delay beyond the maximum of {MAX_DELAY:?} was cut to it"
     );
-    metrics::counter!("rabbit_worker_delay_clamped_total", "task" => job.spec().name).increment(1);
+    metrics::counter!(crate::metric_names::DELAY_CLAMPED, "task" => job.spec().name).increment(1);
 }
 
 /// Sends a delivery that came back too early to `tier` again, unchanged

@@ -62,7 +62,7 @@ impl<S: JobService> Service<Job> for Retry<S> {
                 };
                 tracing::debug!(attempt = job.attempt(), ?after, error = %failure.message, "retrying in process");
                 metrics::counter!(
-                    "rabbit_worker_outcomes_total",
+                    crate::metric_names::OUTCOMES,
                     "task" => job.spec().name,
                     "queue" => job.spec().queue.to_string(),
                     "outcome" => "retry",

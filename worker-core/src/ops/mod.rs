@@ -62,8 +62,7 @@ pub struct QueueDepth {
     pub consumers: u32,
 }
 
-/// AMQP reply code 404: no such queue or exchange.
-pub(crate) const NOT_FOUND: u16 = 404;
+pub(crate) use crate::error::NOT_FOUND;
 
 /// Passively declares `queue` on a throwaway channel: `None` when it does
 /// not exist (the broker closes that channel with 404).

@@ -45,6 +45,19 @@ pub enum QueueRole {
     Parking,
 }
 
+impl QueueRole {
+    /// The role as a metric label value: `work`, `quarantine`, `tier` or
+    /// `parking`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueRole::Work => "work",
+            QueueRole::Quarantine => "quarantine",
+            QueueRole::Tier => "tier",
+            QueueRole::Parking => "parking",
+        }
+    }
+}
+
 /// One queue as the code wants it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuePlan {

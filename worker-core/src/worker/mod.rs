@@ -1,6 +1,7 @@
 //! The worker: register tasks, declare topology, consume, settle, stop, reconnect.
 
 mod consumer;
+pub mod depth;
 pub(crate) mod dispatch;
 use dispatch::{check_state, Tasks};
 mod lapin_transport;
@@ -46,6 +47,11 @@ pub struct WorkerConfig {
     pub reconnect_min: Duration,
     /// Longest reconnect delay.
     pub reconnect_max: Duration,
+    /// How often to sample the depth of every consumed task's queues into
+    /// `rabbit_worker_queue_messages` and `rabbit_worker_queue_consumers`
+    /// (one passive `queue.declare` per queue; see [`depth`]); `None`
+    /// turns the sampling off.
+    pub depth_interval: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -56,6 +62,7 @@ impl Default for WorkerConfig {
             declare_topology: true,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(30),
+            depth_interval: Some(Duration::from_secs(15)),
         }
     }
 }
@@ -452,7 +459,37 @@ struct Supervisor {
 }
 
 impl Supervisor {
+    /// Runs the sessions, and the depth sampler beside them (on its own
+    /// task, so that it never holds up consuming), until shutdown or a
+    /// fatal error.
     async fn run(self) -> Result<(), Error> {
+        let sampler = self.config.depth_interval.map(|interval| {
+            let mut specs: Vec<Arc<TaskSpec>> = Vec::new();
+            for spec in self.groups.iter().flat_map(|g| g.tasks.specs()) {
+                if !specs.iter().any(|s| Arc::ptr_eq(s, spec)) {
+                    specs.push(spec.clone());
+                }
+            }
+            let (trigger, stop) = Shutdown::new();
+            let connector = self.connector.clone();
+            let task = tokio::spawn(depth::run(connector, specs, interval, stop));
+            (trigger, task)
+        });
+        let result = self.run_sessions().await;
+        if let Some((trigger, mut task)) = sampler {
+            trigger.trigger();
+            // It closes its channel; the connection closes right after.
+            if tokio::time::timeout(Duration::from_secs(1), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+        result
+    }
+
+    async fn run_sessions(&self) -> Result<(), Error> {
         let mut failures: u32 = 0;
         let mut first = true;
         loop {

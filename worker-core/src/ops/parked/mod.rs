@@ -321,7 +321,7 @@ pub async fn replay_with_progress(
             progress.advance(1);
             break;
         }
-        metrics::counter!("rabbit_worker_replayed_total", "task" => spec.name).increment(1);
+        metrics::counter!(crate::metric_names::REPLAYED, "task" => spec.name).increment(1);
         tracing::info!(task = spec.name, message_id = ?id, "replayed parked message to {}", spec.queue);
         report.replayed.push(id.unwrap_or_else(|| "<no id>".into()));
         progress.advance(1);
