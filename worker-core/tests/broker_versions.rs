@@ -46,6 +46,19 @@ async fn quorum(ch: &Channel, name: &str, extra: &[(&str, AMQPValue)]) {
     .unwrap();
 }
 
+/// Takes the message in `source`, rejects it without requeue, and returns
+/// the copy the dead-letter route brought to `target`.
+async fn reject_into(ch: &Channel, source: &str, target: &str) -> lapin::message::BasicGetMessage {
+    let m = poll_get(ch, source).await.expect("published");
+    ch.basic_reject(
+        m.delivery.delivery_tag,
+        BasicRejectOptions { requeue: false },
+    )
+    .await
+    .unwrap();
+    support::get_one(ch, target, Duration::from_secs(5)).await
+}
+
 /// `target`, and `source` dead-lettering into it, with `extra` arguments.
 async fn dead_letter_pair(ch: &Channel, source: &str, target: &str, extra: &[(&str, AMQPValue)]) {
     quorum(ch, target, &[]).await;
@@ -226,14 +239,7 @@ async fn a_client_set_x_death_is_merged_only_where_capabilities_say() {
         AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(forged)])),
     )]);
     publish(&ch, source, headers).await;
-    let m = poll_get(&ch, source).await.expect("published");
-    ch.basic_reject(
-        m.delivery.delivery_tag,
-        BasicRejectOptions { requeue: false },
-    )
-    .await
-    .unwrap();
-    let dead = support::get_one(&ch, target, Duration::from_secs(5)).await;
+    let dead = reject_into(&ch, source, target).await;
     let queues: Vec<String> = support::x_death(&dead.delivery.properties)
         .into_iter()
         .map(|(queue, _)| queue)
@@ -262,14 +268,7 @@ async fn at_least_once_dead_lettering_delivers_a_rejected_message() {
     ];
     dead_letter_pair(&ch, source, target, &at_least_once).await;
     publish(&ch, source, FieldTable::default()).await;
-    let m = poll_get(&ch, source).await.expect("published");
-    ch.basic_reject(
-        m.delivery.delivery_tag,
-        BasicRejectOptions { requeue: false },
-    )
-    .await
-    .unwrap();
-    let dead = support::get_one(&ch, target, Duration::from_secs(5)).await;
+    let dead = reject_into(&ch, source, target).await;
     assert_eq!(&dead.delivery.data[..], b"fact");
     support::delete_queues(&[source, target]).await;
 }

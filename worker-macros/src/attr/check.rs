@@ -376,7 +376,7 @@ mod tests {
     use quote::quote;
 
     use super::*;
-    use crate::attr::test_support::{errors_of, run};
+    use crate::attr::test_support::{assert_errors, errors_of, run};
     use crate::attr::{ExchangeKind, RoutingKeys};
 
     #[test]
@@ -466,14 +466,7 @@ mod tests {
             (quote!(queue = "amq.x"), "reserved"),
             (quote!(crate = "not a path"), "path to worker_core"),
         ];
-        for (tokens, expected) in cases {
-            let text = tokens.to_string();
-            let errors = errors_of(tokens);
-            assert!(
-                errors.iter().any(|e| e.contains(expected)),
-                "{text}: expected an error containing {expected:?}, got {errors:?}"
-            );
-        }
+        assert_errors(cases);
     }
 
     #[test]

@@ -300,6 +300,18 @@ mod test_support {
     pub(super) fn errors_of(tokens: TokenStream) -> Vec<String> {
         run(tokens).1
     }
+
+    /// Asserts that each case's attribute gives an error containing its text.
+    pub(super) fn assert_errors<'a>(cases: impl IntoIterator<Item = (TokenStream, &'a str)>) {
+        for (tokens, expected) in cases {
+            let text = tokens.to_string();
+            let errors = errors_of(tokens);
+            assert!(
+                errors.iter().any(|e| e.contains(expected)),
+                "{text}: expected an error containing {expected:?}, got {errors:?}"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

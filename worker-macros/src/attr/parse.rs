@@ -237,7 +237,7 @@ mod tests {
     use quote::quote;
 
     use super::*;
-    use crate::attr::test_support::errors_of;
+    use crate::attr::test_support::{assert_errors, errors_of};
 
     #[test]
     fn unknown_option_suggests_the_closest() {
@@ -282,14 +282,7 @@ mod tests {
             (quote!(match_all), "expected `=` after `match_all`"),
             (quote!(queue = "a" retries = 1), "expected `,`"),
         ];
-        for (tokens, expected) in cases {
-            let text = tokens.to_string();
-            let errors = errors_of(tokens);
-            assert!(
-                errors.iter().any(|e| e.contains(expected)),
-                "{text}: expected an error containing {expected:?}, got {errors:?}"
-            );
-        }
+        assert_errors(cases);
     }
 
     #[test]

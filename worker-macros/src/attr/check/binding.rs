@@ -183,7 +183,7 @@ mod tests {
     use quote::quote;
 
     use super::*;
-    use crate::attr::test_support::{errors_of, run};
+    use crate::attr::test_support::{assert_errors, errors_of, run};
 
     #[test]
     fn headers_binding_reads_pairs_and_match_mode() {
@@ -251,13 +251,6 @@ mod tests {
                 "needs `match_headers",
             ),
         ];
-        for (tokens, expected) in cases {
-            let text = tokens.to_string();
-            let errors = errors_of(tokens);
-            assert!(
-                errors.iter().any(|e| e.contains(expected)),
-                "{text}: expected an error containing {expected:?}, got {errors:?}"
-            );
-        }
+        assert_errors(cases);
     }
 }
