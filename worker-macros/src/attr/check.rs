@@ -147,6 +147,27 @@ fn short_name(lit: &LitStr, what: &str, errors: &mut Errors) -> bool {
     true
 }
 
+/// `type_name`: an identifier to name the generated type with.
+fn type_name(lit: &LitStr, errors: &mut Errors) -> Option<syn::Ident> {
+    let value = lit.value();
+    match syn::parse_str::<syn::Ident>(&value) {
+        Ok(mut ident) if ident != "Self" => {
+            ident.set_span(lit.span());
+            Some(ident)
+        }
+        _ => {
+            errors.push(
+                lit.span(),
+                format_args!(
+                    "`type_name` takes the name of the generated task type, one identifier such as \"ChargeTask\", found {value:?}: write `{}`",
+                    Key::TypeName.example()
+                ),
+            );
+            None
+        }
+    }
+}
+
 /// Checks one option alone and stores it in `args` when valid.
 fn check_one(entry: &Entry, args: &mut TaskArgs, errors: &mut Errors) {
     match entry.key {
@@ -168,6 +189,10 @@ fn check_one(entry: &Entry, args: &mut TaskArgs, errors: &mut Errors) {
             if short_name(lit, "task name", errors) {
                 args.name = Some(lit.clone());
             }
+        }
+        Key::TypeName => {
+            let lit = str_value(entry);
+            args.type_name = type_name(lit, errors);
         }
         Key::Queue => {
             let lit = str_value(entry);
@@ -391,6 +416,7 @@ mod tests {
     fn reads_every_option() {
         let (args, errors) = run(quote!(
             name = "emails.send",
+            type_name = "SendTask",
             queue = "emails",
             retries = 5,
             in_process = 2,
@@ -409,6 +435,7 @@ mod tests {
         ));
         assert_eq!(errors, Vec::<String>::new());
         assert_eq!(args.name.unwrap().value(), "emails.send");
+        assert_eq!(args.type_name.unwrap(), "SendTask");
         assert_eq!(args.queue.unwrap().value(), "emails");
         assert_eq!(args.max_attempts.unwrap().value, 6);
         assert_eq!(args.in_process.unwrap().value, 2);
@@ -465,6 +492,9 @@ mod tests {
             (quote!(queue = ""), "must not be empty"),
             (quote!(queue = "amq.x"), "reserved"),
             (quote!(crate = "not a path"), "path to worker_core"),
+            (quote!(type_name = "Charge Task"), "one identifier"),
+            (quote!(type_name = "Self"), "one identifier"),
+            (quote!(type_name = ""), "one identifier"),
         ];
         assert_errors(cases);
     }

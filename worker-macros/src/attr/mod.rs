@@ -49,6 +49,7 @@ macro_rules! with_keys {
         $then! {
             name => Name, Str, "name = \"emails.send\"";
             queue => Queue, Str, "queue = \"emails\"";
+            type_name => TypeName, Str, "type_name = \"ChargeTask\"";
             retries => Retries, Int, "retries = 5";
             max_attempts => MaxAttempts, Int, "max_attempts = 6";
             in_process => InProcess, Int, "in_process = 3";
@@ -239,6 +240,8 @@ pub(crate) struct TaskArgs {
     pub(crate) krate: Option<syn::Path>,
     /// `name`.
     pub(crate) name: Option<LitStr>,
+    /// `type_name`: the generated type's name, spanned at the literal.
+    pub(crate) type_name: Option<syn::Ident>,
     /// `queue`.
     pub(crate) queue: Option<LitStr>,
     /// `max_attempts`, or `retries + 1`.
