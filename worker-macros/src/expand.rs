@@ -440,6 +440,16 @@ fn option_statements(args: &TaskArgs, krate: &TokenStream) -> Vec<TokenStream> {
         let timeout = duration(timeout.value);
         out.push(quote!(options.timeout = ::core::option::Option::Some(#timeout);));
     }
+    if let Some(rate) = &args.rate {
+        let count = Literal::u32_unsuffixed(rate.value.0);
+        let per = duration(rate.value.1);
+        out.push(
+            quote!(options.rate = ::core::option::Option::Some(#krate::Rate {
+            count: #count,
+            per: #per,
+        });),
+        );
+    }
     if let Some(n) = &args.prefetch {
         let n = Literal::u16_unsuffixed(n.value);
         out.push(quote!(options.prefetch = #n;));

@@ -92,6 +92,7 @@ use proc_macro::TokenStream;
 /// | `backoff = "200ms..5s"` | `"200ms..5s"` | the wait between in-process attempts: exponential from MIN to MAX, with jitter |
 /// | `tiers = ["1s", "10s", "1m"]` | 1s, 10s, 1m, 10m, 1h | the broker-side delay tiers, shortest first; `tiers = []` for none |
 /// | `timeout = "30s"` | none | the longest one attempt may run |
+/// | `rate = "100/s"` | none | the most handler starts per second (`/s`) or minute (`/m`) **in one worker process**, evenly spaced; N processes start up to N times as many, so give each the fleet's limit divided by N. A delivery waiting for its start holds its prefetch slot |
 /// | `prefetch = 50` | 100 | broker prefetch: 1..=2000 for quorum queues, 1..=65535 for classic |
 /// | `concurrency = 8` | 100 | handlers of this task running at once (>= 1) |
 /// | `queue_type = "classic"` | `"quorum"` | `"quorum"` or `"classic"` |

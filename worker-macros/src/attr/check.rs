@@ -16,7 +16,7 @@ use proc_macro2::Span;
 use syn::LitStr;
 
 use super::{Entry, Key, Parsed, QueueKind, Spanned, TaskArgs, Unclassified, Value};
-use crate::duration::parse_duration;
+use crate::duration::{parse_duration, parse_rate};
 
 /// The longest name AMQP accepts for a queue, an exchange, a routing key or a header.
 const SHORT_STRING_MAX: usize = 255;
@@ -242,6 +242,13 @@ fn check_one(entry: &Entry, args: &mut TaskArgs, errors: &mut Errors) {
                 }
             }
         }
+        Key::Rate => {
+            let lit = str_value(entry);
+            match parse_rate(&lit.value()) {
+                Ok(rate) => args.rate = Some(Spanned::new(rate, lit.span())),
+                Err(msg) => errors.push(lit.span(), format_args!("`rate`: {msg}")),
+            }
+        }
         Key::Prefetch => {
             // The quorum limit is checked later, once queue_type is known.
             args.prefetch = int_value::<u16>(entry, errors, 1, u16::MAX);
@@ -423,6 +430,7 @@ mod tests {
             backoff = "1s..10m",
             tiers = ["10s", "1m"],
             timeout = "30s",
+            rate = "30/m",
             prefetch = 20,
             concurrency = 4,
             queue_type = "classic",
@@ -448,6 +456,7 @@ mod tests {
             vec![Duration::from_secs(10), Duration::from_secs(60)]
         );
         assert_eq!(args.timeout.unwrap().value, Duration::from_secs(30));
+        assert_eq!(args.rate.unwrap().value, (30, Duration::from_secs(60)));
         assert_eq!(args.prefetch.unwrap().value, 20);
         assert_eq!(args.concurrency.unwrap().value, 4);
         assert_eq!(args.queue_type.unwrap().value, QueueKind::Classic);
@@ -495,6 +504,9 @@ mod tests {
             (quote!(type_name = "Charge Task"), "one identifier"),
             (quote!(type_name = "Self"), "one identifier"),
             (quote!(type_name = ""), "one identifier"),
+            (quote!(rate = "0/s"), "would never start"),
+            (quote!(rate = "abc"), "invalid rate"),
+            (quote!(rate = "10/h"), "invalid rate unit"),
         ];
         assert_errors(cases);
     }

@@ -56,6 +56,7 @@ macro_rules! with_keys {
             backoff => Backoff, Str, "backoff = \"1s..10m\"";
             tiers => Tiers, List, "tiers = [\"10s\", \"1m\", \"10m\"]";
             timeout => Timeout, Str, "timeout = \"30s\"";
+            rate => Rate, Str, "rate = \"100/s\"";
             prefetch => Prefetch, Int, "prefetch = 50";
             concurrency => Concurrency, Int, "concurrency = 8";
             queue_type => QueueType, Str, "queue_type = \"classic\"";
@@ -254,6 +255,8 @@ pub(crate) struct TaskArgs {
     pub(crate) tiers: Option<Spanned<Vec<Duration>>>,
     /// `timeout`.
     pub(crate) timeout: Option<Spanned<Duration>>,
+    /// `rate`: starts per period.
+    pub(crate) rate: Option<Spanned<(u32, Duration)>>,
     /// `prefetch`.
     pub(crate) prefetch: Option<Spanned<u16>>,
     /// `concurrency`.
@@ -276,6 +279,7 @@ impl TaskArgs {
             || self.backoff.is_some()
             || self.tiers.is_some()
             || self.timeout.is_some()
+            || self.rate.is_some()
             || self.prefetch.is_some()
             || self.concurrency.is_some()
             || self.queue_type.is_some()
