@@ -38,6 +38,40 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("duration {text:?} is too large"))
 }
 
+/// Parses a rate, `<count>/s` or `<count>/m`: how many starts per second or
+/// per minute. Returns the count and the period. Shared with `#[task]`'s
+/// `rate` option, like durations.
+///
+/// ```
+/// # use std::time::Duration;
+/// assert_eq!(worker_core::parse_rate("100/s"), Ok((100, Duration::from_secs(1))));
+/// assert_eq!(worker_core::parse_rate("30/m"), Ok((30, Duration::from_secs(60))));
+/// assert!(worker_core::parse_rate("0/s").is_err());
+/// assert!(worker_core::parse_rate("10/h").is_err());
+/// ```
+pub fn parse_rate(text: &str) -> Result<(u32, Duration), String> {
+    let text = text.trim();
+    let hint = "write a whole number of starts per second or per minute: \"100/s\" or \"30/m\"";
+    let Some((count, unit)) = text.split_once('/') else {
+        return Err(format!("invalid rate {text:?}: {hint}"));
+    };
+    let per = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        _ => return Err(format!("invalid rate unit in {text:?}: {hint}")),
+    };
+    let count: u32 = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid rate {text:?}: {hint}"))?;
+    if count == 0 {
+        return Err(format!(
+            "rate {text:?} would never start the task: {hint}, or leave the option out for no limit"
+        ));
+    }
+    Ok((count, per))
+}
+
 /// Formats a duration in the largest unit that divides it exactly (`1500ms`, `10s`, `1h`).
 ///
 /// ```

@@ -76,15 +76,15 @@ pub mod worker;
 
 pub use backoff::Backoff;
 pub use connection::{ConnectionConfig, Connector};
-pub use duration::{format_duration, parse_duration};
+pub use duration::{format_duration, parse_duration, parse_rate};
 pub use error::{redact_url, Error};
 pub use headers::{Attempts, DeathReason, HeaderValue, Headers, XDeath, MAX_HEADER_DEPTH};
 pub use message::{Delivery, Outgoing, Properties};
 pub use middleware::{Failure, FailureCause, Job, Outcome};
 pub use publisher::{BatchOutcome, EnqueueOptions, Publisher};
 pub use task::{
-    ExchangeBinding, ExchangeKind, FailureKind, QueueType, RetryPolicy, State, Task, TaskContext,
-    TaskError, TaskOptions,
+    ExchangeBinding, ExchangeKind, FailureKind, QueueType, Rate, RetryPolicy, State, Task,
+    TaskContext, TaskError, TaskOptions,
 };
 pub use worker::Worker;
 pub use worker_macros::task;

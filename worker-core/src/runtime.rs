@@ -141,4 +141,7 @@ pub struct Runtime {
     pub shutdown: Shutdown,
     /// Readiness, which deliveries affect when parking fails.
     pub health: Arc<Health>,
+    /// One start limiter per rate-limited task, shared by all its
+    /// deliveries in this process.
+    pub rates: Arc<crate::middleware::RateLimiters>,
 }

@@ -31,7 +31,7 @@ pub(crate) fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
 
-    match Handler::analyse(&func) {
+    match Handler::analyse(&func, args.type_name.as_ref()) {
         Ok(handler) => {
             // Options with errors were left out of `args`: generating the rest
             // keeps follow-on errors ("SendEmail not found") out of the way.
@@ -75,7 +75,8 @@ struct Handler<'a> {
 }
 
 impl<'a> Handler<'a> {
-    fn analyse(func: &'a ItemFn) -> Result<Self, Vec<syn::Error>> {
+    /// Checks the signature; `type_name` is the checked `type_name` option.
+    fn analyse(func: &'a ItemFn, type_name: Option<&Ident>) -> Result<Self, Vec<syn::Error>> {
         let sig = &func.sig;
         let mut errors = Vec::new();
         check_qualifiers(sig, &mut errors);
@@ -124,7 +125,15 @@ impl<'a> Handler<'a> {
         }
 
         let error_span = check_output(sig).map_err(|e| errors.push(e)).ok();
-        let struct_ident = struct_ident(&sig.ident).map_err(|e| errors.push(e)).ok();
+        let struct_ident = match type_name {
+            Some(given) => Some(given.clone()),
+            None => struct_ident(&sig.ident).map_err(|e| errors.push(e)).ok(),
+        };
+        if let (Some(ident), Some(payload)) = (&struct_ident, payload) {
+            if let Some(err) = name_clash(&sig.ident, ident, type_name.is_some(), &payload.ty) {
+                errors.push(err);
+            }
+        }
         match (error_span, struct_ident) {
             (Some(error_span), Some(struct_ident)) if errors.is_empty() => Ok(Handler {
                 args,
@@ -349,6 +358,53 @@ fn struct_ident(fn_ident: &Ident) -> syn::Result<Ident> {
     Ok(Ident::new(&pascal, fn_ident.span()))
 }
 
+/// The payload type named in the function's own module (`Charge` or
+/// `self::Charge`), if it is a single name: only such a path can clash with
+/// the generated type, which is declared in that module.
+fn local_type_name(ty: &Type) -> Option<&Ident> {
+    let Type::Path(path) = peel(ty) else {
+        return None;
+    };
+    let segments: Vec<_> = path.path.segments.iter().collect();
+    let last = match (
+        path.qself.is_some(),
+        path.path.leading_colon,
+        segments.as_slice(),
+    ) {
+        (false, None, [only]) => only,
+        (false, None, [first, only]) if first.ident == "self" => only,
+        _ => return None,
+    };
+    Some(&last.ident)
+}
+
+/// The generated type would be named like the payload type: the user would
+/// otherwise get four errors about a type defined twice (E0428, conflicting
+/// derives, missing fields) that do not say why.
+fn name_clash(fn_ident: &Ident, ident: &Ident, given: bool, payload: &Type) -> Option<syn::Error> {
+    let payload_name = local_type_name(payload)?;
+    if payload_name.unraw() != ident.unraw() {
+        return None;
+    }
+    let fn_name = fn_ident.unraw().to_string();
+    let example = format!("{}Task", ident.unraw());
+    Some(if given {
+        syn::Error::new(
+            ident.span(),
+            format!(
+                "`type_name` names the task type `{ident}`, like its payload type `{payload_name}`: choose another name, for example `type_name = \"{example}\"`"
+            ),
+        )
+    } else {
+        syn::Error::new(
+            fn_ident.span(),
+            format!(
+                "the task type generated for `{fn_name}` would be named `{ident}`, like its payload type `{payload_name}`; rename the function (for example `{fn_name}_task`) or name the task type with `type_name = \"{example}\"`"
+            ),
+        )
+    })
+}
+
 fn duration(d: Duration) -> TokenStream {
     let millis = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     if millis % 1000 == 0 {
@@ -383,6 +439,16 @@ fn option_statements(args: &TaskArgs, krate: &TokenStream) -> Vec<TokenStream> {
     if let Some(timeout) = &args.timeout {
         let timeout = duration(timeout.value);
         out.push(quote!(options.timeout = ::core::option::Option::Some(#timeout);));
+    }
+    if let Some(rate) = &args.rate {
+        let count = Literal::u32_unsuffixed(rate.value.0);
+        let per = duration(rate.value.1);
+        out.push(
+            quote!(options.rate = ::core::option::Option::Some(#krate::Rate {
+            count: #count,
+            per: #per,
+        });),
+        );
     }
     if let Some(n) = &args.prefetch {
         let n = Literal::u16_unsuffixed(n.value);
@@ -645,7 +711,7 @@ mod tests {
 
     fn analyse_errors(item: TokenStream) -> Vec<String> {
         let func: ItemFn = syn::parse2(item).unwrap();
-        match Handler::analyse(&func) {
+        match Handler::analyse(&func, None) {
             Ok(_) => Vec::new(),
             Err(errors) => errors.iter().map(|e| e.to_string()).collect(),
         }
@@ -684,7 +750,7 @@ mod tests {
         let func: ItemFn = syn::parse_quote! {
             async fn f(a: worker_core::State<Db>, c: TaskContext, p: Email, s: State<Client>) -> Result<(), TaskError> { Ok(()) }
         };
-        let handler = Handler::analyse(&func).unwrap();
+        let handler = Handler::analyse(&func, None).unwrap();
         assert!(matches!(
             handler.args.as_slice(),
             [Arg::State(_), Arg::Context, Arg::Payload, Arg::State(_)]
@@ -933,5 +999,67 @@ mod tests {
         assert!(out.contains("impl my_app :: wc :: Task for Ping"), "{out}");
         assert!(!out.contains(":: worker_core"), "{out}");
         assert!(out.contains("type Payload = () ;"), "{out}");
+    }
+
+    #[test]
+    fn a_task_type_named_like_its_payload_is_one_clear_error() {
+        let errors = analyse_errors(quote!(
+            async fn charge(ctx: TaskContext, c: Charge) -> Result<(), TaskError> {
+                Ok(())
+            }
+        ));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("the task type generated for `charge` would be named `Charge`, like its payload type `Charge`"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[0].contains("type_name = \"ChargeTask\""),
+            "{errors:?}"
+        );
+        // `self::Charge` is the same type; a path elsewhere is not.
+        assert_eq!(
+            analyse_errors(quote!(
+                async fn charge(c: self::Charge) -> Result<(), TaskError> {
+                    Ok(())
+                }
+            ))
+            .len(),
+            1
+        );
+        assert!(analyse_errors(quote!(
+            async fn charge(c: models::Charge) -> Result<(), TaskError> {
+                Ok(())
+            }
+        ))
+        .is_empty());
+    }
+
+    #[test]
+    fn type_name_names_the_generated_type() {
+        let out = expand(
+            quote!(queue = "billing", type_name = "ChargeTask"),
+            quote!(
+                async fn charge(c: Charge) -> Result<(), TaskError> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(out.contains("struct ChargeTask ;"), "{out}");
+        assert!(out.contains("type Payload = Charge ;"), "{out}");
+        assert!(!out.contains("compile_error"), "{out}");
+
+        let out = expand(
+            quote!(type_name = "Charge"),
+            quote!(
+                async fn charge(c: Charge) -> Result<(), TaskError> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(
+            out.contains("`type_name` names the task type `Charge`"),
+            "{out}"
+        );
     }
 }

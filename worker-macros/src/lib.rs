@@ -50,8 +50,9 @@ use proc_macro::TokenStream;
 /// For `async fn send_email`, next to the function (which stays exactly as
 /// written):
 ///
-/// - `struct SendEmail;`, named in PascalCase after the function, with the
-///   function's visibility, its `#[cfg]` attributes and its documentation;
+/// - `struct SendEmail;`, named in PascalCase after the function (or as
+///   `type_name` says), with the function's visibility, its `#[cfg]`
+///   attributes and its documentation;
 /// - `impl Task for SendEmail`: `Payload` is the payload argument's type,
 ///   `NAME` and `QUEUE` come from the options, `options()` applies the
 ///   options over `TaskOptions::default()`, `required_state()` lists every
@@ -84,12 +85,14 @@ use proc_macro::TokenStream;
 /// | --- | --- | --- |
 /// | `name = "emails.send"` | `concat!(module_path!(), "::", "send_email")` | the task's name, stored in each message's `type` property |
 /// | `queue = "emails"` | the name | the work queue |
+/// | `type_name = "ChargeTask"` | the function's name in PascalCase | the name of the generated task type; needed when that would be the payload type's name, as for `async fn charge(c: Charge)` |
 /// | `retries = 5` | 9 (10 attempts) | retries after the first attempt: `max_attempts = retries + 1` |
 /// | `max_attempts = 6` | 10 | handler runs allowed over the message's life before it is parked; not together with `retries` |
 /// | `in_process = 3` | 3 | attempts per delivery, in process, before the message goes to a delay tier (1 = none in process) |
 /// | `backoff = "200ms..5s"` | `"200ms..5s"` | the wait between in-process attempts: exponential from MIN to MAX, with jitter |
 /// | `tiers = ["1s", "10s", "1m"]` | 1s, 10s, 1m, 10m, 1h | the broker-side delay tiers, shortest first; `tiers = []` for none |
 /// | `timeout = "30s"` | none | the longest one attempt may run |
+/// | `rate = "100/s"` | none | the most handler starts per second (`/s`) or minute (`/m`) **in one worker process**, evenly spaced; N processes start up to N times as many, so give each the fleet's limit divided by N. A delivery waiting for its start holds its prefetch slot |
 /// | `prefetch = 50` | 100 | broker prefetch: 1..=2000 for quorum queues, 1..=65535 for classic |
 /// | `concurrency = 8` | 100 | handlers of this task running at once (>= 1) |
 /// | `queue_type = "classic"` | `"quorum"` | `"quorum"` or `"classic"` |
@@ -154,7 +157,16 @@ use proc_macro::TokenStream;
 /// two payload arguments, a return type other than `Result<(), E>`, unknown
 /// or duplicate options, invalid durations, a backoff whose minimum exceeds
 /// its maximum, `retries` with `max_attempts`, `routing_keys` on a fanout or
-/// headers exchange or without `exchange`, and unknown `queue_type` values.
+/// headers exchange or without `exchange`, unknown `queue_type` values, and
+/// a task type that would be named like its payload type:
+///
+/// ```text
+/// error: the task type generated for `charge` would be named `Charge`, like its payload type `Charge`; rename the function (for example `charge_task`) or name the task type with `type_name = "ChargeTask"`
+///   --> src/billing.rs:10:10
+///    |
+/// 10 | async fn charge(ctx: TaskContext, c: Charge) -> Result<(), TaskError> {
+///    |          ^^^^^^
+/// ```
 #[proc_macro_attribute]
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::task(attr.into(), item.into()).into()

@@ -279,3 +279,64 @@ async fn a_job_can_drive_a_single_layer() {
     );
     harness.mock().assert_nothing_else();
 }
+
+#[worker_core::task(queue = "paced", rate = "2/s")]
+async fn paced(n: u32) -> Result<(), TaskError> {
+    let _ = n;
+    Ok(())
+}
+
+#[worker_core::task(queue = "unpaced")]
+async fn unpaced(n: u32) -> Result<(), TaskError> {
+    let _ = n;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_paces_handler_starts_in_one_process() {
+    // 2/s: one start every 500 ms, the first at once, shared by every
+    // delivery of the task whether they run together or one after another.
+    let harness = Harness::new(Paced);
+    assert_eq!(
+        harness.task_options().rate,
+        Some(worker_core::Rate::per_second(2))
+    );
+    let started = tokio::time::Instant::now();
+    let payloads: Vec<u32> = (0..6).collect();
+    let reports =
+        futures_util::future::join_all(payloads.iter().map(|n| harness.run_payload(n))).await;
+    assert!(reports.iter().all(|r| r.handler_runs() == 1));
+    assert_eq!(started.elapsed(), std::time::Duration::from_millis(2500));
+
+    // One after another: the slots go on from where they were.
+    let started = tokio::time::Instant::now();
+    for n in 0..6 {
+        let report = harness.run_payload(&n).await;
+        assert_eq!(report.handler_runs(), 1, "{report}");
+    }
+    assert_eq!(started.elapsed(), std::time::Duration::from_millis(3000));
+
+    // Without the option no delivery waits.
+    let harness = Harness::new(Unpaced);
+    let started = tokio::time::Instant::now();
+    for n in 0..6 {
+        harness.run_payload(&n).await;
+    }
+    assert_eq!(started.elapsed(), std::time::Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_waiting_for_its_rate_slot_goes_back_at_shutdown() {
+    let harness = Harness::new(Paced);
+    harness.run_payload(&1).await;
+    let trigger = harness.shutdown_trigger();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        trigger.trigger();
+    });
+    let started = tokio::time::Instant::now();
+    let report = harness.run_payload(&2).await;
+    assert_eq!(report.handler_runs(), 0, "{report}");
+    assert!(matches!(report.outcome(), Outcome::Requeue), "{report}");
+    assert_eq!(started.elapsed(), std::time::Duration::from_millis(100));
+}

@@ -536,7 +536,7 @@ fn tasks_table(specs: &[Arc<TaskSpec>]) -> String {
         let _ =
             writeln!(
             out,
-            "{}  queue={} type={} prefetch={} concurrency={} max_attempts={} tiers={} timeout={}",
+            "{}  queue={} type={} prefetch={} concurrency={} max_attempts={} tiers={} timeout={} rate={}",
             s.name,
             s.queue,
             o.queue_type.as_str(),
@@ -545,6 +545,7 @@ fn tasks_table(specs: &[Arc<TaskSpec>]) -> String {
             o.retry.max_attempts,
             if tiers.is_empty() { "-".to_owned() } else { tiers.join(",") },
             o.timeout.map_or_else(|| "-".to_owned(), format_duration),
+            o.rate.map_or_else(|| "-".to_owned(), |r| r.to_string()),
         );
     }
     if out.is_empty() {

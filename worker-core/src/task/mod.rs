@@ -8,7 +8,7 @@ mod options;
 pub use context::{State, StateMap, TaskContext};
 pub use error::{FailureKind, TaskError};
 pub use options::{
-    default_tiers, ExchangeBinding, ExchangeKind, QueueType, RetryPolicy, TaskOptions,
+    default_tiers, ExchangeBinding, ExchangeKind, QueueType, Rate, RetryPolicy, TaskOptions,
     BROKER_ACK_TIMEOUT,
 };
 

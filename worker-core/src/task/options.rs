@@ -175,6 +175,62 @@ impl RetryPolicy {
     }
 }
 
+/// How fast one worker process may start a task's handler: `count` starts
+/// per `per`, evenly spaced (one every `per / count`, no burst).
+///
+/// The limit is **per process**: N worker processes consuming the queue
+/// start up to N times `count` per `per` together. To cap the whole fleet
+/// at R per second, give each process R / N (rounded down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Starts allowed per period (at least 1).
+    pub count: u32,
+    /// The period: one second or one minute when parsed from text.
+    pub per: Duration,
+}
+
+impl Rate {
+    /// `count` starts per second (`count` at least 1).
+    pub fn per_second(count: u32) -> Rate {
+        Rate {
+            count: count.max(1),
+            per: Duration::from_secs(1),
+        }
+    }
+
+    /// `count` starts per minute (`count` at least 1).
+    pub fn per_minute(count: u32) -> Rate {
+        Rate {
+            count: count.max(1),
+            per: Duration::from_secs(60),
+        }
+    }
+
+    /// The time between two starts.
+    pub fn interval(&self) -> Duration {
+        self.per / self.count.max(1)
+    }
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    /// `"100/s"` or `"30/m"` (see [`parse_rate`](crate::parse_rate)).
+    fn from_str(text: &str) -> Result<Rate, String> {
+        crate::duration::parse_rate(text).map(|(count, per)| Rate { count, per })
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.per.as_secs() {
+            1 if self.per.subsec_nanos() == 0 => write!(f, "{}/s", self.count),
+            60 if self.per.subsec_nanos() == 0 => write!(f, "{}/m", self.count),
+            _ => write!(f, "{}/{}", self.count, crate::format_duration(self.per)),
+        }
+    }
+}
+
 /// Everything about a task that is not its handler.
 ///
 /// Built once at registration; the runtime shares it between deliveries.
@@ -196,6 +252,9 @@ pub struct TaskOptions {
     pub binding: Option<ExchangeBinding>,
     /// Largest body accepted; bigger ones are parked undecoded.
     pub max_body_bytes: usize,
+    /// How fast this process may start the handler; `None` for no limit.
+    /// Per process: see [`Rate`].
+    pub rate: Option<Rate>,
 }
 
 impl Default for TaskOptions {
@@ -209,6 +268,7 @@ impl Default for TaskOptions {
             unclassified: FailureKind::Transient,
             binding: None,
             max_body_bytes: 16 * 1024 * 1024,
+            rate: None,
         }
     }
 }

@@ -324,6 +324,7 @@ impl Worker {
             state: Arc::new(self.state),
             shutdown: shutdown.clone(),
             health: Arc::new(Health::default()),
+            rates: Arc::default(),
         });
         let ready = runtime.health.subscribe();
         let (result_tx, join_result) = watch::channel(None);

@@ -16,7 +16,7 @@ use proc_macro2::Span;
 use syn::LitStr;
 
 use super::{Entry, Key, Parsed, QueueKind, Spanned, TaskArgs, Unclassified, Value};
-use crate::duration::parse_duration;
+use crate::duration::{parse_duration, parse_rate};
 
 /// The longest name AMQP accepts for a queue, an exchange, a routing key or a header.
 const SHORT_STRING_MAX: usize = 255;
@@ -147,6 +147,27 @@ fn short_name(lit: &LitStr, what: &str, errors: &mut Errors) -> bool {
     true
 }
 
+/// `type_name`: an identifier to name the generated type with.
+fn type_name(lit: &LitStr, errors: &mut Errors) -> Option<syn::Ident> {
+    let value = lit.value();
+    match syn::parse_str::<syn::Ident>(&value) {
+        Ok(mut ident) if ident != "Self" => {
+            ident.set_span(lit.span());
+            Some(ident)
+        }
+        _ => {
+            errors.push(
+                lit.span(),
+                format_args!(
+                    "`type_name` takes the name of the generated task type, one identifier such as \"ChargeTask\", found {value:?}: write `{}`",
+                    Key::TypeName.example()
+                ),
+            );
+            None
+        }
+    }
+}
+
 /// Checks one option alone and stores it in `args` when valid.
 fn check_one(entry: &Entry, args: &mut TaskArgs, errors: &mut Errors) {
     match entry.key {
@@ -168,6 +189,10 @@ fn check_one(entry: &Entry, args: &mut TaskArgs, errors: &mut Errors) {
             if short_name(lit, "task name", errors) {
                 args.name = Some(lit.clone());
             }
+        }
+        Key::TypeName => {
+            let lit = str_value(entry);
+            args.type_name = type_name(lit, errors);
         }
         Key::Queue => {
             let lit = str_value(entry);
@@ -215,6 +240,13 @@ fn check_one(entry: &Entry, args: &mut TaskArgs, errors: &mut Errors) {
                 } else {
                     args.timeout = Some(Spanned::new(d, lit.span()));
                 }
+            }
+        }
+        Key::Rate => {
+            let lit = str_value(entry);
+            match parse_rate(&lit.value()) {
+                Ok(rate) => args.rate = Some(Spanned::new(rate, lit.span())),
+                Err(msg) => errors.push(lit.span(), format_args!("`rate`: {msg}")),
             }
         }
         Key::Prefetch => {
@@ -391,12 +423,14 @@ mod tests {
     fn reads_every_option() {
         let (args, errors) = run(quote!(
             name = "emails.send",
+            type_name = "SendTask",
             queue = "emails",
             retries = 5,
             in_process = 2,
             backoff = "1s..10m",
             tiers = ["10s", "1m"],
             timeout = "30s",
+            rate = "30/m",
             prefetch = 20,
             concurrency = 4,
             queue_type = "classic",
@@ -409,6 +443,7 @@ mod tests {
         ));
         assert_eq!(errors, Vec::<String>::new());
         assert_eq!(args.name.unwrap().value(), "emails.send");
+        assert_eq!(args.type_name.unwrap(), "SendTask");
         assert_eq!(args.queue.unwrap().value(), "emails");
         assert_eq!(args.max_attempts.unwrap().value, 6);
         assert_eq!(args.in_process.unwrap().value, 2);
@@ -421,6 +456,7 @@ mod tests {
             vec![Duration::from_secs(10), Duration::from_secs(60)]
         );
         assert_eq!(args.timeout.unwrap().value, Duration::from_secs(30));
+        assert_eq!(args.rate.unwrap().value, (30, Duration::from_secs(60)));
         assert_eq!(args.prefetch.unwrap().value, 20);
         assert_eq!(args.concurrency.unwrap().value, 4);
         assert_eq!(args.queue_type.unwrap().value, QueueKind::Classic);
@@ -465,6 +501,12 @@ mod tests {
             (quote!(queue = ""), "must not be empty"),
             (quote!(queue = "amq.x"), "reserved"),
             (quote!(crate = "not a path"), "path to worker_core"),
+            (quote!(type_name = "Charge Task"), "one identifier"),
+            (quote!(type_name = "Self"), "one identifier"),
+            (quote!(type_name = ""), "one identifier"),
+            (quote!(rate = "0/s"), "would never start"),
+            (quote!(rate = "abc"), "invalid rate"),
+            (quote!(rate = "10/h"), "invalid rate unit"),
         ];
         assert_errors(cases);
     }

@@ -49,12 +49,14 @@ macro_rules! with_keys {
         $then! {
             name => Name, Str, "name = \"emails.send\"";
             queue => Queue, Str, "queue = \"emails\"";
+            type_name => TypeName, Str, "type_name = \"ChargeTask\"";
             retries => Retries, Int, "retries = 5";
             max_attempts => MaxAttempts, Int, "max_attempts = 6";
             in_process => InProcess, Int, "in_process = 3";
             backoff => Backoff, Str, "backoff = \"1s..10m\"";
             tiers => Tiers, List, "tiers = [\"10s\", \"1m\", \"10m\"]";
             timeout => Timeout, Str, "timeout = \"30s\"";
+            rate => Rate, Str, "rate = \"100/s\"";
             prefetch => Prefetch, Int, "prefetch = 50";
             concurrency => Concurrency, Int, "concurrency = 8";
             queue_type => QueueType, Str, "queue_type = \"classic\"";
@@ -239,6 +241,8 @@ pub(crate) struct TaskArgs {
     pub(crate) krate: Option<syn::Path>,
     /// `name`.
     pub(crate) name: Option<LitStr>,
+    /// `type_name`: the generated type's name, spanned at the literal.
+    pub(crate) type_name: Option<syn::Ident>,
     /// `queue`.
     pub(crate) queue: Option<LitStr>,
     /// `max_attempts`, or `retries + 1`.
@@ -251,6 +255,8 @@ pub(crate) struct TaskArgs {
     pub(crate) tiers: Option<Spanned<Vec<Duration>>>,
     /// `timeout`.
     pub(crate) timeout: Option<Spanned<Duration>>,
+    /// `rate`: starts per period.
+    pub(crate) rate: Option<Spanned<(u32, Duration)>>,
     /// `prefetch`.
     pub(crate) prefetch: Option<Spanned<u16>>,
     /// `concurrency`.
@@ -273,6 +279,7 @@ impl TaskArgs {
             || self.backoff.is_some()
             || self.tiers.is_some()
             || self.timeout.is_some()
+            || self.rate.is_some()
             || self.prefetch.is_some()
             || self.concurrency.is_some()
             || self.queue_type.is_some()

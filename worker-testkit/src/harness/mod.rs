@@ -37,7 +37,9 @@ use tower::util::BoxCloneSyncService;
 use worker_core::__testkit::{
     check_state, dispatch, Health, Runtime, Shutdown, ShutdownTrigger, Tasks,
 };
-use worker_core::middleware::{default_stack, BoxJobService, HandlerService, RetryLayer};
+use worker_core::middleware::{
+    default_stack, BoxJobService, HandlerService, RateLimiters, RetryLayer,
+};
 use worker_core::task::StateMap;
 use worker_core::topology::TaskSpec;
 use worker_core::transport::Transport;
@@ -102,6 +104,9 @@ pub struct Harness<T: Task> {
     trigger: Arc<ShutdownTrigger>,
     shutdown: Shutdown,
     health: Arc<Health>,
+    /// The rate limiters, shared by every run of this harness like a
+    /// worker process shares them between deliveries.
+    rates: Arc<RateLimiters>,
     next_tag: AtomicU64,
 }
 
@@ -148,6 +153,7 @@ impl<T: Task> Harness<T> {
             trigger: Arc::new(trigger),
             shutdown,
             health: Arc::new(Health::default()),
+            rates: Arc::default(),
             next_tag: AtomicU64::new(1),
         }
     }
@@ -544,6 +550,7 @@ impl<T: Task> Harness<T> {
             state: Arc::new(self.state.clone()),
             shutdown: self.shutdown.clone(),
             health: self.health.clone(),
+            rates: self.rates.clone(),
         });
         (transport, runtime)
     }

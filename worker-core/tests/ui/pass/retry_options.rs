@@ -9,6 +9,7 @@ use worker_core::{task, FailureKind, QueueType, Task, TaskError};
     backoff = "250ms..5s",
     tiers = ["10s", "1m", "10m"],
     timeout = "2m",
+    rate = "30/m",
     prefetch = 20,
     concurrency = 4,
     queue_type = "quorum",
@@ -45,6 +46,7 @@ fn main() {
         ]
     );
     assert_eq!(o.timeout, Some(Duration::from_secs(120)));
+    assert_eq!(o.rate, Some(worker_core::Rate::per_minute(30)));
     assert_eq!(o.prefetch, 20);
     assert_eq!(o.concurrency, 4);
     assert_eq!(o.queue_type, QueueType::Quorum);
