@@ -9,12 +9,19 @@ use std::time::Duration;
 use examples::faults::{plain_jobs, scaled, Lab, SETTLE};
 use examples::tasks::record::RecordJob;
 
+/// The scenarios run one at a time: each spawns worker processes and
+/// measures what kills, restarts and crashes do, and a machine busy with
+/// the other scenarios distorts that timing (the crash loop's quarantine
+/// moves race the next crash).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn lab() -> Lab {
     Lab::new(PathBuf::from(env!("CARGO_BIN_EXE_demo-worker")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_backlog_then_restart_loses_nothing() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let n = scaled(10_000);
     let lab = lab();
     let mut run = lab.prepare("sigkill", "200ms,500ms", &[]).await.unwrap();
@@ -30,6 +37,7 @@ async fn sigkill_mid_backlog_then_restart_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_backlog_is_a_clean_stop_without_duplicates() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let n = scaled(10_000);
     let lab = lab();
     let mut run = lab.prepare("sigterm", "200ms,500ms", &[]).await.unwrap();
@@ -52,6 +60,7 @@ async fn sigterm_mid_backlog_is_a_clean_stop_without_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_closing_all_connections_mid_backlog_loses_nothing() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let n = scaled(10_000);
     let lab = lab();
     let mut run = lab
@@ -74,6 +83,7 @@ async fn broker_closing_all_connections_mid_backlog_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_mix_ends_parked_with_the_right_reasons() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let n = scaled(2_000);
     let lab = lab();
     let mut run = lab.prepare("poison", "100ms,200ms", &[]).await.unwrap();
@@ -142,6 +152,7 @@ async fn poison_mix_ends_parked_with_the_right_reasons() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_ends_parked_and_the_rest_is_handled() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let n = scaled(500);
     let lab = lab();
     let mut run = lab
