@@ -28,7 +28,7 @@ use crate::connection::Connector;
 use crate::error::{reply_code, reply_text, Error, PRECONDITION_FAILED};
 use crate::task::ExchangeKind;
 use crate::topology::TaskSpec;
-use crate::topology::{declare_queue, open_channel, plan, QueuePlan};
+use crate::topology::{declare_queue, lapin_kind, open_channel, plan, QueuePlan};
 
 /// What the broker says about one queue or exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,14 +253,5 @@ async fn verdict(
             Ok(Verdict::Differs(reply_text(&e)))
         }
         Err(e) => Err(Error::broker(format!("redeclaring {what}"), e)),
-    }
-}
-
-fn lapin_kind(kind: ExchangeKind) -> lapin::ExchangeKind {
-    match kind {
-        ExchangeKind::Direct => lapin::ExchangeKind::Direct,
-        ExchangeKind::Topic => lapin::ExchangeKind::Topic,
-        ExchangeKind::Fanout => lapin::ExchangeKind::Fanout,
-        ExchangeKind::Headers => lapin::ExchangeKind::Headers,
     }
 }

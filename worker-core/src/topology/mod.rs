@@ -218,12 +218,7 @@ pub async fn declare(
     }
     if let Some(binding) = &spec.options.binding {
         let exchange = short("exchange name", &binding.exchange)?;
-        let kind = match binding.kind {
-            ExchangeKind::Direct => lapin::ExchangeKind::Direct,
-            ExchangeKind::Topic => lapin::ExchangeKind::Topic,
-            ExchangeKind::Fanout => lapin::ExchangeKind::Fanout,
-            ExchangeKind::Headers => lapin::ExchangeKind::Headers,
-        };
+        let kind = lapin_kind(binding.kind);
         channel
             .exchange_declare(
                 exchange.clone(),
@@ -286,6 +281,16 @@ pub async fn declare_all(
     }
     let _ = channel.close(200, "topology declared".into()).await;
     Ok(())
+}
+
+/// lapin's name for an exchange kind.
+pub(crate) fn lapin_kind(kind: ExchangeKind) -> lapin::ExchangeKind {
+    match kind {
+        ExchangeKind::Direct => lapin::ExchangeKind::Direct,
+        ExchangeKind::Topic => lapin::ExchangeKind::Topic,
+        ExchangeKind::Fanout => lapin::ExchangeKind::Fanout,
+        ExchangeKind::Headers => lapin::ExchangeKind::Headers,
+    }
 }
 
 /// Opens a channel for declarations.
