@@ -85,6 +85,14 @@ pub enum Error {
     /// please report it with the log).
     #[error("the worker task ended abnormally: {0}")]
     WorkerFailed(String),
+    /// A delayed enqueue asked for longer than the delay ladder holds.
+    #[error("a delay of {asked:?} is longer than the delay ladder holds ({max:?}); enqueue it later, or keep the due time in your own data")]
+    DelayTooLong {
+        /// The delay asked for.
+        asked: Duration,
+        /// The longest delay ([`MAX_LADDER_DELAY`](crate::topology::ladder::MAX_LADDER_DELAY)).
+        max: Duration,
+    },
     /// A replayed message's copy reached the work queue but its parked
     /// original could not be removed: it is now in both places.
     #[error("message {message_id} was replayed, but its parked original could not be removed from {queue} ({source}); it is in both queues: purge or ignore the parked one")]

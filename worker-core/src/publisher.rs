@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::headers::Headers;
 use crate::host::now_secs;
 use crate::message::{Outgoing, Properties};
+use crate::topology::ladder;
 use crate::transport::Transport;
 
 /// Per-message options for [`Publisher::enqueue_with`].
@@ -69,6 +70,8 @@ struct PublisherInner {
     connector: Connector,
     channel: Mutex<Option<Channel>>,
     confirm_timeout: Duration,
+    /// Queues the delay ladder was seen to lead to (see [`Publisher::prepare_delayed`]).
+    delayed_to: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -92,6 +95,7 @@ impl Publisher {
                 connector,
                 channel: Mutex::new(None),
                 confirm_timeout: Duration::from_secs(30),
+                delayed_to: Default::default(),
             })),
             correlation_id: None,
         }
@@ -115,6 +119,7 @@ impl Publisher {
                 connector: inner.connector.clone(),
                 channel: Mutex::new(None),
                 confirm_timeout: timeout,
+                delayed_to: Default::default(),
             })),
             transport @ Backend::Transport(_) => transport,
         };
@@ -300,6 +305,42 @@ impl Publisher {
         )
         .await;
         outcome
+    }
+}
+
+impl Publisher {
+    /// Makes sure the delay ladder exists and leads to `queue`: declares
+    /// it (idempotent) and binds `queue` to its deliver exchange, once per
+    /// publisher and queue. The queue must exist (a worker declared it).
+    /// A publisher over a [`Transport`] has no broker to declare on.
+    pub(crate) async fn prepare_delayed(&self, queue: &str) -> Result<(), Error> {
+        let Backend::Broker(inner) = &self.backend else {
+            return Ok(());
+        };
+        let first = {
+            let seen = inner.delayed_to.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.contains(queue) {
+                return Ok(());
+            }
+            seen.is_empty()
+        };
+        let conn = inner.connector.connection().await?;
+        let channel = crate::topology::open_channel(&conn).await?;
+        let declared = async {
+            if first {
+                ladder::declare(&channel).await?;
+            }
+            ladder::bind_destination(&channel, queue).await
+        }
+        .await;
+        let _ = channel.close(200, "delay ladder declared".into()).await;
+        declared?;
+        inner
+            .delayed_to
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(queue.to_owned());
+        Ok(())
     }
 }
 

@@ -655,6 +655,13 @@ fn generate(func: &ItemFn, handler: &Handler<'_>, args: &TaskArgs) -> TokenStrea
         " Enqueues one `{fn_name}` task and waits for the broker's confirm; returns the message id.\n\n # Errors\n\n When the payload cannot be encoded, the broker cannot be reached, or it does not confirm the message."
     );
 
+    let enqueue_in_doc = format!(
+        " Enqueues one `{fn_name}` task to run after `delay` (whole seconds, rounded up), held by the broker's delay ladder; waits for the confirm and returns the message id (see `Publisher::enqueue_in`)."
+    );
+    let enqueue_at_doc = format!(
+        " Enqueues one `{fn_name}` task to run at `at`, like `enqueue_in` (see `Publisher::enqueue_at`)."
+    );
+
     quote! {
         #(#cfgs)*
         #[doc = #struct_doc]
@@ -695,6 +702,24 @@ fn generate(func: &ItemFn, handler: &Handler<'_>, args: &TaskArgs) -> TokenStrea
                 payload: &#payload_ty,
             ) -> ::core::result::Result<::std::string::String, #krate::Error> {
                 publisher.enqueue::<Self>(payload).await
+            }
+
+            #[doc = #enqueue_in_doc]
+            #vis async fn enqueue_in(
+                publisher: &#krate::Publisher,
+                payload: &#payload_ty,
+                delay: ::core::time::Duration,
+            ) -> ::core::result::Result<::std::string::String, #krate::Error> {
+                publisher.enqueue_in::<Self>(payload, delay).await
+            }
+
+            #[doc = #enqueue_at_doc]
+            #vis async fn enqueue_at(
+                publisher: &#krate::Publisher,
+                payload: &#payload_ty,
+                at: ::std::time::SystemTime,
+            ) -> ::core::result::Result<::std::string::String, #krate::Error> {
+                publisher.enqueue_at::<Self>(payload, at).await
             }
         }
     }

@@ -16,6 +16,10 @@ pub const REDELIVERIES: &str = "rw-redeliveries";
 /// a handler asked to retry after longer than the longest delay tier, so the
 /// message waits in that tier as many times as it takes.
 pub const NOT_BEFORE: &str = "rw-not-before";
+/// Seconds since the epoch at which a delayed enqueue is due (by the
+/// producer's clock; for people and tools: the delay ladder, not this
+/// header, holds the message back).
+pub const DUE_AT: &str = "rw-due-at";
 /// Times a parked message was replayed.
 pub const REPLAYS: &str = "rw-replays";
 /// Task name of a parked message.

@@ -1,6 +1,7 @@
 //! The task model: a named handler with a payload type and options.
 
 mod context;
+mod delay;
 mod enqueue;
 mod error;
 mod options;

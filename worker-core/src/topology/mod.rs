@@ -28,6 +28,7 @@ use crate::error::{reply_code, reply_text, Error, PRECONDITION_FAILED};
 use crate::headers::{HeaderValue, Headers};
 use crate::task::{ExchangeKind, QueueType};
 
+pub mod ladder;
 mod spec;
 
 pub use spec::{parking_queue, tier_queue, TaskSpec};
@@ -301,19 +302,27 @@ pub(crate) async fn open_channel(conn: &Connection) -> Result<Channel, Error> {
 }
 
 pub(crate) async fn declare_queue(channel: &Channel, queue: &QueuePlan) -> Result<(), Error> {
-    let name = short("queue name", &queue.name)?;
+    declare_arguments(channel, &queue.name, &queue.arguments).await
+}
+
+/// Declares a durable queue `name` with `arguments`.
+async fn declare_arguments(
+    channel: &Channel,
+    name: &str,
+    arguments: &Headers,
+) -> Result<(), Error> {
     channel
         .queue_declare(
-            name,
+            short("queue name", name)?,
             QueueDeclareOptions {
                 durable: true,
                 ..QueueDeclareOptions::default()
             },
-            wire_arguments(&queue.arguments),
+            wire_arguments(arguments),
         )
         .await
         .map(|_| ())
-        .map_err(|e| declare_error(&queue.name, e))
+        .map_err(|e| declare_error(name, e))
 }
 
 fn wire_arguments(args: &Headers) -> FieldTable {

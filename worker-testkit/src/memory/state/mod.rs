@@ -90,6 +90,9 @@ pub(crate) struct State {
     pub(crate) conns: HashMap<u64, Conn>,
     dirty: BTreeSet<String>,
     pub(crate) names: u64,
+    /// While [`State::tick`] expires messages in order: the moment of the
+    /// expiry it is carrying out.
+    expiring_at: Option<u64>,
 }
 
 impl State {
@@ -112,6 +115,7 @@ impl State {
             queues: HashMap::new(),
             conns: HashMap::new(),
             dirty: BTreeSet::new(),
+            expiring_at: None,
             names: 0,
         }
     }

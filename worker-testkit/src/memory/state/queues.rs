@@ -51,27 +51,46 @@ impl State {
         self.dirty.insert(queue.to_owned());
     }
 
-    /// Time moved: expire what expired.
+    /// Time moved: expire what expired, in the order it expired, each at
+    /// its own moment. A message that expires into another TTL queue (the
+    /// delay ladder, a wait tier) starts its next wait when the first one
+    /// ended, not when the test's `advance` returned, so one long advance
+    /// moves a message through as many queues as the time covers.
     pub(crate) fn tick(&mut self) {
         let now = self.clock.now_ms();
-        let due: Vec<String> = self
+        while let Some(at) = self
             .queues
             .values()
-            .filter(|q| {
-                q.head()
-                    .and_then(|e| e.expires_at)
-                    .is_some_and(|t| t <= now)
-            })
-            .map(|q| q.name.clone())
-            .collect();
-        self.dirty.extend(due);
+            .filter_map(|q| q.head().and_then(|e| e.expires_at))
+            .filter(|t| *t <= now)
+            .min()
+        {
+            self.expiring_at = Some(at);
+            let due: Vec<String> = self
+                .queues
+                .values()
+                .filter(|q| q.head().and_then(|e| e.expires_at) == Some(at))
+                .map(|q| q.name.clone())
+                .collect();
+            self.dirty.extend(due);
+            self.pump();
+        }
+        self.expiring_at = None;
         self.pump();
+    }
+
+    /// The broker's time in milliseconds: the clock's, or while [`tick`]
+    /// catches up, the moment of the expiry it is carrying out.
+    ///
+    /// [`tick`]: State::tick
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.expiring_at.unwrap_or_else(|| self.clock.now_ms())
     }
 
     /// Expires the head while it has expired (`inclusive`: also messages
     /// expiring right now, which a consumer did not take at once).
     pub(super) fn expire_heads(&mut self, name: &str, inclusive: bool) {
-        let now = self.clock.now_ms();
+        let now = self.now_ms();
         loop {
             let Some(q) = self.queues.get_mut(name) else {
                 return;
@@ -92,7 +111,7 @@ impl State {
 
     /// Puts a message into a queue; `false` if `reject-publish` refused it.
     pub(crate) fn enqueue(&mut self, name: &str, msg: Message) -> bool {
-        let now = self.clock.now_ms();
+        let now = self.now_ms();
         let Some(q) = self.queues.get_mut(name) else {
             return false;
         };
