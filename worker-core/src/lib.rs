@@ -67,6 +67,7 @@ pub mod middleware;
 pub mod ops;
 pub mod publisher;
 mod runtime;
+pub mod schedule;
 pub mod task;
 pub mod topology;
 #[cfg(feature = "otel")]

@@ -66,6 +66,12 @@ pub const REPLAYED: &str = "rabbit_worker_replayed_total";
 pub const QUEUE_MESSAGES: &str = "rabbit_worker_queue_messages";
 /// Consumers of a task's queue, sampled by the worker.
 pub const QUEUE_CONSUMERS: &str = "rabbit_worker_queue_consumers";
+/// 1 while this process is the elected scheduler of periodic tasks.
+pub const SCHEDULER_LEADER: &str = "rabbit_worker_scheduler_leader";
+/// When a periodic entry's next tick is due, in Unix seconds.
+pub const PERIODIC_NEXT_TICK: &str = "rabbit_worker_periodic_next_tick_seconds";
+/// Ticks of a periodic entry this process enqueued.
+pub const PERIODIC_TICKS: &str = "rabbit_worker_periodic_ticks_total";
 
 const TASK_QUEUE: &[&str] = &["task", "queue"];
 const TASK_QUEUE_ROLE: &[&str] = &["task", "queue", "role"];
@@ -137,5 +143,23 @@ pub const METRICS: &[Metric] = &[
         kind: MetricKind::Gauge,
         labels: TASK_QUEUE_ROLE,
         help: "consumers of the task's queue, sampled with `rabbit_worker_queue_messages`",
+    },
+    Metric {
+        name: SCHEDULER_LEADER,
+        kind: MetricKind::Gauge,
+        labels: &[],
+        help: "1 while this process is the elected scheduler of periodic tasks, 0 while another is",
+    },
+    Metric {
+        name: PERIODIC_NEXT_TICK,
+        kind: MetricKind::Gauge,
+        labels: &["entry", "task"],
+        help: "when the periodic entry's next tick is due, in Unix seconds (set by the scheduling process only)",
+    },
+    Metric {
+        name: PERIODIC_TICKS,
+        kind: MetricKind::Counter,
+        labels: &["entry", "task"],
+        help: "ticks of the periodic entry this process enqueued (`missed = \"fire\"` catch-ups included)",
     },
 ];

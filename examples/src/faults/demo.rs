@@ -19,6 +19,9 @@ pub struct DemoConfig {
     pub tiers: String,
     /// Extra arguments after `run`.
     pub args: Vec<String>,
+    /// `DEMO_TICK_EVERY`: `off` (the fault scenarios count `demo.record`
+    /// only) or a period for `demo.tick`.
+    pub tick_every: String,
     /// Where the children's logs go.
     pub log_dir: PathBuf,
 }
@@ -39,6 +42,7 @@ impl DemoConfig {
             .env("AMQP_URL", &self.url)
             .env("DEMO_RECORD_FILE", &self.record)
             .env("DEMO_RETRY_TIERS", &self.tiers)
+            .env("DEMO_TICK_EVERY", &self.tick_every)
             .env(
                 "RUST_LOG",
                 std::env::var("FAULTS_RUST_LOG").unwrap_or_else(|_| "warn,worker_core=info".into()),

@@ -79,6 +79,7 @@ impl Lab {
             tiers: tiers.to_owned(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             log_dir: dir.clone(),
+            tick_every: "off".to_owned(),
         };
         let status = std::process::Command::new(&config.bin)
             .args(["topology", "declare"])

@@ -4,3 +4,4 @@ pub mod email;
 pub mod images;
 pub mod orders;
 pub mod record;
+pub mod tick;

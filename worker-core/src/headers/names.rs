@@ -20,6 +20,12 @@ pub const NOT_BEFORE: &str = "rw-not-before";
 /// producer's clock; for people and tools: the delay ladder, not this
 /// header, holds the message back).
 pub const DUE_AT: &str = "rw-due-at";
+/// Seconds since the epoch a periodic tick was scheduled for (also its
+/// `timestamp` property and the end of its message id).
+pub const SCHEDULED_AT: &str = "rw-scheduled-at";
+/// On a periodic entry's last-tick record: the host and process id of the
+/// scheduler that enqueued it (`host:pid`).
+pub const SCHEDULER: &str = "rw-scheduler";
 /// Times a parked message was replayed.
 pub const REPLAYS: &str = "rw-replays";
 /// Task name of a parked message.

@@ -34,7 +34,7 @@ use lapin::options::{ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptio
 use lapin::types::FieldTable;
 use lapin::Channel;
 
-use super::{declare_arguments, short};
+use super::{declare_named, short};
 use crate::error::Error;
 use crate::headers::Headers;
 
@@ -199,7 +199,7 @@ pub async fn declare(channel: &Channel) -> Result<(), Error> {
             .map_err(|e| Error::broker(format!("exchange.declare {name}"), e))?;
     }
     for level in 0..LEVELS {
-        declare_arguments(channel, &rung(level), &rung_arguments(level)).await?;
+        declare_named(channel, &rung(level), &rung_arguments(level)).await?;
     }
     for b in bindings() {
         let source = short("exchange name", &b.exchange)?;

@@ -302,11 +302,11 @@ pub(crate) async fn open_channel(conn: &Connection) -> Result<Channel, Error> {
 }
 
 pub(crate) async fn declare_queue(channel: &Channel, queue: &QueuePlan) -> Result<(), Error> {
-    declare_arguments(channel, &queue.name, &queue.arguments).await
+    declare_named(channel, &queue.name, &queue.arguments).await
 }
 
 /// Declares a durable queue `name` with `arguments`.
-async fn declare_arguments(
+pub(crate) async fn declare_named(
     channel: &Channel,
     name: &str,
     arguments: &Headers,

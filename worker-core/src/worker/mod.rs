@@ -108,6 +108,7 @@ pub struct Worker {
     only_queues: Option<Vec<String>>,
     prefetch_override: Option<u16>,
     concurrency_override: Option<usize>,
+    periodic: Vec<crate::schedule::Periodic>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -141,6 +142,7 @@ impl Worker {
             only_queues: None,
             prefetch_override: None,
             concurrency_override: None,
+            periodic: Vec::new(),
         }
     }
 
@@ -170,6 +172,19 @@ impl Worker {
             check,
         });
         self
+    }
+
+    /// Adds a periodic entry: while this worker runs it takes part in the
+    /// election of the one process that enqueues the ticks (see
+    /// [`crate::schedule`]). The entry's task need not be registered here.
+    pub fn periodic(mut self, entry: crate::schedule::Periodic) -> Self {
+        self.periodic.push(entry);
+        self
+    }
+
+    /// The periodic entries added with [`periodic`](Worker::periodic).
+    pub fn periodic_entries(&self) -> &[crate::schedule::Periodic] {
+        &self.periodic
     }
 
     /// Checks that `body` decodes into the payload type of the task named
@@ -327,6 +342,15 @@ impl Worker {
             rates: Arc::default(),
         });
         let ready = runtime.health.subscribe();
+        let scheduler = (!self.periodic.is_empty()).then(|| {
+            let scheduler = crate::schedule::scheduler::Scheduler {
+                connector: self.connector.clone(),
+                publisher: self.publisher.clone(),
+                entries: Arc::new(self.periodic),
+                shutdown: shutdown.clone(),
+            };
+            tokio::spawn(scheduler.run())
+        });
         let (result_tx, join_result) = watch::channel(None);
         let supervisor = Supervisor {
             connector: self.connector.clone(),
@@ -346,6 +370,7 @@ impl Worker {
         Ok(RunningWorker {
             trigger,
             handle,
+            scheduler,
             ready,
             join_result,
             connector: self.connector,
@@ -410,6 +435,8 @@ impl Worker {
 pub struct RunningWorker {
     trigger: ShutdownTrigger,
     handle: tokio::task::JoinHandle<Result<(), Error>>,
+    /// The periodic scheduler's election and terms, when there are entries.
+    scheduler: Option<tokio::task::JoinHandle<()>>,
     ready: watch::Receiver<bool>,
     join_result: watch::Receiver<Option<Result<(), String>>>,
     connector: Connector,
@@ -438,6 +465,9 @@ impl RunningWorker {
     /// period, return unstarted deliveries, close channels and connection.
     pub async fn shutdown(self) -> Result<(), Error> {
         self.trigger.trigger();
+        if let Some(scheduler) = self.scheduler {
+            let _ = scheduler.await;
+        }
         let result = match self.handle.await {
             Ok(r) => r,
             Err(e) => Err(Error::WorkerFailed(e.to_string())),

@@ -1,0 +1,136 @@
+//! Periodic tasks: one scheduler among all the workers, elected by RabbitMQ.
+//!
+//! A [`Periodic`] entry says which task to enqueue, with which payload, how
+//! often ([`every`]) and what to do with ticks missed while no process was
+//! scheduling ([`Missed`]). Every worker with entries takes part in the
+//! election ([`leader`]); the one that wins runs the [`scheduler`], which
+//! enqueues each tick once, with its scheduled time and a deterministic
+//! message id (`tick:<entry>:<unix seconds>`), and records the last tick
+//! it enqueued in a one-message queue per entry so that the next scheduler
+//! carries on from there.
+
+pub mod every;
+pub mod leader;
+pub(crate) mod scheduler;
+
+pub use scheduler::last_tick_queue;
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::task::Task;
+
+/// What the scheduler does with ticks that passed while nobody scheduled
+/// (a failover, every worker stopped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Missed {
+    /// Enqueue each missed tick, late, with its own scheduled time (at
+    /// most [`MAX_CATCH_UP`] of them; older ones are skipped and logged).
+    #[default]
+    Fire,
+    /// Skip them: carry on with the next tick to come.
+    Skip,
+}
+
+impl Missed {
+    /// `fire` or `skip`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Missed::Fire => "fire",
+            Missed::Skip => "skip",
+        }
+    }
+}
+
+/// The most missed ticks of one entry a new scheduler enqueues.
+pub const MAX_CATCH_UP: u64 = 100;
+
+/// One periodic entry: a task, its payload, its period and its catch-up policy.
+#[derive(Debug, Clone)]
+pub struct Periodic {
+    pub(crate) id: String,
+    pub(crate) task: &'static str,
+    pub(crate) queue: &'static str,
+    pub(crate) every: Duration,
+    pub(crate) missed: Missed,
+    pub(crate) payload: serde_json::Value,
+}
+
+impl Periodic {
+    /// Enqueues task `T` with `payload` every `every` (whole seconds, at
+    /// least one), on ticks aligned to the Unix epoch, so that every
+    /// worker computes the same ones. The entry's id is the task's name;
+    /// give each entry of one task its own with [`id`](Periodic::id).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use worker_core::{Task, TaskContext, TaskError};
+    /// # use worker_core::schedule::{Missed, Periodic};
+    /// # struct Report;
+    /// # impl Task for Report {
+    /// #     type Payload = String;
+    /// #     const NAME: &'static str = "report";
+    /// #     const QUEUE: &'static str = "reports";
+    /// #     async fn run(&self, _: TaskContext, _: String) -> Result<(), TaskError> { Ok(()) }
+    /// # }
+    /// let hourly = Periodic::every::<Report>(Duration::from_secs(3600), &"sales".to_owned())
+    ///     .unwrap()
+    ///     .id("report.sales")
+    ///     .missed(Missed::Skip);
+    /// # let _ = hourly;
+    /// ```
+    pub fn every<T: Task>(every: Duration, payload: &T::Payload) -> Result<Periodic, Error> {
+        if every < Duration::from_secs(1) || every.subsec_nanos() != 0 {
+            return Err(Error::Config(format!(
+                "periodic task {}: the period must be whole seconds, at least 1s (got {every:?})",
+                T::NAME
+            )));
+        }
+        let payload = serde_json::to_value(payload).map_err(|e| {
+            Error::Config(format!(
+                "periodic task {}: cannot encode its payload: {e}",
+                T::NAME
+            ))
+        })?;
+        Ok(Periodic {
+            id: T::NAME.to_owned(),
+            task: T::NAME,
+            queue: T::QUEUE,
+            every,
+            missed: Missed::default(),
+            payload,
+        })
+    }
+
+    /// Names the entry (its message ids and its last-tick queue use it).
+    pub fn id(mut self, id: impl Into<String>) -> Periodic {
+        self.id = id.into();
+        self
+    }
+
+    /// Sets what happens to missed ticks.
+    pub fn missed(mut self, missed: Missed) -> Periodic {
+        self.missed = missed;
+        self
+    }
+
+    /// The entry's id.
+    pub fn entry_id(&self) -> &str {
+        &self.id
+    }
+
+    /// The task it enqueues.
+    pub fn task(&self) -> &'static str {
+        self.task
+    }
+
+    /// The period.
+    pub fn period(&self) -> Duration {
+        self.every
+    }
+
+    /// The message id of the tick scheduled at `secs` (Unix seconds).
+    pub fn tick_id(&self, secs: u64) -> String {
+        format!("tick:{}:{secs}", self.id)
+    }
+}
