@@ -151,3 +151,30 @@ fn demo_worker_run_help_prints_the_fixture_defaults() {
     );
     assert!(help.contains("5 attempts at most"), "{help}");
 }
+
+#[test]
+fn demo_worker_tasks_lists_the_periodic_tick_unless_it_is_off() {
+    let tasks = |every: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_demo-worker"))
+            .arg("tasks")
+            .env("DEMO_TICK_EVERY", every)
+            .output()
+            .expect("demo-worker runs");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = tasks("1s");
+    assert!(
+        listed.contains("periodic demo.tick  task=demo.tick every=1s missed=fire"),
+        "{listed}"
+    );
+    assert!(tasks("2m").contains("every=2m"), "{}", tasks("2m"));
+    assert!(!tasks("off").contains("periodic"));
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_demo-worker"))
+        .arg("tasks")
+        .env("DEMO_TICK_EVERY", "500ms")
+        .output()
+        .expect("demo-worker runs");
+    assert_eq!(bad.status.code(), Some(3), "a sub-second period is refused");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("DEMO_TICK_EVERY"));
+}

@@ -563,6 +563,24 @@ fn generate(func: &ItemFn, handler: &Handler<'_>, args: &TaskArgs) -> TokenStrea
         }
     });
 
+    // `every`/`missed`: the task's own periodic entry, with the payload's
+    // `Default` (a missing `Default` is reported at the `every` literal).
+    let periodic_fn = args.every.as_ref().map(|every| {
+        let period = duration(every.value);
+        let missed = match args.missed_skip.as_ref().map(|m| m.value) {
+            Some(true) => quote!(#krate::schedule::Missed::Skip),
+            _ => quote!(#krate::schedule::Missed::Fire),
+        };
+        let entry = quote_spanned! {every.span=>
+            #krate::schedule::Periodic::declared::<Self>(#period, #missed)
+        };
+        quote! {
+            fn periodic(&self) -> ::core::option::Option<#krate::schedule::Periodic> {
+                #entry
+            }
+        }
+    });
+
     let states: Vec<&Type> = handler
         .args
         .iter()
@@ -682,6 +700,8 @@ fn generate(func: &ItemFn, handler: &Handler<'_>, args: &TaskArgs) -> TokenStrea
             const QUEUE: &'static str = #queue;
 
             #options_fn
+
+            #periodic_fn
 
             #required_state_fn
 

@@ -72,7 +72,7 @@ async fn run_command(
             check(&connector, &specs, args.json).await
         }
         Command::Status(args) => status_command(&connector, &specs, args.json).await,
-        Command::Tasks => Ok(Finished::ok(tasks_table(&specs))),
+        Command::Tasks => Ok(Finished::ok(tasks_table(&specs, worker.periodic_entries()))),
     };
     connector.close().await;
     result
@@ -528,7 +528,7 @@ async fn status_command(connector: &Connector, specs: &[Arc<TaskSpec>], json: bo
     Ok(finished)
 }
 
-fn tasks_table(specs: &[Arc<TaskSpec>]) -> String {
+fn tasks_table(specs: &[Arc<TaskSpec>], periodic: &[crate::schedule::Periodic]) -> String {
     let mut out = String::new();
     for s in specs {
         let o = &s.options;
@@ -546,6 +546,16 @@ fn tasks_table(specs: &[Arc<TaskSpec>]) -> String {
             if tiers.is_empty() { "-".to_owned() } else { tiers.join(",") },
             o.timeout.map_or_else(|| "-".to_owned(), format_duration),
             o.rate.map_or_else(|| "-".to_owned(), |r| r.to_string()),
+        );
+    }
+    for p in periodic {
+        let _ = writeln!(
+            out,
+            "periodic {}  task={} every={} missed={}",
+            p.entry_id(),
+            p.task(),
+            format_duration(p.period()),
+            p.missed_policy().as_str(),
         );
     }
     if out.is_empty() {

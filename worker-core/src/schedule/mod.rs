@@ -102,6 +102,22 @@ impl Periodic {
         })
     }
 
+    /// The entry `#[task(every = "...", missed = "...")]` declares: the
+    /// payload's default value, the task's name as the id. `None`, logged,
+    /// when the payload cannot be encoded.
+    pub fn declared<T: Task>(every: Duration, missed: Missed) -> Option<Periodic>
+    where
+        T::Payload: Default,
+    {
+        match Periodic::every::<T>(every, &T::Payload::default()) {
+            Ok(entry) => Some(entry.missed(missed)),
+            Err(e) => {
+                tracing::error!(task = T::NAME, error = %e, "periodic task not scheduled: {e}");
+                None
+            }
+        }
+    }
+
     /// Names the entry (its message ids and its last-tick queue use it).
     pub fn id(mut self, id: impl Into<String>) -> Periodic {
         self.id = id.into();
@@ -127,6 +143,11 @@ impl Periodic {
     /// The period.
     pub fn period(&self) -> Duration {
         self.every
+    }
+
+    /// What happens to its missed ticks.
+    pub fn missed_policy(&self) -> Missed {
+        self.missed
     }
 
     /// The message id of the tick scheduled at `secs` (Unix seconds).

@@ -70,6 +70,13 @@ pub trait Task: Send + Sync + 'static {
         TaskOptions::default()
     }
 
+    /// The task's own periodic entry (`#[task(every = "5m")]`): a worker
+    /// that registers the task takes part in scheduling it (see
+    /// [`crate::schedule`]). `None` by default.
+    fn periodic(&self) -> Option<crate::schedule::Periodic> {
+        None
+    }
+
     /// Types of shared state the handler needs; the worker refuses to start without them.
     fn required_state(&self) -> Vec<(TypeId, &'static str)> {
         Vec::new()

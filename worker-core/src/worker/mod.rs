@@ -160,6 +160,9 @@ impl Worker {
                 "timeout exceeds RabbitMQ's default 30-minute consumer ack timeout; the broker may close the channel first (raise consumer_timeout or lower the task timeout)"
             );
         }
+        if let Some(entry) = task.periodic() {
+            self.periodic.push(entry);
+        }
         let required_state = task.required_state();
         let spec = Arc::new(TaskSpec::new(T::NAME, T::QUEUE, options));
         let handler = BoxCloneSyncService::new(HandlerService::new(Arc::new(task)));

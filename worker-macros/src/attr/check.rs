@@ -293,6 +293,39 @@ fn check_one(entry: &Entry, args: &mut TaskArgs, errors: &mut Errors) {
             }
             .map(|k| Spanned::new(k, lit.span()));
         }
+        Key::Every => {
+            let lit = str_value(entry);
+            if let Some(d) = duration_value(lit, entry.key, errors) {
+                if d.as_secs() == 0 || d.subsec_nanos() != 0 {
+                    errors.push(
+                        lit.span(),
+                        format_args!(
+                            "`every` must be whole seconds, at least one (ticks are named by their second): write e.g. `{}`",
+                            Key::Every.example()
+                        ),
+                    );
+                } else {
+                    args.every = Some(Spanned::new(d, lit.span()));
+                }
+            }
+        }
+        Key::Missed => {
+            let lit = str_value(entry);
+            args.missed_skip = match lit.value().as_str() {
+                "fire" => Some(false),
+                "skip" => Some(true),
+                other => {
+                    errors.push(
+                        lit.span(),
+                        format_args!(
+                            "unknown missed policy {other:?}: write \"fire\" (the default: enqueue missed ticks late) or \"skip\" (carry on with the next tick)"
+                        ),
+                    );
+                    None
+                }
+            }
+            .map(|k| Spanned::new(k, lit.span()));
+        }
         // Checked together with `exchange` in `check_binding`.
         Key::Exchange
         | Key::ExchangeType
@@ -369,6 +402,15 @@ fn check_tiers(items: &[LitStr], errors: &mut Errors) -> Option<Vec<Duration>> {
 /// The checks of options against each other, after each was checked alone.
 fn check_together(given: &Given<'_>, args: &mut TaskArgs, errors: &mut Errors) {
     let has = |key: Key| given.entries.iter().any(|e| e.key == key);
+    if let (Some(missed), false) = (given.get(Key::Missed), has(Key::Every)) {
+        errors.push(
+            missed.key_span,
+            format_args!(
+                "`missed` says what a periodic task does with missed ticks, but this task is not periodic: add `{}` or remove `missed`",
+                Key::Every.example()
+            ),
+        );
+    }
     if has(Key::Retries) && has(Key::MaxAttempts) {
         // Point at whichever of the two comes second in the attribute.
         let later = given
@@ -507,6 +549,13 @@ mod tests {
             (quote!(rate = "0/s"), "would never start"),
             (quote!(rate = "abc"), "invalid rate"),
             (quote!(rate = "10/h"), "invalid rate unit"),
+            (quote!(every = "soon"), "`every`: invalid duration"),
+            (quote!(every = "500ms"), "whole seconds, at least one"),
+            (
+                quote!(every = "1m", missed = "later"),
+                "unknown missed policy",
+            ),
+            (quote!(missed = "skip"), "this task is not periodic"),
         ];
         assert_errors(cases);
     }

@@ -67,6 +67,8 @@ macro_rules! with_keys {
             routing_keys => RoutingKeys, List, "routing_keys = [\"order.created\"]";
             match_headers => MatchHeaders, Map, "match_headers = { \"format\" = \"pdf\" }";
             match_all => MatchAll, Bool, "match_all = false";
+            every => Every, Str, "every = \"5m\"";
+            missed => Missed, Str, "missed = \"skip\"";
         }
     };
 }
@@ -269,6 +271,10 @@ pub(crate) struct TaskArgs {
     pub(crate) max_body: Option<Spanned<u64>>,
     /// `exchange` with its type, keys and headers.
     pub(crate) binding: Option<Binding>,
+    /// `every`: the period of a periodic task (whole seconds).
+    pub(crate) every: Option<Spanned<Duration>>,
+    /// `missed`: `true` for "skip", `false` for "fire".
+    pub(crate) missed_skip: Option<Spanned<bool>>,
 }
 
 impl TaskArgs {
