@@ -58,6 +58,30 @@ async fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> O
     }
 }
 
+/// `demo-worker status` against the node: the scheduler's lines.
+fn status(url: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_demo-worker"))
+        .arg("status")
+        .env("AMQP_URL", url)
+        .env("DEMO_TICK_EVERY", "1s")
+        .output()
+        .expect("demo-worker status runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .skip_while(|l| !l.starts_with("periodic tasks"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The `by=` of the demo.tick line of a status.
+fn scheduled_by(status: &str) -> String {
+    status
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("by="))
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -124,6 +148,18 @@ async fn three_workers_enqueue_each_tick_once_through_a_sigkill_of_the_scheduler
     .await
     .expect("ticks are handled");
     assert!(first_ticks.values().all(|n| *n == 1), "{first_ticks:?}");
+    let before = status(&node.url());
+    println!("status before the kill:\n{before}");
+    assert!(
+        before.starts_with("periodic tasks: a scheduler is elected"),
+        "{before}"
+    );
+    assert!(
+        before.contains("demo.tick  task=demo.tick every=1s last="),
+        "{before}"
+    );
+    let first_scheduler = scheduled_by(&before);
+    assert!(first_scheduler.contains(':'), "{before}");
 
     workers[leader].kill().await;
     let killed_at = Instant::now();
@@ -144,6 +180,17 @@ async fn three_workers_enqueue_each_tick_once_through_a_sigkill_of_the_scheduler
         "scheduler worker-{leader} killed; worker-{successor} took over; the first tick after the kill was handled {takeover:?} later"
     );
     assert!(takeover < TAKEOVER_BOUND, "takeover took {takeover:?}");
+    let after = status(&node.url());
+    println!("status after the takeover:\n{after}");
+    assert!(
+        after.starts_with("periodic tasks: a scheduler is elected"),
+        "{after}"
+    );
+    let second_scheduler = scheduled_by(&after);
+    assert!(
+        second_scheduler.contains(':') && second_scheduler != first_scheduler,
+        "{first_scheduler} then {second_scheduler}"
+    );
 
     wait_for(Duration::from_secs(15), || {
         (recorded(&record).len() >= 20).then_some(())

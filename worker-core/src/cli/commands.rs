@@ -71,7 +71,9 @@ async fn run_command(
         Command::Topology(TopologyCommand::Check(args)) => {
             check(&connector, &specs, args.json).await
         }
-        Command::Status(args) => status_command(&connector, &specs, args.json).await,
+        Command::Status(args) => {
+            status_command(&connector, &specs, worker.periodic_entries(), args.json).await
+        }
         Command::Tasks => Ok(Finished::ok(tasks_table(&specs, worker.periodic_entries()))),
     };
     connector.close().await;
@@ -514,18 +516,78 @@ async fn check(connector: &Connector, specs: &[Arc<TaskSpec>], json: bool) -> Ou
     Ok(finished)
 }
 
-async fn status_command(connector: &Connector, specs: &[Arc<TaskSpec>], json: bool) -> Outcome {
+async fn status_command(
+    connector: &Connector,
+    specs: &[Arc<TaskSpec>],
+    periodic: &[crate::schedule::Periodic],
+    json: bool,
+) -> Outcome {
     let status = status::status(connector, specs).await?;
-    let mut finished = if json {
-        Finished::ok(format!("{:#}\n", status.to_json()))
+    let scheduler = if periodic.is_empty() {
+        None
     } else {
-        Finished::ok(status::render_table(&status))
+        Some(crate::schedule::status::status(connector, periodic).await?)
+    };
+    let mut finished = if json {
+        let mut value = status.to_json();
+        if let (Some(s), Some(object)) = (&scheduler, value.as_object_mut()) {
+            object.insert("scheduler".to_owned(), scheduler_json(s));
+        }
+        Finished::ok(format!("{value:#}\n"))
+    } else {
+        let mut text = status::render_table(&status);
+        if let Some(s) = &scheduler {
+            text.push_str(&scheduler_text(s));
+        }
+        Finished::ok(text)
     };
     if status.tasks.iter().any(status::TaskStatus::has_missing) {
         finished.stderr =
             "some queues are missing: run `topology declare` or start the worker".to_owned();
     }
     Ok(finished)
+}
+
+fn scheduler_text(s: &crate::schedule::status::SchedulerStatus) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nperiodic tasks: {} ({})",
+        match s.elected {
+            Some(true) => "a scheduler is elected",
+            Some(false) => "no scheduler (no worker with periodic entries runs)",
+            None => "never scheduled here",
+        },
+        crate::schedule::leader::SCHEDULER_QUEUE,
+    );
+    for e in &s.entries {
+        let _ = writeln!(
+            out,
+            "  {}  task={} every={} last={} by={} next={}",
+            e.entry,
+            e.task,
+            format_duration(e.every),
+            e.last
+                .map_or_else(|| "-".to_owned(), crate::ops::format_time),
+            e.scheduled_by.as_deref().unwrap_or("-"),
+            crate::ops::format_time(e.next),
+        );
+    }
+    out
+}
+
+fn scheduler_json(s: &crate::schedule::status::SchedulerStatus) -> serde_json::Value {
+    serde_json::json!({
+        "elected": s.elected,
+        "entries": s.entries.iter().map(|e| serde_json::json!({
+            "entry": e.entry,
+            "task": e.task,
+            "every_seconds": e.every.as_secs(),
+            "last": e.last,
+            "scheduled_by": e.scheduled_by,
+            "next": e.next,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn tasks_table(specs: &[Arc<TaskSpec>], periodic: &[crate::schedule::Periodic]) -> String {

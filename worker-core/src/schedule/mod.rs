@@ -12,6 +12,7 @@
 pub mod every;
 pub mod leader;
 pub(crate) mod scheduler;
+pub mod status;
 
 pub use scheduler::last_tick_queue;
 
