@@ -66,7 +66,7 @@ pub const REPLAYED: &str = "rabbit_worker_replayed_total";
 pub const QUEUE_MESSAGES: &str = "rabbit_worker_queue_messages";
 /// Consumers of a task's queue, sampled by the worker.
 pub const QUEUE_CONSUMERS: &str = "rabbit_worker_queue_consumers";
-/// 1 while this process is the elected scheduler of periodic tasks.
+/// 1 while this process is the elected scheduler of a periodic entry.
 pub const SCHEDULER_LEADER: &str = "rabbit_worker_scheduler_leader";
 /// When a periodic entry's next tick is due, in Unix seconds.
 pub const PERIODIC_NEXT_TICK: &str = "rabbit_worker_periodic_next_tick_seconds";
@@ -147,8 +147,8 @@ pub const METRICS: &[Metric] = &[
     Metric {
         name: SCHEDULER_LEADER,
         kind: MetricKind::Gauge,
-        labels: &[],
-        help: "1 while this process is the elected scheduler of periodic tasks, 0 while another is",
+        labels: &["entry", "task"],
+        help: "1 while this process is the elected scheduler of the periodic entry, 0 while another is",
     },
     Metric {
         name: PERIODIC_NEXT_TICK,

@@ -565,14 +565,33 @@ fn generate(func: &ItemFn, handler: &Handler<'_>, args: &TaskArgs) -> TokenStrea
 
     // `every`/`missed`: the task's own periodic entry, with the payload's
     // `Default` (a missing `Default` is reported at the `every` literal).
-    let periodic_fn = args.every.as_ref().map(|every| {
-        let period = duration(every.value);
+    let declared = match (&args.every, &args.cron) {
+        (Some(every), _) => {
+            let period = duration(every.value);
+            Some((
+                every.span,
+                quote!(#krate::schedule::Declared::Every(#period)),
+            ))
+        }
+        (None, Some(cron)) => {
+            let tz = match &args.tz {
+                Some(tz) => quote!(::core::option::Option::Some(#tz)),
+                None => quote!(::core::option::Option::None),
+            };
+            Some((
+                cron.span(),
+                quote!(#krate::schedule::Declared::Cron(#cron, #tz)),
+            ))
+        }
+        (None, None) => None,
+    };
+    let periodic_fn = declared.map(|(span, when)| {
         let missed = match args.missed_skip.as_ref().map(|m| m.value) {
             Some(true) => quote!(#krate::schedule::Missed::Skip),
             _ => quote!(#krate::schedule::Missed::Fire),
         };
-        let entry = quote_spanned! {every.span=>
-            #krate::schedule::Periodic::declared::<Self>(#period, #missed)
+        let entry = quote_spanned! {span=>
+            #krate::schedule::Periodic::declared::<Self>(#when, #missed)
         };
         quote! {
             fn periodic(&self) -> ::core::option::Option<#krate::schedule::Periodic> {

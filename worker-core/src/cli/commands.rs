@@ -531,7 +531,7 @@ async fn status_command(
     let mut finished = if json {
         let mut value = status.to_json();
         if let (Some(s), Some(object)) = (&scheduler, value.as_object_mut()) {
-            object.insert("scheduler".to_owned(), scheduler_json(s));
+            object.insert("periodic".to_owned(), scheduler_json(s));
         }
         Finished::ok(format!("{value:#}\n"))
     } else {
@@ -549,45 +549,44 @@ async fn status_command(
 }
 
 fn scheduler_text(s: &crate::schedule::status::SchedulerStatus) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\nperiodic tasks: {} ({})",
-        match s.elected {
-            Some(true) => "a scheduler is elected",
-            Some(false) => "no scheduler (no worker with periodic entries runs)",
-            None => "never scheduled here",
-        },
-        crate::schedule::leader::SCHEDULER_QUEUE,
-    );
+    let mut out = String::from("\nperiodic entries (one elected scheduler each):\n");
     for e in &s.entries {
+        let elected = match e.elected {
+            Some(true) => "elected",
+            Some(false) => "none",
+            None => "never",
+        };
         let _ = writeln!(
             out,
-            "  {}  task={} every={} last={} by={} next={}",
+            "  {}  task={} {} scheduler={} last={} by={} next={}",
             e.entry,
             e.task,
-            format_duration(e.every),
+            e.schedule,
+            elected,
             e.last
                 .map_or_else(|| "-".to_owned(), crate::ops::format_time),
             e.scheduled_by.as_deref().unwrap_or("-"),
-            crate::ops::format_time(e.next),
+            e.next
+                .map_or_else(|| "-".to_owned(), crate::ops::format_time),
         );
     }
     out
 }
 
 fn scheduler_json(s: &crate::schedule::status::SchedulerStatus) -> serde_json::Value {
-    serde_json::json!({
-        "elected": s.elected,
-        "entries": s.entries.iter().map(|e| serde_json::json!({
+    serde_json::json!(s
+        .entries
+        .iter()
+        .map(|e| serde_json::json!({
             "entry": e.entry,
             "task": e.task,
-            "every_seconds": e.every.as_secs(),
+            "schedule": e.schedule.to_string(),
+            "elected": e.elected,
             "last": e.last,
             "scheduled_by": e.scheduled_by,
             "next": e.next,
-        })).collect::<Vec<_>>(),
-    })
+        }))
+        .collect::<Vec<_>>())
 }
 
 fn tasks_table(specs: &[Arc<TaskSpec>], periodic: &[crate::schedule::Periodic]) -> String {
@@ -613,10 +612,10 @@ fn tasks_table(specs: &[Arc<TaskSpec>], periodic: &[crate::schedule::Periodic]) 
     for p in periodic {
         let _ = writeln!(
             out,
-            "periodic {}  task={} every={} missed={}",
+            "periodic {}  task={} {} missed={}",
             p.entry_id(),
             p.task(),
-            format_duration(p.period()),
+            p.schedule(),
             p.missed_policy().as_str(),
         );
     }

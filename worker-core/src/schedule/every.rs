@@ -1,5 +1,5 @@
-//! Ticks of a fixed period, aligned to the Unix epoch, and which of them a
-//! scheduler enqueues when it takes over.
+//! Ticks of a fixed period, aligned to the Unix epoch, and which ticks of
+//! any schedule a scheduler enqueues when it takes over.
 //!
 //! Why aligned to the epoch? Every worker then computes the same ticks
 //! without talking to the others, and a tick's scheduled time (its id) is
@@ -17,30 +17,50 @@ pub fn tick_after(secs: u64, every: u64) -> u64 {
     (secs / every + 1) * every
 }
 
-/// Where a new scheduler starts an entry: the first tick it enqueues, given
-/// the last tick enqueued before (`last`, from the last-tick queue) and the
-/// time now. Returns the first tick and how many ticks it skips.
+/// The most ticks [`resume`] steps through to count missed ones.
+const MAX_STEPS: u64 = 1_000_000;
+
+/// Where a new scheduler starts an entry whose ticks `next_after` gives:
+/// the first tick it enqueues (`None`: the schedule has no more), given
+/// the last tick enqueued before (`last`, from the last-tick queue) and
+/// the time now, and how many missed ticks it skips.
 ///
 /// - Never enqueued: the next tick to come (at or after now).
-/// - `fire`: the tick after `last`, however far behind (caught up at once,
-///   one message per missed tick), but at most [`MAX_CATCH_UP`] ticks back.
-/// - `skip`: the tick after `last` if it is not due yet or due right now
-///   (this second), else the next tick to come.
-pub fn resume(last: Option<u64>, now: u64, every: u64, missed: Missed) -> (u64, u64) {
-    let upcoming = tick_at_or_after(now, every);
+/// - The tick after `last` is due this second or later: that tick.
+/// - Else, `fire`: every missed tick from there, late, but at most the
+///   [`MAX_CATCH_UP`] most recent; `skip`: the next tick to come.
+pub fn resume(
+    last: Option<u64>,
+    now: u64,
+    missed: Missed,
+    next_after: impl Fn(u64) -> Option<u64>,
+) -> (Option<u64>, u64) {
+    let upcoming = next_after(now.saturating_sub(1));
     let Some(last) = last else {
         return (upcoming, 0);
     };
-    let after_last = tick_after(last, every);
-    if after_last >= now.saturating_sub(every - 1) {
-        return (after_last, 0);
+    let Some(after_last) = next_after(last) else {
+        return (None, 0);
+    };
+    if after_last + 1 >= now {
+        return (Some(after_last), 0);
     }
+    // The missed ticks, oldest first: after_last ..= the last before now.
+    let mut missed_ticks = Vec::new();
+    let mut tick = Some(after_last);
+    while let Some(t) = tick.filter(|t| *t < now) {
+        if missed_ticks.len() as u64 >= MAX_STEPS {
+            break;
+        }
+        missed_ticks.push(t);
+        tick = next_after(t);
+    }
+    let total = missed_ticks.len() as u64;
     match missed {
-        Missed::Skip => (upcoming, (upcoming - after_last) / every),
+        Missed::Skip => (upcoming, total),
         Missed::Fire => {
-            let oldest = upcoming.saturating_sub(MAX_CATCH_UP * every);
-            let first = after_last.max(oldest);
-            (first, (first - after_last) / every)
+            let skipped = total.saturating_sub(MAX_CATCH_UP);
+            (Some(missed_ticks[skipped as usize]), skipped)
         }
     }
 }
@@ -61,39 +81,54 @@ mod tests {
     #[test]
     fn where_a_new_scheduler_starts() {
         use Missed::*;
-        let rows = [
+        type Row = (
+            &'static str,
+            Option<u64>,
+            u64,
+            u64,
+            Missed,
+            (Option<u64>, u64),
+        );
+        let rows: [Row; 9] = [
             (
                 "never enqueued: the next tick",
                 None,
                 100,
                 60,
                 Fire,
-                (120, 0),
+                (Some(120), 0),
             ),
-            ("never enqueued, skip too", None, 100, 60, Skip, (120, 0)),
+            (
+                "never enqueued, skip too",
+                None,
+                100,
+                60,
+                Skip,
+                (Some(120), 0),
+            ),
             (
                 "up to date: the tick after the last",
                 Some(60),
                 100,
                 60,
                 Fire,
-                (120, 0),
+                (Some(120), 0),
             ),
             (
-                "due this very second: fired",
+                "due this very second: fired, even with skip",
                 Some(60),
                 120,
                 60,
                 Skip,
-                (120, 0),
+                (Some(120), 0),
             ),
             (
-                "one second-tick behind within the period",
+                "a second late with one-second ticks: fired",
                 Some(9),
-                10,
+                11,
                 1,
                 Skip,
-                (10, 0),
+                (Some(10), 0),
             ),
             (
                 "missed 3, fire: from the first missed",
@@ -101,7 +136,7 @@ mod tests {
                 200,
                 60,
                 Fire,
-                (60, 0),
+                (Some(60), 0),
             ),
             (
                 "missed 3, skip: the next to come",
@@ -109,7 +144,7 @@ mod tests {
                 200,
                 60,
                 Skip,
-                (240, 3),
+                (Some(240), 3),
             ),
             (
                 "missed 5 one-second ticks, fire",
@@ -117,19 +152,27 @@ mod tests {
                 16,
                 1,
                 Fire,
-                (11, 0),
+                (Some(11), 0),
             ),
             (
-                "missed far too many, fire: at most 100 back",
+                "missed far too many, fire: the 100 most recent",
                 Some(0),
                 10_000,
                 1,
                 Fire,
-                (9_900, 9_899),
+                (Some(9_900), 9_899),
             ),
         ];
         for (name, last, now, every, missed, expected) in rows {
-            assert_eq!(resume(last, now, every, missed), expected, "{name}");
+            let next = |t| Some(tick_after(t, every));
+            assert_eq!(resume(last, now, missed, next), expected, "{name}");
         }
+    }
+
+    #[test]
+    fn a_schedule_that_ends_resumes_nowhere() {
+        let once = |t: u64| (t < 50).then_some(50);
+        assert_eq!(resume(Some(50), 100, Missed::Fire, once), (None, 0));
+        assert_eq!(resume(None, 100, Missed::Fire, once), (None, 0));
     }
 }

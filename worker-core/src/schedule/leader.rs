@@ -1,7 +1,8 @@
 //! Electing the one process that schedules, through RabbitMQ itself.
 //!
-//! Every worker with periodic entries consumes [`SCHEDULER_QUEUE`], a
-//! quorum queue with `x-single-active-consumer`: the broker delivers only
+//! Each periodic entry has its election: every worker with the entry
+//! consumes its [`election_queue`], a quorum queue with
+//! `x-single-active-consumer`: the broker delivers only
 //! to one consumer at a time, the active one. The queue holds a token
 //! message (each candidate publishes one; `x-max-length: 1` with
 //! `reject-publish` keeps it to one, and a refused extra is fine). The
@@ -35,8 +36,15 @@ use crate::error::Error;
 use crate::headers::Headers;
 use crate::topology::{declare_named, open_channel, DELIVERY_LIMIT};
 
-/// The election queue, shared by every worker of the vhost.
+/// Every election queue's name starts with this.
 pub const SCHEDULER_QUEUE: &str = "rabbit-worker.scheduler";
+
+/// The election queue of a periodic entry: `rabbit-worker.scheduler.<entry>`.
+/// One per entry, so that workers of different programs sharing a vhost,
+/// each with its own entries, never hold up each other's ticks.
+pub fn election_queue(entry: &str) -> String {
+    format!("{SCHEDULER_QUEUE}.{entry}")
+}
 
 /// The election queue's arguments on a broker with these capabilities.
 pub fn scheduler_arguments(caps: Capabilities) -> Headers {
@@ -78,9 +86,9 @@ impl Lease {
 
 /// Declares the election queue, offers a token, subscribes, and waits
 /// until this process is the active consumer and holds the token.
-pub async fn acquire(conn: &Connection, caps: Capabilities) -> Result<Lease, Error> {
+pub async fn acquire(conn: &Connection, caps: Capabilities, queue: &str) -> Result<Lease, Error> {
     let channel = open_channel(conn).await?;
-    declare_named(&channel, SCHEDULER_QUEUE, &scheduler_arguments(caps)).await?;
+    declare_named(&channel, queue, &scheduler_arguments(caps)).await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
@@ -89,7 +97,7 @@ pub async fn acquire(conn: &Connection, caps: Capabilities) -> Result<Lease, Err
     let offered = channel
         .basic_publish(
             "".into(),
-            SCHEDULER_QUEUE.into(),
+            queue.into(),
             BasicPublishOptions::default(),
             b"token",
             BasicProperties::default().with_delivery_mode(2),
@@ -103,7 +111,7 @@ pub async fn acquire(conn: &Connection, caps: Capabilities) -> Result<Lease, Err
         .map_err(|e| Error::broker("basic.qos", e))?;
     let mut consumer = channel
         .basic_consume(
-            SCHEDULER_QUEUE.into(),
+            queue.into(),
             format!("scheduler-{}", std::process::id()).as_str().into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),

@@ -9,6 +9,7 @@
 //! it enqueued in a one-message queue per entry so that the next scheduler
 //! carries on from there.
 
+pub mod cron;
 pub mod every;
 pub mod leader;
 pub(crate) mod scheduler;
@@ -16,8 +17,10 @@ pub mod status;
 
 pub use scheduler::last_tick_queue;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::duration::format_duration;
 use crate::error::Error;
 use crate::task::Task;
 
@@ -43,6 +46,35 @@ impl Missed {
     }
 }
 
+/// When an entry's ticks fall.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    /// Every so many whole seconds, aligned to the Unix epoch.
+    Every(Duration),
+    /// A cron pattern in a time zone.
+    Cron(Arc<cron::CronSchedule>),
+}
+
+impl Schedule {
+    /// The first tick strictly after `secs` (Unix seconds).
+    pub fn next_after(&self, secs: u64) -> Option<u64> {
+        match self {
+            Schedule::Every(every) => Some(every::tick_after(secs, every.as_secs())),
+            Schedule::Cron(cron) => cron.next_after(secs),
+        }
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    /// `every=5m`, or `cron="0 9 * * *" tz=Europe/Paris`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Every(every) => write!(f, "every={}", format_duration(*every)),
+            Schedule::Cron(cron) => write!(f, "cron={:?} tz={}", cron.pattern(), cron.zone()),
+        }
+    }
+}
+
 /// The most missed ticks of one entry a new scheduler enqueues.
 pub const MAX_CATCH_UP: u64 = 100;
 
@@ -52,7 +84,7 @@ pub struct Periodic {
     pub(crate) id: String,
     pub(crate) task: &'static str,
     pub(crate) queue: &'static str,
-    pub(crate) every: Duration,
+    pub(crate) schedule: Schedule,
     pub(crate) missed: Missed,
     pub(crate) payload: serde_json::Value,
 }
@@ -87,30 +119,52 @@ impl Periodic {
                 T::NAME
             )));
         }
-        let payload = serde_json::to_value(payload).map_err(|e| {
-            Error::Config(format!(
-                "periodic task {}: cannot encode its payload: {e}",
-                T::NAME
-            ))
-        })?;
-        Ok(Periodic {
+        let payload = encode::<T>(payload)?;
+        Ok(Periodic::new::<T>(Schedule::Every(every), payload))
+    }
+
+    /// Enqueues task `T` with `payload` on the ticks of a cron pattern (5
+    /// fields, or 6 with seconds first) read in the IANA zone `tz` (UTC
+    /// when `None`); see [`cron::CronSchedule`].
+    pub fn cron<T: Task>(
+        pattern: &str,
+        tz: Option<&str>,
+        payload: &T::Payload,
+    ) -> Result<Periodic, Error> {
+        let schedule = cron::CronSchedule::parse(pattern, tz)
+            .map_err(|e| Error::Config(format!("periodic task {}: {e}", T::NAME)))?;
+        let payload = encode::<T>(payload)?;
+        Ok(Periodic::new::<T>(
+            Schedule::Cron(Arc::new(schedule)),
+            payload,
+        ))
+    }
+
+    fn new<T: Task>(schedule: Schedule, payload: serde_json::Value) -> Periodic {
+        Periodic {
             id: T::NAME.to_owned(),
             task: T::NAME,
             queue: T::QUEUE,
-            every,
+            schedule,
             missed: Missed::default(),
             payload,
-        })
+        }
     }
 
-    /// The entry `#[task(every = "...", missed = "...")]` declares: the
-    /// payload's default value, the task's name as the id. `None`, logged,
-    /// when the payload cannot be encoded.
-    pub fn declared<T: Task>(every: Duration, missed: Missed) -> Option<Periodic>
+    /// The entry `#[task(every = "...")]` or `#[task(cron = "...", tz =
+    /// "...")]` declares, with `missed`: the payload's default value, the
+    /// task's name as the id. `None`, logged, when the payload cannot be
+    /// encoded or the zone is not in this machine's time zone database.
+    pub fn declared<T: Task>(when: Declared, missed: Missed) -> Option<Periodic>
     where
         T::Payload: Default,
     {
-        match Periodic::every::<T>(every, &T::Payload::default()) {
+        let payload = T::Payload::default();
+        let entry = match when {
+            Declared::Every(every) => Periodic::every::<T>(every, &payload),
+            Declared::Cron(pattern, tz) => Periodic::cron::<T>(pattern, tz, &payload),
+        };
+        match entry {
             Ok(entry) => Some(entry.missed(missed)),
             Err(e) => {
                 tracing::error!(task = T::NAME, error = %e, "periodic task not scheduled: {e}");
@@ -141,9 +195,9 @@ impl Periodic {
         self.task
     }
 
-    /// The period.
-    pub fn period(&self) -> Duration {
-        self.every
+    /// When its ticks fall.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
     }
 
     /// What happens to its missed ticks.
@@ -155,4 +209,22 @@ impl Periodic {
     pub fn tick_id(&self, secs: u64) -> String {
         format!("tick:{}:{secs}", self.id)
     }
+}
+
+/// What `#[task]` declares: `every`, or `cron` with an optional `tz`.
+#[derive(Debug, Clone, Copy)]
+pub enum Declared {
+    /// `every = "5m"`.
+    Every(Duration),
+    /// `cron = "..."`, `tz = "..."`.
+    Cron(&'static str, Option<&'static str>),
+}
+
+fn encode<T: Task>(payload: &T::Payload) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(payload).map_err(|e| {
+        Error::Config(format!(
+            "periodic task {}: cannot encode its payload: {e}",
+            T::NAME
+        ))
+    })
 }

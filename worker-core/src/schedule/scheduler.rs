@@ -1,4 +1,5 @@
-//! The elected scheduler: enqueue each tick once, record it, carry on.
+//! The elected scheduler of one entry: enqueue each tick once, record it,
+//! carry on.
 //!
 //! A term starts when [`leader::acquire`] returns and ends when the lease
 //! is lost, the worker stops, or publishing fails (the term then starts
@@ -8,7 +9,6 @@
 //! two makes the next scheduler enqueue that tick again, with the same
 //! message id (`tick:<entry>:<secs>`): a duplicate, never a gap.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lapin::options::{
@@ -28,7 +28,7 @@ use crate::topology::{declare_named, open_channel};
 
 /// The queue holding an entry's last enqueued tick (one message at most).
 pub fn last_tick_queue(entry: &str) -> String {
-    format!("{}.last.{entry}", leader::SCHEDULER_QUEUE)
+    format!("{}.last", leader::election_queue(entry))
 }
 
 fn last_tick_arguments() -> Headers {
@@ -43,17 +43,17 @@ pub(crate) fn this_process() -> String {
     format!("{}:{}", crate::host::hostname(), std::process::id())
 }
 
-/// Runs elections and terms until the worker stops.
+/// Runs one entry's elections and terms until the worker stops.
 pub(crate) struct Scheduler {
     pub(crate) connector: Connector,
     pub(crate) publisher: Publisher,
-    pub(crate) entries: Arc<Vec<Periodic>>,
+    pub(crate) entry: Periodic,
     pub(crate) shutdown: Shutdown,
 }
 
 impl Scheduler {
     pub(crate) async fn run(self) {
-        metrics::gauge!(SCHEDULER_LEADER).set(0.0);
+        self.leading(false);
         let mut pause = Duration::from_millis(200);
         while !self.shutdown.is_triggered() {
             let term = tokio::select! {
@@ -63,7 +63,7 @@ impl Scheduler {
             match term {
                 Ok(()) => pause = Duration::from_millis(200),
                 Err(e) => {
-                    tracing::warn!(error = %e, "periodic scheduler: {e}; taking part in the election again in {pause:?}");
+                    tracing::warn!(entry = %self.entry.id, error = %e, "periodic scheduler: {e}; taking part in the election again in {pause:?}");
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
                         () = self.shutdown.triggered() => break,
@@ -72,70 +72,70 @@ impl Scheduler {
                 }
             }
         }
-        metrics::gauge!(SCHEDULER_LEADER).set(0.0);
+        self.leading(false);
+    }
+
+    fn leading(&self, yes: bool) {
+        metrics::gauge!(SCHEDULER_LEADER, "entry" => self.entry.id.clone(), "task" => self.entry.task)
+            .set(if yes { 1.0 } else { 0.0 });
     }
 
     /// Waits for leadership, then schedules until it ends.
     async fn term(&self) -> Result<(), Error> {
         let conn = self.connector.connection().await?;
-        let mut lease = leader::acquire(&conn, self.connector.capabilities()).await?;
-        tracing::info!(process = %this_process(), "this process now schedules the periodic tasks");
-        metrics::gauge!(SCHEDULER_LEADER).set(1.0);
+        let queue = leader::election_queue(&self.entry.id);
+        let mut lease = leader::acquire(&conn, self.connector.capabilities(), &queue).await?;
+        tracing::info!(entry = %self.entry.id, process = %this_process(), "this process now schedules periodic entry {}", self.entry.id);
+        self.leading(true);
         let result = tokio::select! {
             r = self.lead(&conn) => r,
             () = lease.lost() => Err(Error::ConsumerStopped("scheduler leadership lost (its channel closed)".into())),
             () = self.shutdown.triggered() => Ok(()),
         };
-        metrics::gauge!(SCHEDULER_LEADER).set(0.0);
+        self.leading(false);
         lease.release().await;
         result
     }
 
     async fn lead(&self, conn: &Connection) -> Result<(), Error> {
+        let entry = &self.entry;
         let channel = open_channel(conn).await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(|e| Error::broker("confirm.select", e))?;
-        let now = now_secs();
-        let mut next = Vec::with_capacity(self.entries.len());
-        for entry in self.entries.iter() {
-            let queue = last_tick_queue(&entry.id);
-            declare_named(&channel, &queue, &last_tick_arguments()).await?;
-            let last = read_last(&channel, &queue).await?;
-            let (first, skipped) = every::resume(last, now, entry.every.as_secs(), entry.missed);
-            if skipped > 0 {
-                tracing::warn!(entry = %entry.id, skipped, policy = entry.missed.as_str(), "periodic entry: {skipped} missed ticks skipped");
-            }
-            tracing::info!(entry = %entry.id, ?last, first, "periodic entry resumes");
-            next.push(first);
+        let record = last_tick_queue(&entry.id);
+        declare_named(&channel, &record, &last_tick_arguments()).await?;
+        let last = read_last(&channel, &record).await?;
+        let (mut next, skipped) = every::resume(last, now_secs(), entry.missed, |t| {
+            entry.schedule.next_after(t)
+        });
+        if skipped > 0 {
+            tracing::warn!(entry = %entry.id, skipped, policy = entry.missed.as_str(), "periodic entry: {skipped} missed ticks skipped");
         }
-        loop {
-            for (entry, due) in self.entries.iter().zip(&next) {
-                metrics::gauge!(PERIODIC_NEXT_TICK, "entry" => entry.id.clone(), "task" => entry.task)
-                    .set(*due as f64);
-            }
-            let Some((i, due)) = next.iter().copied().enumerate().min_by_key(|(_, due)| *due)
-            else {
-                return std::future::pending().await;
-            };
+        tracing::info!(entry = %entry.id, ?last, first = ?next, "periodic entry resumes");
+        while let Some(due) = next {
+            metrics::gauge!(PERIODIC_NEXT_TICK, "entry" => entry.id.clone(), "task" => entry.task)
+                .set(due as f64);
             let wait = Duration::from_secs(due).saturating_sub(since_epoch());
             tokio::time::sleep(wait).await;
-            let entry = &self.entries[i];
             self.enqueue(entry, due).await?;
-            record_last(&channel, &last_tick_queue(&entry.id), due).await?;
+            record_last(&channel, &record, due).await?;
             metrics::counter!(PERIODIC_TICKS, "entry" => entry.id.clone(), "task" => entry.task)
                 .increment(1);
-            let period = entry.every.as_secs();
-            next[i] = match entry.missed {
-                // Behind by more than a period while leading (a stalled
-                // process): skip to the next tick to come.
-                Missed::Skip if due + period < now_secs() => {
-                    every::tick_at_or_after(now_secs(), period)
+            let following = entry.schedule.next_after(due);
+            next = match (entry.missed, following) {
+                // Behind while leading (a stalled process): with `skip`,
+                // on to the next tick to come.
+                (Missed::Skip, Some(t)) if t + 1 < now_secs() => {
+                    entry.schedule.next_after(now_secs().saturating_sub(1))
                 }
-                _ => due + period,
+                _ => following,
             };
         }
+        tracing::info!(entry = %entry.id, "periodic entry has no more ticks");
+        // Lead on, idle: giving the token up would only hand it round.
+        std::future::pending().await
     }
 
     /// Publishes the tick of `entry` scheduled at `due`, confirmed.

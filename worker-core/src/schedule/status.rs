@@ -1,43 +1,42 @@
 //! What `status` shows of the periodic tasks: who schedules, and when each
 //! entry fires next, read from the broker (any process can ask).
 
-use std::time::Duration;
-
 use lapin::options::{BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::Connection;
 
-use super::{every, leader::SCHEDULER_QUEUE, scheduler::last_tick_queue, Periodic};
+use super::{every, leader::election_queue, scheduler::last_tick_queue, Periodic};
 use crate::connection::Connector;
 use crate::error::Error;
 use crate::headers::SCHEDULER;
 use crate::topology::open_channel;
 
 /// One entry as the broker knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct EntryStatus {
     /// The entry's id.
     pub entry: String,
     /// The task it enqueues.
     pub task: &'static str,
-    /// Its period.
-    pub every: Duration,
+    /// Whether a worker is elected for it: its election queue has its
+    /// active consumer (with single-active-consumer the broker counts only
+    /// that one, so the other candidates cannot be counted this way);
+    /// `None` when no worker ever declared the queue.
+    pub elected: Option<bool>,
+    /// When its ticks fall.
+    pub schedule: super::Schedule,
     /// The last tick enqueued (Unix seconds), if any was.
     pub last: Option<u64>,
     /// The process that enqueued it (`host:pid`).
     pub scheduled_by: Option<String>,
-    /// When the next tick is due (Unix seconds), by the entry's policy.
-    pub next: u64,
+    /// When the next tick is due (Unix seconds), by the entry's policy;
+    /// `None` when the schedule has no more.
+    pub next: Option<u64>,
 }
 
 /// The scheduler as the broker knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SchedulerStatus {
-    /// Whether a worker is elected: the scheduler queue has its active
-    /// consumer (with single-active-consumer the broker counts only that
-    /// one, so the other candidates cannot be counted this way); `None`
-    /// when no worker ever declared the queue.
-    pub elected: Option<bool>,
     /// Each entry.
     pub entries: Vec<EntryStatus>,
 }
@@ -46,27 +45,27 @@ pub struct SchedulerStatus {
 /// returned at once: nothing is consumed).
 pub async fn status(connector: &Connector, entries: &[Periodic]) -> Result<SchedulerStatus, Error> {
     let conn = connector.connection().await?;
-    let elected = consumers(&conn, SCHEDULER_QUEUE).await?.map(|n| n > 0);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut out = Vec::with_capacity(entries.len());
     for entry in entries {
+        let elected = consumers(&conn, &election_queue(&entry.id))
+            .await?
+            .map(|n| n > 0);
         let (last, scheduled_by) = last_record(&conn, &last_tick_queue(&entry.id)).await?;
-        let (next, _) = every::resume(last, now, entry.every.as_secs(), entry.missed);
+        let (next, _) = every::resume(last, now, entry.missed, |t| entry.schedule.next_after(t));
         out.push(EntryStatus {
             entry: entry.id.clone(),
             task: entry.task,
-            every: entry.every,
+            elected,
+            schedule: entry.schedule.clone(),
             last,
             scheduled_by,
             next,
         });
     }
-    Ok(SchedulerStatus {
-        elected,
-        entries: out,
-    })
+    Ok(SchedulerStatus { entries: out })
 }
 
 /// Consumers of `queue`, `None` when it does not exist.

@@ -345,15 +345,19 @@ impl Worker {
             rates: Arc::default(),
         });
         let ready = runtime.health.subscribe();
-        let scheduler = (!self.periodic.is_empty()).then(|| {
-            let scheduler = crate::schedule::scheduler::Scheduler {
-                connector: self.connector.clone(),
-                publisher: self.publisher.clone(),
-                entries: Arc::new(self.periodic),
-                shutdown: shutdown.clone(),
-            };
-            tokio::spawn(scheduler.run())
-        });
+        let schedulers = self
+            .periodic
+            .into_iter()
+            .map(|entry| {
+                let scheduler = crate::schedule::scheduler::Scheduler {
+                    connector: self.connector.clone(),
+                    publisher: self.publisher.clone(),
+                    entry,
+                    shutdown: shutdown.clone(),
+                };
+                tokio::spawn(scheduler.run())
+            })
+            .collect();
         let (result_tx, join_result) = watch::channel(None);
         let supervisor = Supervisor {
             connector: self.connector.clone(),
@@ -373,7 +377,7 @@ impl Worker {
         Ok(RunningWorker {
             trigger,
             handle,
-            scheduler,
+            schedulers,
             ready,
             join_result,
             connector: self.connector,
@@ -438,8 +442,8 @@ impl Worker {
 pub struct RunningWorker {
     trigger: ShutdownTrigger,
     handle: tokio::task::JoinHandle<Result<(), Error>>,
-    /// The periodic scheduler's election and terms, when there are entries.
-    scheduler: Option<tokio::task::JoinHandle<()>>,
+    /// Each periodic entry's election and terms.
+    schedulers: Vec<tokio::task::JoinHandle<()>>,
     ready: watch::Receiver<bool>,
     join_result: watch::Receiver<Option<Result<(), String>>>,
     connector: Connector,
@@ -468,7 +472,7 @@ impl RunningWorker {
     /// period, return unstarted deliveries, close channels and connection.
     pub async fn shutdown(self) -> Result<(), Error> {
         self.trigger.trigger();
-        if let Some(scheduler) = self.scheduler {
+        for scheduler in self.schedulers {
             let _ = scheduler.await;
         }
         let result = match self.handle.await {

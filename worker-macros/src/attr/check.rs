@@ -326,6 +326,33 @@ fn check_one(entry: &Entry, args: &mut TaskArgs, errors: &mut Errors) {
             }
             .map(|k| Spanned::new(k, lit.span()));
         }
+        Key::Cron => {
+            let lit = str_value(entry);
+            match lit.value().parse::<croner::Cron>() {
+                Ok(_) => args.cron = Some(lit.clone()),
+                Err(e) => errors.push(
+                    lit.span(),
+                    format_args!(
+                        "`cron`: {e}: write 5 fields (minute hour day month weekday) or 6 with seconds first, e.g. `{}`",
+                        Key::Cron.example()
+                    ),
+                ),
+            }
+        }
+        Key::Tz => {
+            let lit = str_value(entry);
+            match jiff::tz::TimeZone::get(&lit.value()) {
+                Ok(_) => args.tz = Some(lit.clone()),
+                Err(_) => errors.push(
+                    lit.span(),
+                    format_args!(
+                        "`tz`: unknown time zone {:?}: write an IANA name such as `{}` (or leave it out for UTC)",
+                        lit.value(),
+                        Key::Tz.example()
+                    ),
+                ),
+            }
+        }
         // Checked together with `exchange` in `check_binding`.
         Key::Exchange
         | Key::ExchangeType
@@ -402,11 +429,27 @@ fn check_tiers(items: &[LitStr], errors: &mut Errors) -> Option<Vec<Duration>> {
 /// The checks of options against each other, after each was checked alone.
 fn check_together(given: &Given<'_>, args: &mut TaskArgs, errors: &mut Errors) {
     let has = |key: Key| given.entries.iter().any(|e| e.key == key);
-    if let (Some(missed), false) = (given.get(Key::Missed), has(Key::Every)) {
+    if let (Some(cron), true) = (given.get(Key::Cron), has(Key::Every)) {
+        errors.push(
+            cron.key_span,
+            "`every` and `cron` both give the task's schedule: keep one",
+        );
+        args.cron = None;
+    }
+    if let (Some(tz), false) = (given.get(Key::Tz), has(Key::Cron)) {
+        errors.push(
+            tz.key_span,
+            format_args!(
+                "`tz` is the zone a `cron` pattern is read in, and this task has no `cron`: add `{}` or remove `tz` (`every` ticks are zone-free)",
+                Key::Cron.example()
+            ),
+        );
+    }
+    if let (Some(missed), false) = (given.get(Key::Missed), has(Key::Every) || has(Key::Cron)) {
         errors.push(
             missed.key_span,
             format_args!(
-                "`missed` says what a periodic task does with missed ticks, but this task is not periodic: add `{}` or remove `missed`",
+                "`missed` says what a periodic task does with missed ticks, but this task is not periodic: add `{}` (or `cron`) or remove `missed`",
                 Key::Every.example()
             ),
         );
@@ -556,6 +599,13 @@ mod tests {
                 "unknown missed policy",
             ),
             (quote!(missed = "skip"), "this task is not periodic"),
+            (quote!(cron = "61 * * * *"), "`cron`:"),
+            (
+                quote!(cron = "* * * * *", tz = "Mars/Olympus"),
+                "unknown time zone",
+            ),
+            (quote!(tz = "Europe/Paris"), "has no `cron`"),
+            (quote!(every = "1m", cron = "* * * * *"), "keep one"),
         ];
         assert_errors(cases);
     }

@@ -69,6 +69,8 @@ macro_rules! with_keys {
             match_all => MatchAll, Bool, "match_all = false";
             every => Every, Str, "every = \"5m\"";
             missed => Missed, Str, "missed = \"skip\"";
+            cron => Cron, Str, "cron = \"0 */5 * * * *\"";
+            tz => Tz, Str, "tz = \"Europe/Paris\"";
         }
     };
 }
@@ -275,6 +277,10 @@ pub(crate) struct TaskArgs {
     pub(crate) every: Option<Spanned<Duration>>,
     /// `missed`: `true` for "skip", `false` for "fire".
     pub(crate) missed_skip: Option<Spanned<bool>>,
+    /// `cron`: a pattern croner accepts.
+    pub(crate) cron: Option<LitStr>,
+    /// `tz`: an IANA zone name known to this machine.
+    pub(crate) tz: Option<LitStr>,
 }
 
 impl TaskArgs {

@@ -1,0 +1,89 @@
+//! A cron entry on the broker: the worker is elected for its entry and
+//! enqueues one tick per matching second, each with its scheduled time in
+//! `rw-scheduled-at` and the `timestamp` property and the message id
+//! `tick:<entry>:<secs>`. (Failover across processes:
+//! `examples/tests/periodic_broker.rs`.)
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use worker_core::headers::SCHEDULED_AT;
+use worker_core::schedule::{last_tick_queue, leader, Periodic};
+use worker_core::{Task, TaskContext, TaskError, Worker};
+
+/// (message id, rw-scheduled-at, timestamp) of each run.
+#[derive(Clone, Default)]
+struct Ticks(Arc<Mutex<Vec<(String, u64, u64)>>>);
+
+struct CronTick;
+
+impl Task for CronTick {
+    type Payload = String;
+    const NAME: &'static str = "broker-periodic.cron";
+    const QUEUE: &'static str = "broker-periodic.cron";
+
+    async fn run(&self, ctx: TaskContext, payload: String) -> Result<(), TaskError> {
+        assert_eq!(payload, "from the entry");
+        let ticks = ctx.state::<Ticks>().expect("Ticks state");
+        ticks.0 .0.lock().unwrap().push((
+            ctx.message_id().unwrap_or_default().to_owned(),
+            ctx.headers().get_count(SCHEDULED_AT).unwrap_or_default(),
+            ctx.delivery().properties.timestamp().unwrap_or_default(),
+        ));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_entry_enqueues_each_matching_second_once_with_its_time_and_id() {
+    support::connect().await;
+    let entry_id = format!("broker-periodic.{}", std::process::id());
+    let election = leader::election_queue(&entry_id);
+    let record = last_tick_queue(&entry_id);
+    support::delete_queues(&[CronTick::QUEUE, &election, &record]).await;
+    let entry = Periodic::cron::<CronTick>(
+        "* * * * * *",
+        Some("Europe/Paris"),
+        &"from the entry".to_owned(),
+    )
+    .expect("a valid entry")
+    .id(entry_id.clone());
+    let ticks = Ticks::default();
+    let running = Worker::from_env()
+        .register(CronTick)
+        .periodic(entry)
+        .state(ticks.clone())
+        .start()
+        .await
+        .expect("worker starts");
+    support::eventually(Duration::from_secs(15), "three ticks handled", || {
+        let n = ticks.0.lock().unwrap().len();
+        async move { n >= 3 }
+    })
+    .await;
+    running.shutdown().await.expect("clean stop");
+    let mut seen = ticks.0.lock().unwrap().clone();
+    seen.sort_by_key(|t| t.1);
+    for (id, scheduled, timestamp) in &seen {
+        assert_eq!(*id, format!("tick:{entry_id}:{scheduled}"));
+        assert_eq!(timestamp, scheduled);
+    }
+    let seconds: Vec<u64> = seen.iter().map(|t| t.1).collect();
+    for pair in seconds.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "consecutive seconds, once each: {seconds:?}"
+        );
+    }
+    support::delete_queues(&[
+        CronTick::QUEUE,
+        &election,
+        &record,
+        "broker-periodic.cron.parking",
+        "broker-periodic.cron.quarantine",
+    ])
+    .await;
+}
