@@ -99,6 +99,32 @@ pub fn route(queue: &str, delay: Duration) -> Result<Route, Error> {
     })
 }
 
+/// Reads a routing key that [`route`] wrote: the delay and the
+/// destination queue; `None` for any other key.
+///
+/// ```
+/// use std::time::Duration;
+/// use worker_core::topology::ladder;
+/// let r = ladder::route("emails", Duration::from_secs(90)).unwrap();
+/// assert_eq!(ladder::read_route(&r.routing_key), Some((Duration::from_secs(90), "emails")));
+/// assert_eq!(ladder::read_route("emails"), None);
+/// ```
+pub fn read_route(routing_key: &str) -> Option<(Duration, &str)> {
+    let mut rest = routing_key;
+    let mut secs = 0_u64;
+    for _ in 0..LEVELS {
+        let (bit, after) = rest.split_once('.')?;
+        secs = secs * 2
+            + match bit {
+                "0" => 0,
+                "1" => 1,
+                _ => return None,
+            };
+        rest = after;
+    }
+    (!rest.is_empty()).then_some((Duration::from_secs(secs), rest))
+}
+
 fn check_destination(queue: &str) -> Result<(), Error> {
     if queue.is_empty() || queue.split('.').any(|w| w == "*" || w == "#") {
         return Err(Error::Config(format!(
@@ -307,6 +333,10 @@ mod tests {
             let total: u64 = waited.iter().map(|l| 1_u64 << l).sum();
             assert_eq!(total, secs, "{secs}s");
             assert_eq!(waited.len() as u32, r.hops);
+            assert_eq!(
+                read_route(&r.routing_key),
+                Some((Duration::from_secs(secs), "a.b"))
+            );
         }
     }
 

@@ -789,6 +789,48 @@ impl Report {
             .filter(|p| p.routing_key == queue)
             .collect()
     }
+
+    /// The delayed enqueues (`enqueue_in`, `enqueue_at`) confirmed during
+    /// this run for `queue`, with the delay each waits in the broker's
+    /// delay ladder (whole seconds, rounded up). With a memory broker the
+    /// delay runs on its manual clock instead (see `tests/memory_delay.rs`).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use worker_core::{Task, TaskContext, TaskError};
+    /// # struct Remind;
+    /// # impl Task for Remind {
+    /// #     type Payload = u32;
+    /// #     const NAME: &'static str = "remind";
+    /// #     const QUEUE: &'static str = "remind";
+    /// #     async fn run(&self, ctx: TaskContext, n: u32) -> Result<(), TaskError> {
+    /// #         if n > 0 {
+    /// #             ctx.publisher().enqueue_in::<Remind>(&(n - 1), Duration::from_secs(600)).await?;
+    /// #         }
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// // The handler enqueues the next reminder ten minutes later.
+    /// let report = worker_testkit::Harness::new(Remind).run_payload(&3).await;
+    /// let delayed = report.delayed_to("remind");
+    /// assert_eq!(delayed.len(), 1);
+    /// assert_eq!(delayed[0].0, Duration::from_secs(600));
+    /// assert_eq!(delayed[0].1.body.as_ref(), b"2");
+    /// # }
+    /// ```
+    pub fn delayed_to(&self, queue: &str) -> Vec<(Duration, &Published)> {
+        let entry = worker_core::topology::ladder::entry_exchange();
+        self.published()
+            .into_iter()
+            .filter(|p| p.exchange == entry)
+            .filter_map(|p| {
+                let (delay, to) = worker_core::topology::ladder::read_route(&p.routing_key)?;
+                (to == queue).then_some((delay, p))
+            })
+            .collect()
+    }
 }
 
 fn count(n: usize) -> u32 {
