@@ -179,7 +179,9 @@ impl Worker {
 
     /// Adds a periodic entry: while this worker runs it takes part in the
     /// election of the one process that enqueues the ticks (see
-    /// [`crate::schedule`]). The entry's task need not be registered here.
+    /// [`crate::schedule`]). The entry's task need not be registered here,
+    /// but its queue must exist (a worker of that task declared it):
+    /// ticks are published as mandatory messages.
     pub fn periodic(mut self, entry: crate::schedule::Periodic) -> Self {
         self.periodic.push(entry);
         self
