@@ -6,10 +6,12 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use worker_core::headers::SCHEDULED_AT;
+use worker_core::metric_names::{PERIODIC_NEXT_TICK, PERIODIC_TICKS, SCHEDULER_LEADER};
 use worker_core::schedule::{last_tick_queue, leader, Periodic};
 use worker_core::{Task, TaskContext, TaskError, Worker};
 
@@ -36,6 +38,27 @@ impl Task for CronTick {
     }
 }
 
+/// The process-wide Prometheus recorder (the scheduler runs on its own task).
+fn metrics() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder).expect("the only recorder of this test binary");
+        handle
+    })
+}
+
+/// The value of metric `name` for periodic entry `entry`.
+fn entry_metric(name: &str, entry: &str) -> Option<f64> {
+    let text = metrics().render();
+    let label = format!("entry=\"{entry}\"");
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(&label))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cron_entry_enqueues_each_matching_second_once_with_its_time_and_id() {
     support::connect().await;
@@ -51,6 +74,7 @@ async fn a_cron_entry_enqueues_each_matching_second_once_with_its_time_and_id() 
     .expect("a valid entry")
     .id(entry_id.clone());
     let ticks = Ticks::default();
+    metrics();
     let running = Worker::from_env()
         .register(CronTick)
         .periodic(entry)
@@ -63,7 +87,21 @@ async fn a_cron_entry_enqueues_each_matching_second_once_with_its_time_and_id() 
         async move { n >= 3 }
     })
     .await;
+    assert_eq!(entry_metric(SCHEDULER_LEADER, &entry_id), Some(1.0));
+    assert!(entry_metric(PERIODIC_TICKS, &entry_id).is_some_and(|n| n >= 3.0));
+    // Read after the ticks handled so far: the gauge is already past them.
+    let handled_before = ticks.0.lock().unwrap().iter().map(|t| t.1).max();
+    let next = entry_metric(PERIODIC_NEXT_TICK, &entry_id).expect("next tick gauge");
+    assert!(
+        handled_before.is_some_and(|last| next as u64 > last),
+        "next {next} after {handled_before:?}"
+    );
     running.shutdown().await.expect("clean stop");
+    assert_eq!(
+        entry_metric(SCHEDULER_LEADER, &entry_id),
+        Some(0.0),
+        "no longer the scheduler once stopped"
+    );
     let mut seen = ticks.0.lock().unwrap().clone();
     seen.sort_by_key(|t| t.1);
     for (id, scheduled, timestamp) in &seen {
@@ -71,6 +109,10 @@ async fn a_cron_entry_enqueues_each_matching_second_once_with_its_time_and_id() 
         assert_eq!(timestamp, scheduled);
     }
     let seconds: Vec<u64> = seen.iter().map(|t| t.1).collect();
+    assert!(
+        next as u64 > seconds[seconds.len() - 1],
+        "next {next} after {seconds:?}"
+    );
     for pair in seconds.windows(2) {
         assert_eq!(
             pair[1],
