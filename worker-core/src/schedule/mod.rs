@@ -1,9 +1,10 @@
 //! Periodic tasks: one scheduler among all the workers, elected by RabbitMQ.
 //!
 //! A [`Periodic`] entry says which task to enqueue, with which payload, how
-//! often ([`every`]) and what to do with ticks missed while no process was
-//! scheduling ([`Missed`]). Every worker with entries takes part in the
-//! election ([`leader`]); the one that wins runs the [`scheduler`], which
+//! often ([`every`], or a [`cron`] pattern in a time zone) and what to do
+//! with ticks missed while no process was scheduling ([`Missed`]). Every
+//! worker with an entry takes part in that entry's election ([`leader`]);
+//! the one that wins runs the entry's scheduler, which
 //! enqueues each tick once, with its scheduled time and a deterministic
 //! message id (`tick:<entry>:<unix seconds>`), and records the last tick
 //! it enqueued in a one-message queue per entry so that the next scheduler
