@@ -528,6 +528,29 @@ async fn status_command(connector: &Connector, specs: &[Arc<TaskSpec>], json: bo
     Ok(finished)
 }
 
+/// The work queue's own options that are set (`priority`, limits,
+/// `overflow`, `message_ttl`), as `key=value` pairs; empty when none is.
+fn queue_options_text(o: &crate::TaskOptions) -> String {
+    let mut parts = Vec::new();
+    if let Some(p) = o.priority {
+        parts.push(format!("priority={p}"));
+    }
+    let limits = &o.limits;
+    if let Some(n) = limits.max_length {
+        parts.push(format!("max_length={n}"));
+    }
+    if let Some(n) = limits.max_length_bytes {
+        parts.push(format!("max_length_bytes={n}"));
+    }
+    if limits.is_bounded() {
+        parts.push(format!("overflow={}", limits.overflow.as_str()));
+    }
+    if let Some(ttl) = limits.message_ttl {
+        parts.push(format!("message_ttl={}", format_duration(ttl)));
+    }
+    parts.join(" ")
+}
+
 fn tasks_table(specs: &[Arc<TaskSpec>]) -> String {
     let mut out = String::new();
     for s in specs {
@@ -547,9 +570,48 @@ fn tasks_table(specs: &[Arc<TaskSpec>]) -> String {
             o.timeout.map_or_else(|| "-".to_owned(), format_duration),
             o.rate.map_or_else(|| "-".to_owned(), |r| r.to_string()),
         );
+        let queue_options = queue_options_text(o);
+        if !queue_options.is_empty() {
+            out.pop();
+            let _ = writeln!(out, " {queue_options}");
+        }
     }
     if out.is_empty() {
         out.push_str("no tasks registered\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::tasks_table;
+    use crate::task::{Overflow, QueueLimits, QueueType, TaskOptions};
+    use crate::topology::TaskSpec;
+
+    #[test]
+    fn tasks_shows_the_queue_options_that_are_set() {
+        let plain = TaskSpec::new("plain", "p", TaskOptions::default());
+        let options = TaskOptions {
+            queue_type: QueueType::Classic,
+            priority: Some(10),
+            limits: QueueLimits {
+                max_length: Some(1000),
+                max_length_bytes: None,
+                overflow: Overflow::DropHead,
+                message_ttl: Some(Duration::from_secs(600)),
+            },
+            ..TaskOptions::default()
+        };
+        let limited = TaskSpec::new("limited", "l", options);
+        let table = tasks_table(&[Arc::new(plain), Arc::new(limited)]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(!lines[0].contains("priority"), "{table}");
+        assert!(
+            lines[1].ends_with(" priority=10 max_length=1000 overflow=drop-head message_ttl=10m"),
+            "{table}"
+        );
+    }
 }
