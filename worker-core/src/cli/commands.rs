@@ -238,9 +238,15 @@ async fn enqueue(
             format!("unknown task {:?}; {}", args.task, known_tasks(specs)),
         )
     })?;
+    let options = EnqueueOptions {
+        message_id: args.id,
+        correlation_id: args.correlation_id,
+        priority: args.priority,
+        ..EnqueueOptions::default()
+    };
     let json = match (&args.from, args.json) {
         (Some(path), _) => {
-            return enqueue_file::enqueue_from(worker, spec, path, args.correlation_id, bars).await
+            return enqueue_file::enqueue_from(worker, spec, path, options, bars).await
         }
         (None, Some(json)) => json,
         (None, None) => {
@@ -282,16 +288,7 @@ async fn enqueue(
         None => unreachable!("the spec came from this worker"),
     }
     let publisher = worker.publisher();
-    let (id, message) = publisher.task_message(
-        spec.name,
-        &spec.queue,
-        &value,
-        EnqueueOptions {
-            message_id: args.id,
-            correlation_id: args.correlation_id,
-            ..EnqueueOptions::default()
-        },
-    )?;
+    let (id, message) = publisher.task_message(spec.name, &spec.queue, &value, options)?;
     worker.connector().wait_until_unblocked().await;
     publisher.publish(message).await?;
     Ok(Finished::ok(format!("{id}\n")))
