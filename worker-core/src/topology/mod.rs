@@ -218,6 +218,13 @@ impl QueuePlan {
         })
     }
 
+    /// The arguments as `queue.declare` sends them (strings as long
+    /// strings, numbers as signed 64-bit), for clients that declare the
+    /// queue themselves (the testkit's differential tests).
+    pub fn wire_arguments(&self) -> FieldTable {
+        wire_arguments(&self.arguments)
+    }
+
     /// The same queue as versions of the framework before 0.2 declared it:
     /// a parking queue without `x-delivery-limit`. `None` when that is what
     /// this plan declares anyway, or for other queues.
