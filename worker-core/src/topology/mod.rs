@@ -164,9 +164,22 @@ fn add_limits(args: &mut Headers, limits: &QueueLimits) {
 ///   dead-letter at most once (RabbitMQ's at-least-once dead-lettering
 ///   needs `reject-publish`), so a message could leave the work queue
 ///   without reaching parking.
+/// - A limit with `reject-publish` on a classic queue with delay tiers: the
+///   tiers dead-letter retries back into the work queue at most once, and
+///   RabbitMQ drops what the full queue refuses.
 pub fn check_options(spec: &TaskSpec, caps: Capabilities) -> Result<(), Error> {
     let options = &spec.options;
+    let limits = &options.limits;
     if options.queue_type != QueueType::Quorum {
+        if limits.is_bounded()
+            && limits.overflow == Overflow::RejectPublish
+            && !options.retry.tiers.is_empty()
+        {
+            return Err(Error::Config(format!(
+                "task {} limits classic queue {:?} with overflow reject-publish and has delay tiers: a retry coming back from a tier into the full queue would be dropped by RabbitMQ (classic queues dead-letter at most once); use overflow drop-head, no tiers, or a quorum queue",
+                spec.name, spec.queue
+            )));
+        }
         return Ok(());
     }
     if options.priority.is_some() && !caps.quorum_priorities() {
@@ -563,7 +576,7 @@ mod tests {
     }
 
     #[test]
-    fn quorum_drop_head_is_refused_and_reject_publish_kept() {
+    fn quorum_drop_head_and_classic_retries_into_a_full_queue_are_refused() {
         let limits = |overflow| TaskOptions {
             limits: QueueLimits {
                 max_length: Some(5),
@@ -586,5 +599,15 @@ mod tests {
             work.get_str("x-dead-letter-strategy").as_deref(),
             Some("at-least-once")
         );
+        let classic = |retry| TaskOptions {
+            queue_type: QueueType::Classic,
+            retry,
+            ..limits(Overflow::RejectPublish)
+        };
+        let spec = TaskSpec::new("t", "c", classic(RetryPolicy::default()));
+        let err = check_options(&spec, V4_0).unwrap_err().to_string();
+        assert!(err.contains("would be dropped"), "{err}");
+        let spec = TaskSpec::new("t", "c", classic(RetryPolicy::default().tiers([])));
+        assert!(check_options(&spec, V4_0).is_ok());
     }
 }

@@ -1,5 +1,13 @@
 //! The checks of the work queue's own options: `priority`, `max_length`,
 //! `max_length_bytes`, `overflow` and `message_ttl`.
+//!
+//! Two combinations are refused because a message could leave without
+//! reaching parking: `drop-head` on a quorum queue (RabbitMQ's
+//! at-least-once dead-lettering needs `reject-publish`), and a classic
+//! queue with a limit, `reject-publish` and delay tiers (a retry coming
+//! back from a tier is dead-lettered into the work queue at most once, and
+//! a full queue refuses it: RabbitMQ drops it). `topology::check_options`
+//! refuses the same for options written by hand.
 
 use super::{duration_value, int_value, str_value, Errors, Given};
 use crate::attr::{Key, OverflowKind, QueueKind, QueueOptions, Spanned, TaskArgs};
@@ -45,6 +53,26 @@ pub(super) fn check_queue_options(
                 out.message_ttl = Some(Spanned::new(d, lit.span()));
             }
         }
+    }
+    let limited = out.max_length.is_some() || out.max_length_bytes.is_some();
+    let classic = args
+        .queue_type
+        .as_ref()
+        .is_some_and(|q| q.value == QueueKind::Classic);
+    let drop_head = given
+        .get(Key::Overflow)
+        .is_some_and(|e| str_value(e).value() == "drop-head");
+    // No `tiers` means the default tiers, which are not empty.
+    let tiers = args.tiers.as_ref().is_none_or(|t| !t.value.is_empty());
+    if limited && classic && !drop_head && tiers {
+        let entry = given
+            .get(Key::MaxLength)
+            .or_else(|| given.get(Key::MaxLengthBytes))
+            .expect("a limit was given");
+        errors.push(
+            entry.key_span,
+            "a full classic queue with overflow \"reject-publish\" would lose the retries coming back from the delay tiers (classic queues dead-letter at most once, and RabbitMQ drops what the full queue refuses): set `overflow = \"drop-head\"`, `tiers = []`, or use a quorum queue",
+        );
     }
     if let Some(entry) = given.get(Key::Overflow) {
         let lit = str_value(entry);
@@ -167,6 +195,14 @@ mod tests {
             (
                 quote!(max_length = 5, overflow = "drop-head"),
                 "at most once",
+            ),
+            (
+                quote!(max_length = 5, queue_type = "classic"),
+                "would lose the retries",
+            ),
+            (
+                quote!(max_length_bytes = 5, queue_type = "classic", tiers = ["1s"]),
+                "would lose the retries",
             ),
         ]);
     }
