@@ -306,3 +306,41 @@ async fn an_expired_message_is_parked_with_reason_expired() {
     let conn = support::connect().await;
     assert_eq!(support::depth(&conn, Expiring::QUEUE).await, 0);
 }
+
+ordered_task!(
+    Relimited,
+    "it.qopts.relimited",
+    limited(
+        QueueType::Quorum,
+        QueueLimits {
+            max_length: Some(5),
+            ..QueueLimits::default()
+        }
+    )
+);
+
+#[tokio::test]
+async fn changing_a_limit_of_an_existing_queue_says_what_to_do() {
+    // The queue as an earlier version of the task declared it: no limit.
+    support::reset(Relimited::QUEUE, &[]).await;
+    let caps = support::capabilities().await;
+    let conn = support::connect().await;
+    let before = TaskSpec::new(Relimited::NAME, Relimited::QUEUE, TaskOptions::default());
+    declare_all(&conn, &[Arc::new(before)], caps).await.unwrap();
+
+    let started = Worker::from_env()
+        .state(Order::default())
+        .register(Relimited)
+        .start()
+        .await;
+    let Err(err) = started else {
+        panic!("a worker must refuse a queue whose arguments differ from its options");
+    };
+    assert!(matches!(err, Error::TopologyMismatch { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("x-max-length"), "names the argument: {text}");
+    assert!(
+        text.contains("make the task's options match it") && text.contains("delete it"),
+        "says what to do: {text}"
+    );
+}
