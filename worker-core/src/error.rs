@@ -36,7 +36,7 @@ pub enum Error {
         source: lapin::Error,
     },
     /// A queue exists with arguments other than the ones this worker declares.
-    #[error("queue {queue:?} already exists with different arguments ({message}); delete it (after moving its messages) or make the task's options match it")]
+    #[error("queue {queue:?} already exists with different arguments ({message}); RabbitMQ cannot change the arguments of a queue (priority, max_length, overflow, message_ttl, queue_type, ...): make the task's options match it, or stop its producers, let the workers drain it, delete it and start the worker, which declares it anew")]
     TopologyMismatch {
         /// The queue.
         queue: String,

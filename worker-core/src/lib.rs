@@ -84,8 +84,8 @@ pub use message::{Delivery, Outgoing, Properties};
 pub use middleware::{Failure, FailureCause, Job, Outcome};
 pub use publisher::{BatchOutcome, EnqueueOptions, Publisher};
 pub use task::{
-    ExchangeBinding, ExchangeKind, FailureKind, QueueType, Rate, RetryPolicy, State, Task,
-    TaskContext, TaskError, TaskOptions,
+    ExchangeBinding, ExchangeKind, FailureKind, Overflow, QueueLimits, QueueType, Rate,
+    RetryPolicy, State, Task, TaskContext, TaskError, TaskOptions,
 };
 pub use worker::Worker;
 pub use worker_macros::task;

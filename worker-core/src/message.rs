@@ -206,6 +206,12 @@ impl Properties {
     pub fn priority(&self) -> Option<u8> {
         *self.inner.priority()
     }
+
+    /// Sets the priority (kept by every copy, see [`Properties::for_copy`]).
+    pub fn with_priority(mut self, priority: u8) -> Self {
+        self.inner = self.inner.with_priority(priority);
+        self
+    }
 }
 
 /// A message delivered to this worker.

@@ -33,6 +33,25 @@ pub struct EnqueueOptions {
     pub correlation_id: Option<String>,
     /// Extra headers.
     pub headers: Headers,
+    /// The message's priority (the AMQP `priority` property), for tasks
+    /// declared with `priority`: on a classic queue, higher runs first, up
+    /// to the task's `priority`; on a quorum queue (RabbitMQ 4.0+), 5 and
+    /// above is high, the rest normal. `None` is priority 0.
+    pub priority: Option<u8>,
+}
+
+impl EnqueueOptions {
+    /// Sets the message's priority.
+    ///
+    /// ```
+    /// # use worker_core::EnqueueOptions;
+    /// let options = EnqueueOptions::default().with_priority(9);
+    /// assert_eq!(options.priority, Some(9));
+    /// ```
+    pub fn with_priority(mut self, priority: u8) -> Self {
+        self.priority = Some(priority);
+        self
+    }
 }
 
 /// Publishes task payloads and raw messages with publisher confirms.
@@ -179,6 +198,9 @@ impl Publisher {
             .or(self.correlation_id.as_deref());
         if let Some(c) = correlation {
             props = props.with_correlation_id(c)?;
+        }
+        if let Some(priority) = options.priority {
+            props = props.with_priority(priority);
         }
         #[cfg(feature = "otel")]
         crate::trace_context::inject_current(props.headers_mut());

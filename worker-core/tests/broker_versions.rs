@@ -364,3 +364,64 @@ async fn a_parking_queue_from_an_older_version_loses_nothing() {
     assert_eq!(support::depth(&conn, &spec.parking).await, 3);
     support::reset(&spec.queue, &spec.options.retry.tiers).await;
 }
+
+#[tokio::test]
+async fn quorum_priorities_and_their_threshold_are_what_capabilities_say() {
+    use worker_core::broker::QUORUM_HIGH_PRIORITY;
+    let caps = support::capabilities().await;
+    let conn = support::connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let q = "facts.quorum-priorities";
+    quorum(&ch, q, &[]).await;
+    let below = QUORUM_HIGH_PRIORITY - 1;
+    for priority in [0, below, QUORUM_HIGH_PRIORITY] {
+        ch.basic_publish(
+            "".into(),
+            q.into(),
+            BasicPublishOptions::default(),
+            priority.to_string().as_bytes(),
+            BasicProperties::default().with_priority(priority),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    let mut order = Vec::new();
+    while let Some(m) = poll_get(&ch, q).await {
+        order.push(m.delivery.properties.priority().unwrap());
+        m.delivery
+            .acker
+            .ack(lapin::options::BasicAckOptions::default())
+            .await
+            .unwrap();
+    }
+    let expected = if caps.quorum_priorities() {
+        // High first; just below the threshold is normal: first in, first out.
+        [QUORUM_HIGH_PRIORITY, 0, below]
+    } else {
+        [0, below, QUORUM_HIGH_PRIORITY]
+    };
+    assert_eq!(order, expected, "{caps}");
+    support::delete_queues(&[q]).await;
+
+    // x-max-priority is refused by quorum queues on every version.
+    let refused = ch
+        .queue_declare(
+            "facts.quorum-max-priority".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            table(&[
+                ("x-queue-type", text("quorum")),
+                ("x-max-priority", AMQPValue::LongLongInt(5)),
+            ]),
+        )
+        .await
+        .expect_err("x-max-priority on a quorum queue");
+    assert!(refused.to_string().contains("x-max-priority"), "{refused}");
+}

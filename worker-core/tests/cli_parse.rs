@@ -133,6 +133,8 @@ fn enqueue_takes_task_json_and_ids() {
         "m-1",
         "--correlation-id",
         "c-1",
+        "--priority",
+        "9",
     ]);
     let Command::Enqueue(e) = cli.command else {
         panic!()
@@ -142,6 +144,9 @@ fn enqueue_takes_task_json_and_ids() {
     assert_eq!(e.from, None);
     assert_eq!(e.id.as_deref(), Some("m-1"));
     assert_eq!(e.correlation_id.as_deref(), Some("c-1"));
+    assert_eq!(e.priority, Some(9));
+    let e = parse_err(&["enqueue", "send_email", "{}", "--priority", "256"]);
+    assert_eq!(e.kind(), ErrorKind::ValueValidation);
     let cli = parse(&["enqueue", "send_email", "-"]);
     assert!(matches!(cli.command, Command::Enqueue(e) if e.json.as_deref() == Some("-")));
     let e = parse_err(&["enqueue", "send_email"]);

@@ -14,7 +14,10 @@ use syn::{
     FnArg, GenericArgument, Ident, ItemFn, LitStr, PathArguments, ReturnType, Signature, Type,
 };
 
-use crate::attr::{self, Binding, ExchangeKind, QueueKind, RoutingKeys, TaskArgs, Unclassified};
+use crate::attr::{
+    self, Binding, ExchangeKind, OverflowKind, QueueKind, QueueOptions, RoutingKeys, TaskArgs,
+    Unclassified,
+};
 
 /// Expands `#[task(attr)] item`.
 pub(crate) fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -479,6 +482,37 @@ fn option_statements(args: &TaskArgs, krate: &TokenStream) -> Vec<TokenStream> {
     if let Some(binding) = &args.binding {
         let binding = binding_expr(binding, krate);
         out.push(quote!(options.binding = ::core::option::Option::Some(#binding);));
+    }
+    out.extend(queue_option_statements(&args.queue_options, krate));
+    out
+}
+
+/// Statements for `priority`, the length limits, `overflow` and `message_ttl`.
+fn queue_option_statements(q: &QueueOptions, krate: &TokenStream) -> Vec<TokenStream> {
+    let some = |value: TokenStream| quote!(::core::option::Option::Some(#value));
+    let mut out = Vec::new();
+    if let Some(n) = &q.priority {
+        let n = some(Literal::u8_unsuffixed(n.value).into_token_stream());
+        out.push(quote!(options.priority = #n;));
+    }
+    if let Some(n) = &q.max_length {
+        let n = some(Literal::u64_unsuffixed(n.value).into_token_stream());
+        out.push(quote!(options.limits.max_length = #n;));
+    }
+    if let Some(n) = &q.max_length_bytes {
+        let n = some(Literal::u64_unsuffixed(n.value).into_token_stream());
+        out.push(quote!(options.limits.max_length_bytes = #n;));
+    }
+    if let Some(kind) = &q.overflow {
+        let variant = match kind.value {
+            OverflowKind::RejectPublish => quote!(RejectPublish),
+            OverflowKind::DropHead => quote!(DropHead),
+        };
+        out.push(quote!(options.limits.overflow = #krate::Overflow::#variant;));
+    }
+    if let Some(ttl) = &q.message_ttl {
+        let ttl = some(duration(ttl.value));
+        out.push(quote!(options.limits.message_ttl = #ttl;));
     }
     out
 }

@@ -98,6 +98,11 @@ use proc_macro::TokenStream;
 /// | `queue_type = "classic"` | `"quorum"` | `"quorum"` or `"classic"` |
 /// | `unclassified = "permanent"` | `"transient"` | how errors converted with `?` are treated: `"transient"` retries, `"permanent"` parks at once |
 /// | `max_body = 1048576` | 16 MiB | the largest body, in bytes, accepted for decoding |
+/// | `priority = 10` | none | a priority queue: messages enqueued with a higher priority (`EnqueueOptions::with_priority`) run first. 1..=255, the highest priority of a classic queue (`x-max-priority`); on a quorum queue it needs RabbitMQ 4.0+ (two levels: 5 and above is high, served two to one before normal) and is refused when the worker declares it on 3.x |
+/// | `max_length = 10000` | none | the most ready messages in the work queue (`x-max-length`) |
+/// | `max_length_bytes = 104857600` | none | the most bytes of ready bodies in the work queue (`x-max-length-bytes`) |
+/// | `overflow = "drop-head"` | `"reject-publish"` | with `max_length` or `max_length_bytes`: `"reject-publish"` makes an enqueue to a full queue fail (`Error::Nacked`); `"drop-head"` parks the oldest message (reason `maxlen`) to make room, classic queues only. A classic queue with a limit needs `"drop-head"` or `tiers = []` (retries coming back from a tier into a full classic queue would be dropped) |
+/// | `message_ttl = "10m"` | none | how long a message may wait in the work queue; then it is parked (reason `expired`). At most 49d |
 /// | `exchange = "orders"` | none | also bind the queue to this durable exchange |
 /// | `exchange_type = "topic"` | `"direct"` | `"direct"`, `"topic"`, `"fanout"` or `"headers"`; needs `exchange` |
 /// | `routing_keys = ["order.created", "order.*.paid"]` | the queue name (direct) | binding keys or patterns; needed for topic; not for fanout or headers |

@@ -374,6 +374,17 @@ impl DeliveryBuilder {
         self
     }
 
+    /// Sets the `priority` property (for tasks with `priority`).
+    ///
+    /// ```
+    /// let d = worker_testkit::DeliveryBuilder::new().priority(9).build();
+    /// assert_eq!(d.properties.priority(), Some(9));
+    /// ```
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.base = self.base.with_priority(priority);
+        self
+    }
+
     /// Sets the `timestamp` property (seconds since the epoch).
     ///
     /// ```

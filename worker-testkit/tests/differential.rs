@@ -326,6 +326,9 @@ impl Env {
         if let Some(h) = opts.headers {
             props = props.with_headers(h);
         }
+        if let Some(p) = opts.priority {
+            props = props.with_priority(p);
+        }
         let confirm = self
             .ch
             .basic_publish(
@@ -517,6 +520,7 @@ struct Publish {
     mandatory: bool,
     expiration: Option<String>,
     headers: Option<FieldTable>,
+    priority: Option<u8>,
 }
 
 /// The version the real broker announces, so that the memory broker can
@@ -989,6 +993,157 @@ async fn max_length_drop_head_dead_letters_the_oldest_quorum() {
     let events = differential("drop-head-quorum", |env| drop_head(env, "quorum")).await;
     assert_eq!(got(&events, "short"), ["m3", "m4"]);
     assert_eq!(got(&events, "overflow-dead"), ["m1", "m2"]);
+}
+
+/// Publishes `body` to `queue` with a priority.
+async fn send_with_priority(env: &mut Env, queue: &str, body: &str, priority: u8) {
+    env.publish(
+        "",
+        &format!("@{queue}"),
+        body,
+        Publish {
+            priority: Some(priority),
+            ..Publish::default()
+        },
+    )
+    .await;
+}
+
+/// A classic priority queue serves the highest priority first (a priority
+/// above `x-max-priority` counts as the maximum), first in first out
+/// within one priority; a quorum queue refuses `x-max-priority`.
+async fn classic_priorities(mut env: Env) -> Env {
+    env.queue("prio", args(&[("x-max-priority", i(5))])).await;
+    for (body, priority) in [("a1", 1), ("b0", 0), ("c5", 5), ("d9", 9), ("e1", 1)] {
+        send_with_priority(&mut env, "prio", body, priority).await;
+    }
+    env.drain("prio").await;
+    env.try_queue(
+        "quorum with x-max-priority",
+        "prio-quorum",
+        args(&[("x-queue-type", s("quorum")), ("x-max-priority", i(5))]),
+        false,
+    )
+    .await;
+    env
+}
+
+#[tokio::test]
+async fn classic_priority_queues_serve_the_highest_first() {
+    let events = differential("classic-priorities", classic_priorities).await;
+    assert_eq!(got(&events, "prio"), ["c5", "d9", "a1", "e1", "b0"]);
+    assert!(events.contains(&Event::ChannelError {
+        op: "quorum with x-max-priority".into(),
+        code: 406
+    }));
+}
+
+/// Quorum queues: two levels on 4.0 (priority 5 and above is high), two
+/// high then one normal while both wait; no priorities on 3.10.
+async fn quorum_priorities(mut env: Env) -> Env {
+    env.queue("qprio", args(&[("x-queue-type", s("quorum"))]))
+        .await;
+    for n in 0..4 {
+        send_with_priority(&mut env, "qprio", &format!("low{n}"), 0).await;
+    }
+    for n in 0..3 {
+        send_with_priority(&mut env, "qprio", &format!("high{n}"), 5).await;
+    }
+    env.drain("qprio").await;
+    env
+}
+
+#[tokio::test]
+async fn quorum_priorities_follow_the_broker_version() {
+    let events = differential("quorum-priorities", quorum_priorities).await;
+    let version = real_version(&real_url())
+        .await
+        .unwrap_or(worker_testkit::memory::DEFAULT_VERSION);
+    let expected: &[&str] = if worker_core::broker::Capabilities::of(version).quorum_priorities() {
+        &["high0", "high1", "low0", "high2", "low1", "low2", "low3"]
+    } else {
+        &["low0", "low1", "low2", "low3", "high0", "high1", "high2"]
+    };
+    assert_eq!(got(&events, "qprio"), expected);
+}
+
+/// A task's work queue as `topology::plan` declares it for the task
+/// options `priority`, `max_length`, `overflow` and `message_ttl`: what
+/// overflows or expires is dead-lettered to its parking queue with reason
+/// `maxlen` or `expired`; a refused publish is a nack.
+async fn task_queue_limits(mut env: Env, queue_type: worker_core::QueueType) -> Env {
+    use worker_core::topology::{plan, TaskSpec};
+    use worker_core::{Overflow, QueueLimits, QueueType, TaskOptions};
+    let options = TaskOptions {
+        queue_type,
+        priority: (queue_type == QueueType::Classic).then_some(10),
+        limits: QueueLimits {
+            max_length: Some(2),
+            overflow: match queue_type {
+                QueueType::Classic => Overflow::DropHead,
+                QueueType::Quorum => Overflow::RejectPublish,
+            },
+            // Long enough that the publishes overflow before anything
+            // expires, even on a loaded machine.
+            message_ttl: Some(Duration::from_secs(1)),
+            ..QueueLimits::default()
+        },
+        ..TaskOptions::default()
+    };
+    let spec = TaskSpec::new("t", &env.n("jobs"), options);
+    let work = plan(&spec, worker_core::broker::Capabilities::unknown())[0].wire_arguments();
+    env.queue("jobs.parking", FieldTable::default()).await;
+    env.queue("jobs", work).await;
+    for n in 1..=4 {
+        env.send("jobs", &format!("m{n}")).await;
+    }
+    env.wait(Duration::from_millis(1500)).await;
+    let parked = if queue_type == QueueType::Classic {
+        4
+    } else {
+        3
+    };
+    env.await_depth("jobs.parking", parked).await;
+    env.drain("jobs").await;
+    env.drain("jobs.parking").await;
+    env
+}
+
+#[tokio::test]
+async fn task_queue_limits_park_what_overflows_or_expires_classic() {
+    let events = differential("task-limits-classic", |env| {
+        task_queue_limits(env, worker_core::QueueType::Classic)
+    })
+    .await;
+    assert_eq!(got(&events, "jobs.parking"), ["m1", "m2", "m3", "m4"]);
+    let reasons: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Got { queue, deaths, .. } if queue == "jobs.parking" => {
+                Some(deaths[0].reason.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, ["maxlen", "maxlen", "expired", "expired"]);
+}
+
+#[tokio::test]
+async fn task_queue_limits_park_what_overflows_or_expires_quorum() {
+    let events = differential("task-limits-quorum", |env| {
+        task_queue_limits(env, worker_core::QueueType::Quorum)
+    })
+    .await;
+    // The soft limit takes m3, refuses m4; the three taken expire.
+    assert!(events.contains(&Event::Confirm {
+        body: "m4".into(),
+        outcome: "nack".into()
+    }));
+    assert_eq!(got(&events, "jobs.parking"), ["m1", "m2", "m3"]);
+    assert_eq!(
+        last_deaths(&events, "jobs.parking"),
+        [death("jobs", "expired", 1)]
+    );
 }
 
 async fn reject_publish(mut env: Env, queue_type: &str) -> Env {

@@ -64,6 +64,28 @@ async fn follows_a_message_through_both_tiers_into_parking() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_message_keeps_its_priority_through_the_tiers_and_into_parking() {
+    let options = TaskOptions {
+        priority: Some(10),
+        ..retry_options(1, &[1], 2)
+    };
+    let harness = Harness::new(Scripted::new(options, |_, _| async { Err(down()) }));
+    let first = DeliveryBuilder::for_task::<Scripted>(&Work { id: 1 })
+        .priority(7)
+        .build();
+    let report = harness.run(first).await;
+    let copy = report.redelivered_copy().expect("a tier copy").clone();
+    assert_eq!(copy.properties.priority(), Some(7), "{report}");
+
+    let back = DeliveryBuilder::returned_from_tier(&copy, "work")
+        .tag(2)
+        .build();
+    let report = harness.run(back).await;
+    let parked = report.parked().expect("parked");
+    assert_eq!(parked.message.properties.priority(), Some(7), "{report}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_report_reads_well_in_a_failure_message() {
     let harness = Harness::new(Scripted::new(retry_options(2, &[1], 5), |_, _| async {
         Err(down())

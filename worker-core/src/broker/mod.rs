@@ -55,6 +55,11 @@ impl fmt::Display for Version {
     }
 }
 
+/// The lowest message priority a quorum queue with priorities (RabbitMQ
+/// 4.0+) serves as high: 0 to 4 are normal, 5 and above high. Source:
+/// RabbitMQ 4.0 release notes; seen on 4.0.5.
+pub const QUORUM_HIGH_PRIORITY: u8 = 5;
+
 /// The oldest version the framework supports.
 pub const OLDEST_SUPPORTED: Version = Version::new(3, 10, 0);
 
@@ -225,8 +230,17 @@ impl Capabilities {
         !self.at_least(4, 0)
     }
 
-    /// Whether quorum queues honour message priorities. Source: RabbitMQ
-    /// 4.0 release notes (two priority levels on quorum queues).
+    /// Whether quorum queues honour message priorities.
+    ///
+    /// Source: RabbitMQ 4.0 release notes (two priority levels on quorum
+    /// queues, no argument needed). Seen on 4.0.5: messages with priority
+    /// [`QUORUM_HIGH_PRIORITY`] or more are served before the others, but
+    /// not strictly: two high ones, then one normal one, while both wait
+    /// (so normal messages never starve). Seen on 3.10.8: the priority
+    /// property is ignored (first in, first out). On both, declaring a
+    /// quorum queue with `x-max-priority` is refused (406, "invalid arg").
+    /// A task with `priority` on a quorum queue is refused at declaration
+    /// on a broker without them (see `topology::declare`).
     pub fn quorum_priorities(&self) -> bool {
         self.at_least(4, 0)
     }

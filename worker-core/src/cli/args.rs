@@ -182,6 +182,10 @@ pub struct EnqueueArgs {
     /// Set the correlation id.
     #[arg(long, value_name = "ID")]
     pub correlation_id: Option<String>,
+    /// The messages' priority (0..=255), for tasks with `priority`: higher
+    /// runs first (quorum queues: 5 and above is high).
+    #[arg(long, value_name = "N")]
+    pub priority: Option<u8>,
 }
 
 /// `parked ...`.

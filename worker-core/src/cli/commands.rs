@@ -240,9 +240,15 @@ async fn enqueue(
             format!("unknown task {:?}; {}", args.task, known_tasks(specs)),
         )
     })?;
+    let options = EnqueueOptions {
+        message_id: args.id,
+        correlation_id: args.correlation_id,
+        priority: args.priority,
+        ..EnqueueOptions::default()
+    };
     let json = match (&args.from, args.json) {
         (Some(path), _) => {
-            return enqueue_file::enqueue_from(worker, spec, path, args.correlation_id, bars).await
+            return enqueue_file::enqueue_from(worker, spec, path, options, bars).await
         }
         (None, Some(json)) => json,
         (None, None) => {
@@ -284,16 +290,7 @@ async fn enqueue(
         None => unreachable!("the spec came from this worker"),
     }
     let publisher = worker.publisher();
-    let (id, message) = publisher.task_message(
-        spec.name,
-        &spec.queue,
-        &value,
-        EnqueueOptions {
-            message_id: args.id,
-            correlation_id: args.correlation_id,
-            ..EnqueueOptions::default()
-        },
-    )?;
+    let (id, message) = publisher.task_message(spec.name, &spec.queue, &value, options)?;
     worker.connector().wait_until_unblocked().await;
     publisher.publish(message).await?;
     Ok(Finished::ok(format!("{id}\n")))
@@ -589,6 +586,29 @@ fn scheduler_json(s: &crate::schedule::status::SchedulerStatus) -> serde_json::V
         .collect::<Vec<_>>())
 }
 
+/// The work queue's own options that are set (`priority`, limits,
+/// `overflow`, `message_ttl`), as `key=value` pairs; empty when none is.
+fn queue_options_text(o: &crate::TaskOptions) -> String {
+    let mut parts = Vec::new();
+    if let Some(p) = o.priority {
+        parts.push(format!("priority={p}"));
+    }
+    let limits = &o.limits;
+    if let Some(n) = limits.max_length {
+        parts.push(format!("max_length={n}"));
+    }
+    if let Some(n) = limits.max_length_bytes {
+        parts.push(format!("max_length_bytes={n}"));
+    }
+    if limits.is_bounded() {
+        parts.push(format!("overflow={}", limits.overflow.as_str()));
+    }
+    if let Some(ttl) = limits.message_ttl {
+        parts.push(format!("message_ttl={}", format_duration(ttl)));
+    }
+    parts.join(" ")
+}
+
 fn tasks_table(specs: &[Arc<TaskSpec>], periodic: &[crate::schedule::Periodic]) -> String {
     let mut out = String::new();
     for s in specs {
@@ -608,6 +628,11 @@ fn tasks_table(specs: &[Arc<TaskSpec>], periodic: &[crate::schedule::Periodic]) 
             o.timeout.map_or_else(|| "-".to_owned(), format_duration),
             o.rate.map_or_else(|| "-".to_owned(), |r| r.to_string()),
         );
+        let queue_options = queue_options_text(o);
+        if !queue_options.is_empty() {
+            out.pop();
+            let _ = writeln!(out, " {queue_options}");
+        }
     }
     for p in periodic {
         let _ = writeln!(
@@ -623,4 +648,38 @@ fn tasks_table(specs: &[Arc<TaskSpec>], periodic: &[crate::schedule::Periodic]) 
         out.push_str("no tasks registered\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::tasks_table;
+    use crate::task::{Overflow, QueueLimits, QueueType, TaskOptions};
+    use crate::topology::TaskSpec;
+
+    #[test]
+    fn tasks_shows_the_queue_options_that_are_set() {
+        let plain = TaskSpec::new("plain", "p", TaskOptions::default());
+        let options = TaskOptions {
+            queue_type: QueueType::Classic,
+            priority: Some(10),
+            limits: QueueLimits {
+                max_length: Some(1000),
+                max_length_bytes: None,
+                overflow: Overflow::DropHead,
+                message_ttl: Some(Duration::from_secs(600)),
+            },
+            ..TaskOptions::default()
+        };
+        let limited = TaskSpec::new("limited", "l", options);
+        let table = tasks_table(&[Arc::new(plain), Arc::new(limited)], &[]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(!lines[0].contains("priority"), "{table}");
+        assert!(
+            lines[1].ends_with(" priority=10 max_length=1000 overflow=drop-head message_ttl=10m"),
+            "{table}"
+        );
+    }
 }

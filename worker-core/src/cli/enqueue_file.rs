@@ -97,7 +97,7 @@ pub(super) async fn enqueue_from(
     worker: &Worker,
     spec: &Arc<TaskSpec>,
     path: &Path,
-    correlation_id: Option<String>,
+    options: EnqueueOptions,
     bars: Bars,
 ) -> Outcome {
     let (mut reader, bar): (Box<dyn AsyncBufRead + Unpin + Send>, Bar) = if path == Path::new("-") {
@@ -116,10 +116,6 @@ pub(super) async fn enqueue_from(
         (Box::new(BufReader::new(file)), bars.bytes(size))
     };
     let publisher = worker.publisher();
-    let options = EnqueueOptions {
-        correlation_id,
-        ..EnqueueOptions::default()
-    };
     let mut summary = Summary::default();
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut raw = Vec::new();

@@ -5,6 +5,7 @@ mod delay;
 mod enqueue;
 mod error;
 mod options;
+mod queue_options;
 
 pub use context::{State, StateMap, TaskContext};
 pub use error::{FailureKind, TaskError};
@@ -12,6 +13,7 @@ pub use options::{
     default_tiers, ExchangeBinding, ExchangeKind, QueueType, Rate, RetryPolicy, TaskOptions,
     BROKER_ACK_TIMEOUT,
 };
+pub use queue_options::{Overflow, QueueLimits};
 
 use std::any::TypeId;
 use std::future::Future;

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use super::queue_options::QueueLimits;
 use super::FailureKind;
 use crate::backoff::Backoff;
 
@@ -255,6 +256,13 @@ pub struct TaskOptions {
     /// How fast this process may start the handler; `None` for no limit.
     /// Per process: see [`Rate`].
     pub rate: Option<Rate>,
+    /// The highest message priority the work queue honours; `None` for a
+    /// queue without priorities. Classic queues get `x-max-priority`;
+    /// quorum queues need a broker with quorum priorities (RabbitMQ 4.0+:
+    /// two levels, see [`Capabilities::quorum_priorities`](crate::broker::Capabilities::quorum_priorities)).
+    pub priority: Option<u8>,
+    /// Length limits, overflow behaviour and message TTL of the work queue.
+    pub limits: QueueLimits,
 }
 
 impl Default for TaskOptions {
@@ -269,6 +277,8 @@ impl Default for TaskOptions {
             binding: None,
             max_body_bytes: 16 * 1024 * 1024,
             rate: None,
+            priority: None,
+            limits: QueueLimits::default(),
         }
     }
 }

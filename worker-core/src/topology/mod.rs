@@ -26,7 +26,7 @@ use lapin::{Channel, Connection};
 use crate::broker::{Capabilities, DeliveryLimit};
 use crate::error::{reply_code, reply_text, Error, PRECONDITION_FAILED};
 use crate::headers::{HeaderValue, Headers};
-use crate::task::{ExchangeKind, QueueType};
+use crate::task::{ExchangeKind, Overflow, QueueLimits, QueueType};
 
 pub mod ladder;
 mod spec;
@@ -73,6 +73,9 @@ pub struct QueuePlan {
 /// The delivery limit name, as declared.
 pub const DELIVERY_LIMIT: &str = "x-delivery-limit";
 
+/// The highest priority of a classic priority queue, as declared.
+pub const MAX_PRIORITY: &str = "x-max-priority";
+
 /// Every queue a task needs on a broker with these capabilities, work
 /// queue first.
 pub fn plan(spec: &TaskSpec, caps: Capabilities) -> Vec<QueuePlan> {
@@ -91,20 +94,25 @@ pub fn plan(spec: &TaskSpec, caps: Capabilities) -> Vec<QueuePlan> {
         }
         args
     };
-    let mut work = base(Some(&spec.parking));
+    let mut quarantine = base(Some(&spec.parking));
     if quorum {
-        work.insert(DELIVERY_LIMIT, i64::from(options.retry.max_attempts));
+        quarantine.insert(DELIVERY_LIMIT, i64::from(options.retry.max_attempts));
     }
+    if let (Some(max), QueueType::Classic) = (options.priority, options.queue_type) {
+        quarantine.insert(MAX_PRIORITY, i64::from(max));
+    }
+    let mut work = quarantine.clone();
+    add_limits(&mut work, &options.limits);
     let mut plans = vec![
         QueuePlan {
             name: spec.queue.to_string(),
             role: QueueRole::Work,
-            arguments: work.clone(),
+            arguments: work,
         },
         QueuePlan {
             name: spec.quarantine.clone(),
             role: QueueRole::Quarantine,
-            arguments: work,
+            arguments: quarantine,
         },
     ];
     for (delay, name) in &spec.tiers {
@@ -121,6 +129,73 @@ pub fn plan(spec: &TaskSpec, caps: Capabilities) -> Vec<QueuePlan> {
     }
     plans.push(parking_plan(&spec.parking, options.queue_type, caps));
     plans
+}
+
+/// The work queue's limits as arguments. A quorum work queue already has
+/// `x-overflow: reject-publish` (at-least-once dead-lettering needs it);
+/// [`check_options`] refuses any other overflow there.
+fn add_limits(args: &mut Headers, limits: &QueueLimits) {
+    let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    if let Some(n) = limits.max_length {
+        args.insert("x-max-length", int(n));
+    }
+    if let Some(n) = limits.max_length_bytes {
+        args.insert("x-max-length-bytes", int(n));
+    }
+    if limits.is_bounded() {
+        args.insert("x-overflow", limits.overflow.as_str());
+    }
+    if let Some(ttl) = limits.message_ttl {
+        args.insert(
+            "x-message-ttl",
+            i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+        );
+    }
+}
+
+/// Refuses task options this broker cannot honour, before anything is
+/// declared, with what to change. `#[task]` refuses the same at compile
+/// time where it can; this catches hand-written [`TaskOptions`](crate::TaskOptions)
+/// and what depends on the broker's version.
+///
+/// - `priority` on a quorum queue needs quorum priorities
+///   ([`Capabilities::quorum_priorities`]; RabbitMQ 4.0+): on 3.x the
+///   broker would silently ignore every message's priority.
+/// - `overflow = drop-head` on a quorum queue would make the broker
+///   dead-letter at most once (RabbitMQ's at-least-once dead-lettering
+///   needs `reject-publish`), so a message could leave the work queue
+///   without reaching parking.
+/// - A limit with `reject-publish` on a classic queue with delay tiers: the
+///   tiers dead-letter retries back into the work queue at most once, and
+///   RabbitMQ drops what the full queue refuses.
+pub fn check_options(spec: &TaskSpec, caps: Capabilities) -> Result<(), Error> {
+    let options = &spec.options;
+    let limits = &options.limits;
+    if options.queue_type != QueueType::Quorum {
+        if limits.is_bounded()
+            && limits.overflow == Overflow::RejectPublish
+            && !options.retry.tiers.is_empty()
+        {
+            return Err(Error::Config(format!(
+                "task {} limits classic queue {:?} with overflow reject-publish and has delay tiers: a retry coming back from a tier into the full queue would be dropped by RabbitMQ (classic queues dead-letter at most once); use overflow drop-head, no tiers, or a quorum queue",
+                spec.name, spec.queue
+            )));
+        }
+        return Ok(());
+    }
+    if options.priority.is_some() && !caps.quorum_priorities() {
+        return Err(Error::Config(format!(
+            "task {} asks for priorities on quorum queue {:?}, but {caps} has no quorum-queue priorities (they start with RabbitMQ 4.0): set `queue_type = \"classic\"` for this task, or upgrade the broker",
+            spec.name, spec.queue
+        )));
+    }
+    if options.limits.is_bounded() && options.limits.overflow == Overflow::DropHead {
+        return Err(Error::Config(format!(
+            "task {} sets overflow drop-head on quorum queue {:?}: RabbitMQ then dead-letters at most once, so a dropped message could be lost; use overflow reject-publish, or `queue_type = \"classic\"`",
+            spec.name, spec.queue
+        )));
+    }
+    Ok(())
 }
 
 /// A parking queue: durable, no TTL, no dead-letter target, and no
@@ -155,6 +230,13 @@ impl QueuePlan {
             },
             _ => caps.default_delivery_limit(),
         })
+    }
+
+    /// The arguments as `queue.declare` sends them (strings as long
+    /// strings, numbers as signed 64-bit), for clients that declare the
+    /// queue themselves (the testkit's differential tests).
+    pub fn wire_arguments(&self) -> FieldTable {
+        wire_arguments(&self.arguments)
     }
 
     /// The same queue as versions of the framework before 0.2 declared it:
@@ -195,6 +277,7 @@ pub async fn declare(
     spec: &TaskSpec,
     caps: Capabilities,
 ) -> Result<Channel, Error> {
+    check_options(spec, caps)?;
     for queue in plan(spec, caps) {
         let Err(e) = declare_queue(&channel, &queue).await else {
             continue;
@@ -447,5 +530,93 @@ mod tests {
             plans[0].arguments.get_str("x-queue-type").as_deref(),
             Some("classic")
         );
+    }
+
+    #[test]
+    fn priority_and_limits_go_on_the_work_queue_and_priority_on_quarantine() {
+        let options = TaskOptions {
+            queue_type: QueueType::Classic,
+            priority: Some(10),
+            limits: QueueLimits {
+                max_length: Some(100),
+                max_length_bytes: Some(4096),
+                overflow: Overflow::DropHead,
+                message_ttl: Some(Duration::from_secs(600)),
+            },
+            ..TaskOptions::default()
+        };
+        let plans = plan(&TaskSpec::new("t", "c", options), V4_0);
+        let (work, quarantine) = (&plans[0].arguments, &plans[1].arguments);
+        assert_eq!(work.get_u64(MAX_PRIORITY), Some(10));
+        assert_eq!(work.get_u64("x-max-length"), Some(100));
+        assert_eq!(work.get_u64("x-max-length-bytes"), Some(4096));
+        assert_eq!(work.get_str("x-overflow").as_deref(), Some("drop-head"));
+        assert_eq!(work.get_u64("x-message-ttl"), Some(600_000));
+        // The framework's own copies are never refused, dropped or expired.
+        assert_eq!(quarantine.get_u64(MAX_PRIORITY), Some(10));
+        for arg in [
+            "x-max-length",
+            "x-max-length-bytes",
+            "x-overflow",
+            "x-message-ttl",
+        ] {
+            assert!(!quarantine.contains(arg), "{arg}");
+        }
+        assert!(plans[2..]
+            .iter()
+            .all(|p| !p.arguments.contains(MAX_PRIORITY)));
+    }
+
+    #[test]
+    fn quorum_priorities_are_declared_without_an_argument_and_refused_before_4_0() {
+        let options = TaskOptions {
+            priority: Some(9),
+            ..TaskOptions::default()
+        };
+        let spec = TaskSpec::new("t", "q", options);
+        // x-max-priority is refused by quorum queues on every version.
+        assert!(plan(&spec, V4_0)
+            .iter()
+            .all(|p| !p.arguments.contains(MAX_PRIORITY)));
+        assert!(check_options(&spec, V4_0).is_ok());
+        let err = check_options(&spec, V3_10).unwrap_err().to_string();
+        assert!(err.contains("queue_type = \"classic\""), "{err}");
+        assert!(err.contains("RabbitMQ 3.10.8"), "{err}");
+    }
+
+    #[test]
+    fn quorum_drop_head_and_classic_retries_into_a_full_queue_are_refused() {
+        let limits = |overflow| TaskOptions {
+            limits: QueueLimits {
+                max_length: Some(5),
+                overflow,
+                ..QueueLimits::default()
+            },
+            ..TaskOptions::default()
+        };
+        let spec = TaskSpec::new("t", "q", limits(Overflow::DropHead));
+        let err = check_options(&spec, V4_0).unwrap_err().to_string();
+        assert!(err.contains("at most once"), "{err}");
+        let spec = TaskSpec::new("t", "q", limits(Overflow::RejectPublish));
+        assert!(check_options(&spec, V3_10).is_ok());
+        let work = &plan(&spec, V3_10)[0].arguments;
+        assert_eq!(
+            work.get_str("x-overflow").as_deref(),
+            Some("reject-publish")
+        );
+        assert_eq!(
+            work.get_str("x-dead-letter-strategy").as_deref(),
+            Some("at-least-once")
+        );
+        let classic = |retry| TaskOptions {
+            queue_type: QueueType::Classic,
+            retry,
+            ..limits(Overflow::RejectPublish)
+        };
+        let spec = TaskSpec::new("t", "c", classic(RetryPolicy::default()));
+        let err = check_options(&spec, V4_0).unwrap_err().to_string();
+        assert!(err.contains("would be dropped"), "{err}");
+        let spec = TaskSpec::new("t", "c", classic(RetryPolicy::default().tiers([])));
+        assert!(check_options(&spec, V4_0).is_ok());
     }
 }

@@ -9,6 +9,7 @@
 //! left out of [`TaskArgs`], the valid ones are kept.
 
 mod binding;
+mod queue;
 
 use std::time::Duration;
 
@@ -353,6 +354,8 @@ fn check_one(entry: &Entry, args: &mut TaskArgs, errors: &mut Errors) {
                 ),
             }
         }
+        // Checked together in `check_queue_options`.
+        Key::Priority | Key::MaxLength | Key::MaxLengthBytes | Key::Overflow | Key::MessageTtl => {}
         // Checked together with `exchange` in `check_binding`.
         Key::Exchange
         | Key::ExchangeType
@@ -485,6 +488,7 @@ fn check_together(given: &Given<'_>, args: &mut TaskArgs, errors: &mut Errors) {
         }
     }
 
+    args.queue_options = queue::check_queue_options(given, args, errors);
     args.binding = binding::check_binding(given, errors);
 }
 

@@ -62,6 +62,11 @@ macro_rules! with_keys {
             queue_type => QueueType, Str, "queue_type = \"classic\"";
             unclassified => Unclassified, Str, "unclassified = \"permanent\"";
             max_body => MaxBody, Int, "max_body = 1048576";
+            priority => Priority, Int, "priority = 10";
+            max_length => MaxLength, Int, "max_length = 10000";
+            max_length_bytes => MaxLengthBytes, Int, "max_length_bytes = 104857600";
+            overflow => Overflow, Str, "overflow = \"reject-publish\"";
+            message_ttl => MessageTtl, Str, "message_ttl = \"10m\"";
             exchange => Exchange, Str, "exchange = \"orders\"";
             exchange_type => ExchangeType, Str, "exchange_type = \"topic\"";
             routing_keys => RoutingKeys, List, "routing_keys = [\"order.created\"]";
@@ -212,6 +217,42 @@ pub(crate) enum ExchangeKind {
     Headers,
 }
 
+/// `overflow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OverflowKind {
+    /// `"reject-publish"`.
+    RejectPublish,
+    /// `"drop-head"`.
+    DropHead,
+}
+
+/// The work queue's own options: `priority`, the length limits,
+/// `overflow` and `message_ttl`.
+#[derive(Clone, Default)]
+pub(crate) struct QueueOptions {
+    /// `priority`: the highest message priority.
+    pub(crate) priority: Option<Spanned<u8>>,
+    /// `max_length`.
+    pub(crate) max_length: Option<Spanned<u64>>,
+    /// `max_length_bytes`.
+    pub(crate) max_length_bytes: Option<Spanned<u64>>,
+    /// `overflow`.
+    pub(crate) overflow: Option<Spanned<OverflowKind>>,
+    /// `message_ttl`.
+    pub(crate) message_ttl: Option<Spanned<Duration>>,
+}
+
+impl QueueOptions {
+    /// Whether any of them is given.
+    fn any(&self) -> bool {
+        self.priority.is_some()
+            || self.max_length.is_some()
+            || self.max_length_bytes.is_some()
+            || self.overflow.is_some()
+            || self.message_ttl.is_some()
+    }
+}
+
 /// Which routing keys a binding uses.
 #[derive(Clone)]
 pub(crate) enum RoutingKeys {
@@ -281,6 +322,8 @@ pub(crate) struct TaskArgs {
     pub(crate) cron: Option<LitStr>,
     /// `tz`: an IANA zone name known to this machine.
     pub(crate) tz: Option<LitStr>,
+    /// `priority`, `max_length`, `max_length_bytes`, `overflow`, `message_ttl`.
+    pub(crate) queue_options: QueueOptions,
 }
 
 impl TaskArgs {
@@ -298,6 +341,7 @@ impl TaskArgs {
             || self.unclassified.is_some()
             || self.max_body.is_some()
             || self.binding.is_some()
+            || self.queue_options.any()
     }
 }
 

@@ -117,7 +117,12 @@
 //!   `reject-publish` (publisher nack; quorum queues use RabbitMQ's soft
 //!   limit: one message over, then refuse until back at 80 %) and, on
 //!   classic queues, `reject-publish-dlx`; `x-delivery-limit` on quorum
-//!   queues. Other arguments are stored, compared on redeclare, and
+//!   queues; `x-max-priority` on classic queues (highest priority first, a
+//!   priority above the maximum counts as the maximum, first in first out
+//!   within one; refused with 406 on quorum queues), and quorum queues'
+//!   two priority levels where the version has them (4.0: 5 and above is
+//!   high, two high then one normal while both wait; 3.10 ignores
+//!   priorities). Other arguments are stored, compared on redeclare, and
 //!   otherwise ignored.
 //! - TTL: messages expire only at the head of their queue (a long-lived
 //!   head holds back short-lived messages behind it), by the broker clock.
@@ -155,8 +160,7 @@
 //! `durable` and `delivery_mode` are kept but mean nothing), virtual hosts
 //! other than `/`, users and permissions (any credentials work; `user_id`
 //! is not checked), transactions (`tx.select` is refused with 540),
-//! `channel.flow(active=false)`, priorities (`x-max-priority`), lazy
-//! queues, streams, single active consumer, consumer priorities, queue
+//! `channel.flow(active=false)`, lazy queues, streams, single active consumer, consumer priorities, queue
 //! expiry (`x-expires`), `x-max-age`, alternate exchanges, the consumer
 //! acknowledgement timeout, memory and disk alarms (`connection.blocked`),
 //! publisher flow control, at-least-once dead-lettering's retries (a

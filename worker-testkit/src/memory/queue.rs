@@ -8,7 +8,13 @@ use super::error::AmqpError;
 use super::message::{as_int, as_text, Message};
 #[cfg(test)]
 use super::DEFAULT_VERSION;
-use worker_core::broker::{Capabilities, DeliveryLimit};
+use worker_core::broker::{Capabilities, DeliveryLimit, QUORUM_HIGH_PRIORITY};
+
+/// The order of a ready message: lane, rank, sequence (see `Queue::ready`).
+type Key = (u8, u8, u64);
+
+/// The rank of a normal-priority message in a quorum priority queue.
+const NORMAL: u8 = 1;
 
 /// Classic or quorum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +44,18 @@ pub(crate) struct QueueArgs {
     /// Returns allowed before a quorum queue dead-letters a message; `None`
     /// for no limit.
     pub(crate) delivery_limit: Option<u64>,
+    /// A classic priority queue's highest priority (`x-max-priority`).
+    pub(crate) max_priority: Option<u8>,
+    /// Whether a quorum queue serves high-priority messages first (two
+    /// levels, [`Capabilities::quorum_priorities`]).
+    pub(crate) priority_lanes: bool,
 }
+
+/// A quorum queue with priorities serves this many high-priority messages,
+/// then one normal one, while both wait (seen on 4.0.5: with six normal
+/// then three high messages ready, the order was high, high, normal, high,
+/// normal...).
+const QUORUM_HIGH_WEIGHT: u8 = 2;
 
 /// Arguments RabbitMQ compares when a queue is declared again; a
 /// difference is a 406 PRECONDITION_FAILED.
@@ -199,6 +216,16 @@ impl QueueArgs {
                 )))
             }
         };
+        let max_priority = match (kind, args.inner().get("x-max-priority")) {
+            (_, None) => None,
+            (QueueType::Quorum, Some(_)) => {
+                return Err(AmqpError::precondition(format!(
+                    "invalid arg 'x-max-priority' for queue '{queue}' in vhost '/' of queue type rabbit_quorum_queue"
+                )))
+            }
+            (QueueType::Classic, Some(_)) => non_negative(queue, args, "x-max-priority")?
+                .map(|n| u8::try_from(n).unwrap_or(u8::MAX)),
+        };
         let dlrk = text("x-dead-letter-routing-key")?;
         let dlx = text("x-dead-letter-exchange")?;
         if dlrk.is_some() && dlx.is_none() {
@@ -218,6 +245,8 @@ impl QueueArgs {
                 QueueType::Quorum => delivery_limit(args, caps),
                 QueueType::Classic => None,
             },
+            max_priority,
+            priority_lanes: kind == QueueType::Quorum && caps.quorum_priorities(),
         })
     }
 }
@@ -256,15 +285,21 @@ pub(crate) struct Queue {
     pub(crate) auto_delete: bool,
     pub(crate) declared: FieldTable,
     pub(crate) args: QueueArgs,
-    /// Ready messages in delivery order. Keys: `(0, n)` for quorum returns
-    /// (served first, in return order), `(1, seq)` for the rest.
-    ready: BTreeMap<(u8, u64), Entry>,
+    /// Ready messages in delivery order. Keys: `(0, 0, n)` for quorum
+    /// returns (served first, in return order), `(1, rank, seq)` for the
+    /// rest, where `rank` is 0 except in priority queues: `255 - priority`
+    /// in a classic one (strict order), 0 for high and 1 for normal in a
+    /// quorum one (weighted, see [`Queue::next_key`]).
+    ready: BTreeMap<Key, Entry>,
     ready_bytes: u64,
     next_seq: u64,
     next_return: u64,
     /// A quorum queue with `reject-publish` that went over its limit
     /// rejects publishes until it drops to 80 % of it (RabbitMQ's soft limit).
     rejecting: bool,
+    /// Messages served since a quorum priority queue last served a normal
+    /// one while high ones waited (RabbitMQ's dequeue counter).
+    served_high: u8,
     pub(crate) consumers: Vec<Consumer>,
     pub(crate) next_consumer: usize,
     pub(crate) had_consumer: bool,
@@ -291,6 +326,7 @@ impl Queue {
             next_seq: 0,
             next_return: 0,
             rejecting: false,
+            served_high: 0,
             consumers: Vec::new(),
             next_consumer: 0,
             had_consumer: false,
@@ -309,17 +345,54 @@ impl Queue {
         self.ready.values()
     }
 
+    /// The message served next.
     pub(crate) fn head(&self) -> Option<&Entry> {
-        self.ready.values().next()
+        self.ready.get(&self.next_key()?)
     }
 
+    /// Takes the message served next.
     pub(crate) fn pop_head(&mut self) -> Option<Entry> {
-        let (_, e) = self.ready.pop_first()?;
+        let key = self.next_key()?;
+        let e = self.ready.remove(&key)?;
         self.ready_bytes -= e.msg.body.len() as u64;
+        if self.args.priority_lanes && key.0 == 1 {
+            self.served_high = if self.served_high == QUORUM_HIGH_WEIGHT {
+                0
+            } else {
+                self.served_high + 1
+            };
+        }
         Some(e)
     }
 
-    fn insert(&mut self, key: (u8, u64), e: Entry) {
+    /// The key of the message served next: the first in key order, except
+    /// in a quorum queue with priorities, which serves a normal message
+    /// instead of a high one after every [`QUORUM_HIGH_WEIGHT`] messages.
+    fn next_key(&self) -> Option<Key> {
+        let first = *self.ready.keys().next()?;
+        if !self.args.priority_lanes || first.0 == 0 || first.1 == NORMAL {
+            return Some(first);
+        }
+        if self.served_high < QUORUM_HIGH_WEIGHT {
+            return Some(first);
+        }
+        let normal = self.ready.range((1, NORMAL, 0)..).next().map(|(k, _)| *k);
+        Some(normal.unwrap_or(first))
+    }
+
+    /// Where a new message goes among the ready ones of its priority.
+    fn rank(&self, msg: &Message) -> u8 {
+        let priority = msg.properties.priority().unwrap_or(0);
+        if let Some(max) = self.args.max_priority {
+            u8::MAX - priority.min(max)
+        } else if self.args.priority_lanes && priority < QUORUM_HIGH_PRIORITY {
+            NORMAL
+        } else {
+            0
+        }
+    }
+
+    fn insert(&mut self, key: Key, e: Entry) {
         self.ready_bytes += e.msg.body.len() as u64;
         self.ready.insert(key, e);
     }
@@ -333,8 +406,9 @@ impl Queue {
         } else {
             0
         };
+        let rank = self.rank(&msg);
         self.insert(
-            (1, seq),
+            (1, rank, seq),
             Entry {
                 msg,
                 seq,
@@ -351,17 +425,18 @@ impl Queue {
     /// `to_tail` (3.10 does so for `basic.get` returns).
     pub(crate) fn requeue(&mut self, mut e: Entry, to_tail: bool) {
         e.redelivered = true;
+        let rank = self.rank(&e.msg);
         if !self.is_quorum() {
             let seq = e.seq;
-            self.insert((1, seq), e);
+            self.insert((1, rank, seq), e);
         } else if to_tail {
             e.seq = self.next_seq;
             self.next_seq += 1;
-            self.insert((1, e.seq), e);
+            self.insert((1, rank, e.seq), e);
         } else {
             let n = self.next_return;
             self.next_return += 1;
-            self.insert((0, n), e);
+            self.insert((0, 0, n), e);
         }
     }
 
@@ -496,5 +571,79 @@ mod tests {
         assert!(check_equivalent("q", &a, &FieldTable::default()).is_err());
         let other = table(&[("x-custom", AMQPValue::LongLongInt(1))]);
         assert!(check_equivalent("q", &FieldTable::default(), &other).is_ok());
+    }
+
+    fn prioritised(body: &str, priority: u8) -> Message {
+        let mut m = msg(body);
+        m.properties = BasicProperties::default().with_priority(priority);
+        m
+    }
+
+    fn queue_with(items: &[(&str, AMQPValue)], caps: Capabilities) -> Queue {
+        let declared = table(items);
+        let args = QueueArgs::parse("q", &declared, caps).unwrap();
+        Queue::new("q".into(), true, None, false, declared, args)
+    }
+
+    fn served(q: &mut Queue) -> Vec<String> {
+        std::iter::from_fn(|| q.pop_head())
+            .map(|e| String::from_utf8_lossy(&e.msg.body).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn classic_priority_queues_serve_the_highest_first_capped_at_the_maximum() {
+        let caps = Capabilities::of(DEFAULT_VERSION);
+        let mut q = queue_with(&[("x-max-priority", AMQPValue::LongLongInt(5))], caps);
+        for (b, p) in [("a0", 0), ("b9", 9), ("c5", 5), ("d1", 1), ("e0", 0)] {
+            q.push(prioritised(b, p), None);
+        }
+        // 9 counts as the maximum, 5: in order with c5.
+        let a = q.pop_head().unwrap();
+        q.requeue(a, false);
+        assert_eq!(served(&mut q), ["b9", "c5", "d1", "a0", "e0"]);
+    }
+
+    #[test]
+    fn quorum_priorities_are_two_weighted_levels_on_4_0_and_none_on_3_10() {
+        let quorum = [("x-queue-type", AMQPValue::LongString("quorum".into()))];
+        let fill = |q: &mut Queue| {
+            for n in 0..4 {
+                q.push(prioritised(&format!("low{n}"), 0), None);
+            }
+            for n in 0..3 {
+                q.push(prioritised(&format!("high{n}"), 5), None);
+            }
+        };
+        let mut on_4 = queue_with(
+            &quorum,
+            Capabilities::of(worker_core::broker::Version::new(4, 0, 5)),
+        );
+        fill(&mut on_4);
+        assert_eq!(
+            served(&mut on_4),
+            ["high0", "high1", "low0", "high2", "low1", "low2", "low3"]
+        );
+        let mut on_3 = queue_with(
+            &quorum,
+            Capabilities::of(worker_core::broker::Version::new(3, 10, 8)),
+        );
+        fill(&mut on_3);
+        assert_eq!(served(&mut on_3)[..2], ["low0", "low1"]);
+        let refused = QueueArgs::parse(
+            "q",
+            &table(&[
+                quorum[0].clone(),
+                ("x-max-priority", AMQPValue::LongLongInt(5)),
+            ]),
+            Capabilities::of(DEFAULT_VERSION),
+        )
+        .unwrap_err();
+        assert_eq!(refused.code, 406);
+        assert!(
+            refused.text.contains("invalid arg 'x-max-priority'"),
+            "{}",
+            refused.text
+        );
     }
 }
