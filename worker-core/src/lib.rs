@@ -66,6 +66,7 @@ pub mod middleware;
 #[cfg(feature = "operator")]
 pub mod ops;
 pub mod publisher;
+pub mod rpc;
 mod runtime;
 pub mod task;
 pub mod topology;
@@ -82,6 +83,7 @@ pub use headers::{Attempts, DeathReason, HeaderValue, Headers, XDeath, MAX_HEADE
 pub use message::{Delivery, Outgoing, Properties};
 pub use middleware::{Failure, FailureCause, Job, Outcome};
 pub use publisher::{BatchOutcome, EnqueueOptions, Publisher};
+pub use rpc::{Call, CallError, Callable, RpcClient};
 pub use task::{
     ExchangeBinding, ExchangeKind, FailureKind, QueueType, Rate, RetryPolicy, State, Task,
     TaskContext, TaskError, TaskOptions,
