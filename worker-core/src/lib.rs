@@ -83,10 +83,10 @@ pub use headers::{Attempts, DeathReason, HeaderValue, Headers, XDeath, MAX_HEADE
 pub use message::{Delivery, Outgoing, Properties};
 pub use middleware::{Failure, FailureCause, Job, Outcome};
 pub use publisher::{BatchOutcome, EnqueueOptions, Publisher};
-pub use rpc::{Call, CallError, Callable, RpcClient};
+pub use rpc::{Call, CallError, RpcClient};
 pub use task::{
-    ExchangeBinding, ExchangeKind, FailureKind, QueueType, Rate, RetryPolicy, State, Task,
-    TaskContext, TaskError, TaskOptions,
+    Callable, ExchangeBinding, ExchangeKind, FailureKind, QueueType, Rate, RetryPolicy, State,
+    Task, TaskContext, TaskError, TaskOptions,
 };
 pub use worker::Worker;
 pub use worker_macros::task;

@@ -7,10 +7,9 @@ use super::policy::{Arrival, Progress, Step};
 use crate::headers::{Attempts, FIRST_FAILURE, NOT_BEFORE};
 use crate::host::now_secs;
 use crate::message::Delivery;
-use crate::rpc::ReplySlot;
 use crate::runtime::Runtime;
-use crate::task::QueueType;
 use crate::task::{FailureKind, TaskError};
+use crate::task::{QueueType, ReplySlot};
 use crate::topology::TaskSpec;
 use crate::transport::Transport;
 

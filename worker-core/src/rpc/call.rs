@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::client::RpcClient;
 use super::error::CallError;
@@ -15,21 +14,10 @@ use bytes::Bytes;
 use crate::codec;
 use crate::headers::{REPLY_REASON, REPLY_STATUS};
 use crate::message::Properties;
-use crate::task::Task;
+use crate::task::Callable;
 
 /// How long a call waits for its reply unless told otherwise.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A task whose handler returns a value that a caller can await.
-///
-/// The `#[task]` macro implements it for every task (with `Output = ()`
-/// for a handler returning `Result<(), _>`, whose callers get `()`). A
-/// hand-written [`Task`] implements it to be callable, and sets its value
-/// with [`TaskContext::reply`](crate::TaskContext::reply).
-pub trait Callable: Task {
-    /// The handler's `Ok` value, sent to the caller as JSON.
-    type Output: Serialize + Send + 'static;
-}
 
 /// One call of task `T`, to `.await` (after an optional
 /// [`timeout`](Call::timeout)); made by the generated `T::call` or

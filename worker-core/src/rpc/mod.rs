@@ -36,10 +36,9 @@ mod client;
 mod error;
 pub mod reply;
 
-pub use call::{Call, Callable, Reply, DEFAULT_CALL_TIMEOUT};
+pub use call::{Call, Reply, DEFAULT_CALL_TIMEOUT};
 pub use client::RpcClient;
 pub use error::CallError;
-pub use reply::ReplySlot;
 
 /// The pseudo-queue of RabbitMQ's direct reply-to: a caller consumes it
 /// (no-ack) and names it in `reply_to` on the same channel.

@@ -8,8 +8,7 @@ use crate::error::Error;
 use crate::headers::Headers;
 use crate::message::Delivery;
 use crate::publisher::{EnqueueOptions, Publisher};
-use crate::rpc::ReplySlot;
-use crate::task::Task;
+use crate::task::{ReplySlot, Task};
 
 /// Shared application state the worker hands to handlers (a database pool, an HTTP client).
 ///

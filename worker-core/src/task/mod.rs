@@ -4,6 +4,7 @@ mod context;
 mod enqueue;
 mod error;
 mod options;
+mod reply;
 
 pub use context::{State, StateMap, TaskContext};
 pub use error::{FailureKind, TaskError};
@@ -11,6 +12,7 @@ pub use options::{
     default_tiers, ExchangeBinding, ExchangeKind, QueueType, Rate, RetryPolicy, TaskOptions,
     BROKER_ACK_TIMEOUT,
 };
+pub use reply::{Callable, ReplySlot};
 
 use std::any::TypeId;
 use std::future::Future;
