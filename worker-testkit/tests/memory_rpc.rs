@@ -181,3 +181,43 @@ async fn a_request_naming_direct_reply_to_needs_the_reply_consumer() {
     assert!(published.is_err(), "the channel is closed: {published:?}");
     assert_eq!(broker.queue_depth("mem.rpc.q"), 0);
 }
+
+#[tokio::test]
+async fn a_call_in_flight_when_the_broker_drops_its_clients_fails_and_the_next_call_reconnects() {
+    let broker = MemoryBroker::start().await;
+    // Declared by a worker that then stops: nobody answers the first call.
+    serve(&broker).await.shutdown().await.unwrap();
+    let client = RpcClient::new(Connector::new(ConnectionConfig::new(broker.url())));
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move {
+            Double::call(&client, &1)
+                .timeout(Duration::from_secs(30))
+                .await
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while broker.queue_depth("mem.rpc.double") == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the request arrives");
+    assert!(broker.close_all_connections() > 0);
+    let err = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the call ends with the connection")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, CallError::ConnectionLost), "{err:?}");
+
+    // The waiting request is answered by a worker; a new call opens a new
+    // connection and channel.
+    let running = serve(&broker).await;
+    let got = Double::call(&client, &21)
+        .timeout(Duration::from_secs(10))
+        .await
+        .expect("the client reconnects");
+    assert_eq!(got, 42);
+    running.shutdown().await.unwrap();
+}
