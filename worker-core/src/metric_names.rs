@@ -66,6 +66,8 @@ pub const REPLAYED: &str = "rabbit_worker_replayed_total";
 pub const QUEUE_MESSAGES: &str = "rabbit_worker_queue_messages";
 /// Consumers of a task's queue, sampled by the worker.
 pub const QUEUE_CONSUMERS: &str = "rabbit_worker_queue_consumers";
+/// Replies to calls, by what they said.
+pub const REPLIES: &str = "rabbit_worker_replies_total";
 
 const TASK_QUEUE: &[&str] = &["task", "queue"];
 const TASK_QUEUE_ROLE: &[&str] = &["task", "queue", "role"];
@@ -137,5 +139,11 @@ pub const METRICS: &[Metric] = &[
         kind: MetricKind::Gauge,
         labels: TASK_QUEUE_ROLE,
         help: "consumers of the task's queue, sampled with `rabbit_worker_queue_messages`",
+    },
+    Metric {
+        name: REPLIES,
+        kind: MetricKind::Counter,
+        labels: &["task", "status"],
+        help: "replies to calls (deliveries with `reply_to`): status `ok`, `failed`, `parked`, or `unsent` when the reply could not be published",
     },
 ];

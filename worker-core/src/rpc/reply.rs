@@ -7,6 +7,7 @@ use bytes::Bytes;
 use crate::codec;
 use crate::headers::{REPLY_REASON, REPLY_STATUS};
 use crate::message::{Outgoing, Properties};
+use crate::metric_names::REPLIES;
 use crate::middleware::{return_after_backoff, Job, Outcome};
 use crate::task::ReplySlot;
 
@@ -113,11 +114,17 @@ pub async fn answer(job: &Job, outcome: Outcome) -> Outcome {
         return outcome;
     };
     let succeeded = matches!(answer, Answer::Value(_));
+    let status = match &answer {
+        Answer::Value(_) => "ok",
+        Answer::Failure { status, .. } => status,
+    };
     let task = job.spec().name;
     let sent = match reply_message(reply_to, delivery.properties.correlation_id(), answer) {
         Ok(message) => job.transport().publish(message).await,
         Err(e) => Err(e),
     };
+    let counted = if sent.is_ok() { status } else { "unsent" };
+    metrics::counter!(REPLIES, "task" => task, "status" => counted).increment(1);
     match sent {
         Ok(()) => outcome,
         Err(e) if succeeded => {
