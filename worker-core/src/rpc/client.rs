@@ -41,6 +41,21 @@ struct Inner {
     session: tokio::sync::Mutex<Option<Session>>,
 }
 
+/// The last clone gone: its channel is closed (the reply consumer with it).
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let Some(session) = self.session.get_mut().take() else {
+            return;
+        };
+        session.pending.close();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = session.channel.close(200, "RpcClient dropped".into()).await;
+            });
+        }
+    }
+}
+
 impl std::fmt::Debug for RpcClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RpcClient").finish_non_exhaustive()
