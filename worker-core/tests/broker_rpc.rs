@@ -70,6 +70,7 @@ async fn rpc_on_one_broker() {
     a_request_parked_after_its_attempts_is_reported_as_parked().await;
     a_request_is_acked_once_after_its_reply_and_runs_once().await;
     a_reply_to_a_caller_that_is_gone_loses_nothing().await;
+    a_caller_with_its_own_reply_queue_gets_the_reply_there().await;
     running.shutdown().await.unwrap();
     support::reset(<Price as Task>::QUEUE, &Price.options().retry.tiers).await;
 }
@@ -187,6 +188,50 @@ async fn a_reply_to_a_caller_that_is_gone_loses_nothing() {
         async move { support::depth(conn, <Price as Task>::QUEUE).await == 0 }
     })
     .await;
+}
+
+/// The classic pattern before direct reply-to: the caller names a queue
+/// of its own (here server-named and exclusive) in `reply_to`.
+async fn a_caller_with_its_own_reply_queue_gets_the_reply_there() {
+    let (_conn, ch) = support::channel().await;
+    let queue = ch
+        .queue_declare(
+            "".into(),
+            lapin::options::QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    ch.basic_publish(
+        "".into(),
+        <Price as Task>::QUEUE.into(),
+        BasicPublishOptions::default(),
+        br#"{"sku":"own"}"#,
+        BasicProperties::default()
+            .with_type(<Price as Task>::NAME.into())
+            .with_reply_to(queue.name().clone())
+            .with_correlation_id("own-1".into()),
+    )
+    .await
+    .unwrap();
+    let reply = support::get_one(&ch, queue.name().as_str(), Duration::from_secs(10)).await;
+    assert_eq!(
+        reply
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str()),
+        Some("own-1")
+    );
+    assert_eq!(
+        support::header_str(&reply.properties, "rw-reply-status").as_deref(),
+        Some("ok")
+    );
+    let quote: Quote = serde_json::from_slice(&reply.data).unwrap();
+    assert_eq!(quote.cents, 300);
 }
 
 #[tokio::test]
