@@ -254,3 +254,60 @@ async fn hand_out(mut consumer: lapin::Consumer, pending: Arc<Pending>) {
     }
     pending.close();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(body: &'static [u8]) -> Reply {
+        Reply {
+            status: None,
+            reason: None,
+            content_type: None,
+            body: body.into(),
+        }
+    }
+
+    fn pending() -> Pending {
+        Pending {
+            calls: Mutex::new(Some(HashMap::new())),
+        }
+    }
+
+    #[test]
+    fn a_call_that_ends_without_its_reply_leaves_no_entry() {
+        let pending = pending();
+        let rx = pending.register("c-1").unwrap();
+        drop(Entry {
+            pending: &pending,
+            id: "c-1",
+        });
+        assert!(pending.lock().as_ref().unwrap().is_empty());
+        drop(rx);
+        // Its late reply finds no call and is dropped.
+        pending.complete("c-1", reply(b"1"));
+    }
+
+    #[test]
+    fn a_reply_goes_to_the_call_with_its_correlation_id() {
+        let pending = pending();
+        let mut first = pending.register("c-1").unwrap();
+        let mut second = pending.register("c-2").unwrap();
+        pending.complete("c-2", reply(b"2"));
+        assert_eq!(&second.try_recv().unwrap().body[..], b"2");
+        assert!(first.try_recv().is_err(), "still waiting");
+    }
+
+    #[test]
+    fn closing_fails_every_waiting_call_and_refuses_new_ones() {
+        let pending = pending();
+        let mut waiting = pending.register("c-1").unwrap();
+        pending.close();
+        assert!(matches!(
+            waiting.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
+        assert!(pending.register("c-2").is_none());
+        assert!(!pending.is_open());
+    }
+}
