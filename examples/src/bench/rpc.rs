@@ -144,7 +144,14 @@ async fn framework<const S: usize>(
 }
 
 /// The raw lapin server: consume, publish the reply (confirmed), ack.
-async fn lapin_server(conn: &Connection, queue: &str, prefetch: u16) -> Result<(), BenchError> {
+/// Returns the count of requests acked so far.
+async fn lapin_server(
+    conn: &Connection,
+    queue: &str,
+    prefetch: u16,
+) -> Result<Arc<AtomicU64>, BenchError> {
+    let acked = Arc::new(AtomicU64::new(0));
+    let counted = acked.clone();
     let consume = conn.create_channel().await?;
     consume
         .basic_qos(prefetch, BasicQosOptions::default())
@@ -163,7 +170,7 @@ async fn lapin_server(conn: &Connection, queue: &str, prefetch: u16) -> Result<(
         .await?;
     tokio::spawn(async move {
         while let Some(Ok(delivery)) = deliveries.next().await {
-            let replies = replies.clone();
+            let (replies, counted) = (replies.clone(), counted.clone());
             tokio::spawn(async move {
                 let (Some(reply_to), Some(id)) = (
                     delivery.properties.reply_to().clone(),
@@ -184,14 +191,16 @@ async fn lapin_server(conn: &Connection, queue: &str, prefetch: u16) -> Result<(
                     )
                     .await;
                 if let Ok(confirm) = confirm {
-                    if confirm.await.is_ok() {
-                        let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+                    if confirm.await.is_ok()
+                        && delivery.acker.ack(BasicAckOptions::default()).await.is_ok()
+                    {
+                        counted.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             });
         }
     });
-    Ok(())
+    Ok(acked)
 }
 
 type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>>;
@@ -276,7 +285,7 @@ async fn lapin(
     callers: usize,
 ) -> Result<Round, BenchError> {
     let server = Connection::connect(url, ConnectionProperties::default()).await?;
-    lapin_server(&server, queue, prefetch).await?;
+    let acked = lapin_server(&server, queue, prefetch).await?;
     let client = Connection::connect(url, ConnectionProperties::default()).await?;
     let caller = LapinCaller::open(&client, queue).await?;
     let result = round(n, callers, move |seq| {
@@ -284,9 +293,24 @@ async fn lapin(
         async move { caller.call(seq).await }
     })
     .await;
+    // A caller may have its reply before the server's ack went out: let
+    // the server finish, as the framework's worker does on shutdown.
+    let settled = tokio::time::timeout(CALL_LIMIT, async {
+        while acked.load(Ordering::Relaxed) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
     let _ = client.close(200, "bench done".into()).await;
     let _ = server.close(200, "bench done".into()).await;
-    result
+    let result = result?;
+    settled.map_err(|_| {
+        format!(
+            "the lapin server acked {} of {n} requests",
+            acked.load(Ordering::Relaxed)
+        )
+    })?;
+    Ok(result)
 }
 
 impl Bench<'_> {
