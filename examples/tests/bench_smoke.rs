@@ -15,6 +15,7 @@ async fn quick_bench_counts_every_message_on_both_sides() {
     cfg.publish_sequential = 30;
     cfg.batch = 100;
     cfg.memory_sizes = vec![300, 600];
+    cfg.rpc_calls = 200;
     cfg.naive = true;
     cfg.threads = Some(2);
     cfg.exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_bench")));
@@ -26,7 +27,7 @@ async fn quick_bench_counts_every_message_on_both_sides() {
         )
     });
 
-    for scenario in ["drain", "latency", "publish", "memory", "failure"] {
+    for scenario in ["drain", "latency", "publish", "memory", "failure", "rpc"] {
         for side in [Side::Framework, Side::Lapin] {
             assert!(
                 report
@@ -52,6 +53,17 @@ async fn quick_bench_counts_every_message_on_both_sides() {
     // 300 messages: every 10th redelivered once (30 extra runs), every 100th parked (3).
     assert!(failure.iter().any(|r| r.handler_runs == 330));
     assert!(failure.iter().any(|r| r.parked == 3));
+    let rpc_runs = report.runs.iter().filter(|r| r.scenario == "rpc").count();
+    assert_eq!(rpc_runs, 4, "1 and 100 callers, each side");
+    for callers in ["1 caller:", "100 callers:"] {
+        for what in ["round trip p50", "round trip p99", "calls/s"] {
+            let name = format!("request/reply, {callers} {what}");
+            assert!(
+                report.figures.iter().any(|f| f.name == name),
+                "no figure {name:?}"
+            );
+        }
+    }
     assert!(!report.figures.is_empty());
     for f in &report.figures {
         assert_eq!(f.framework.len(), 1, "{}", f.name);

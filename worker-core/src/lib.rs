@@ -9,7 +9,8 @@
 //! # Start here
 //!
 //! 1. **Write a task**: an `async fn(TaskContext, Payload) -> Result<(), TaskError>`
-//!    under [`#[task(queue = "...")]`](macro@task). [`TaskError`] says what a
+//!    under [`#[task(queue = "...")]`](macro@task) (or `Result<T, TaskError>`
+//!    to return a value to a caller, see [`rpc`]). [`TaskError`] says what a
 //!    failure means (transient, permanent, retry after, discard);
 //!    [`TaskOptions`] and [`RetryPolicy`] hold what the attribute sets.
 //! 2. **Run it**: `cli::App::new("name").register(MyTask).run()` gives a
@@ -32,8 +33,8 @@
 //! delivery is settled through), [`worker`] (consume, dispatch, settle,
 //! stop), [`middleware`] (from a delivery to its outcome), [`mod@task`]
 //! (the user's handlers), [`message`], [`headers`] and [`codec`] (reading
-//! messages), [`publisher`] (confirmed publishing) and [`topology`] (queues
-//! and bindings).
+//! messages), [`publisher`] (confirmed publishing), [`rpc`] (request/reply
+//! over direct reply-to) and [`topology`] (queues and bindings).
 //!
 //! # Features
 //!
@@ -66,6 +67,7 @@ pub mod middleware;
 #[cfg(feature = "operator")]
 pub mod ops;
 pub mod publisher;
+pub mod rpc;
 mod runtime;
 pub mod schedule;
 pub mod task;
@@ -83,8 +85,9 @@ pub use headers::{Attempts, DeathReason, HeaderValue, Headers, XDeath, MAX_HEADE
 pub use message::{Delivery, Outgoing, Properties};
 pub use middleware::{Failure, FailureCause, Job, Outcome};
 pub use publisher::{BatchOutcome, EnqueueOptions, Publisher};
+pub use rpc::{Call, CallError, RpcClient};
 pub use task::{
-    ExchangeBinding, ExchangeKind, FailureKind, Overflow, QueueLimits, QueueType, Rate,
+    Callable, ExchangeBinding, ExchangeKind, FailureKind, Overflow, QueueLimits, QueueType, Rate,
     RetryPolicy, State, Task, TaskContext, TaskError, TaskOptions,
 };
 pub use worker::Worker;

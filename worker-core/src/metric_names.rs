@@ -72,6 +72,8 @@ pub const SCHEDULER_LEADER: &str = "rabbit_worker_scheduler_leader";
 pub const PERIODIC_NEXT_TICK: &str = "rabbit_worker_periodic_next_tick_seconds";
 /// Ticks of a periodic entry this process enqueued.
 pub const PERIODIC_TICKS: &str = "rabbit_worker_periodic_ticks_total";
+/// Replies to calls, by what they said.
+pub const REPLIES: &str = "rabbit_worker_replies_total";
 
 const TASK_QUEUE: &[&str] = &["task", "queue"];
 const TASK_QUEUE_ROLE: &[&str] = &["task", "queue", "role"];
@@ -161,5 +163,11 @@ pub const METRICS: &[Metric] = &[
         kind: MetricKind::Counter,
         labels: &["entry", "task"],
         help: "ticks of the periodic entry this process enqueued (`missed = \"fire\"` catch-ups included)",
+    },
+    Metric {
+        name: REPLIES,
+        kind: MetricKind::Counter,
+        labels: &["task", "status"],
+        help: "replies to calls (deliveries with `reply_to`): status `ok`, `failed`, `parked`, or `unsent` when the reply could not be published",
     },
 ];

@@ -183,6 +183,18 @@ impl Publisher {
         options: EnqueueOptions,
     ) -> Result<(String, Outgoing), Error> {
         let body = codec::encode_json(payload)?;
+        self.json_task_message(task_name, queue, body, options)
+    }
+
+    /// [`task_message`](Publisher::task_message) for a body already
+    /// encoded as JSON.
+    pub(crate) fn json_task_message(
+        &self,
+        task_name: &str,
+        queue: &str,
+        body: Vec<u8>,
+        options: EnqueueOptions,
+    ) -> Result<(String, Outgoing), Error> {
         let id = options
             .message_id
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -388,23 +400,7 @@ impl PublisherInner {
             queue,
             started.elapsed().as_secs_f64(),
         );
-        let confirmation = confirmation?.map_err(|e| Error::broker("publisher confirm", e))?;
-        match confirmation {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
-                Err(Error::Unroutable {
-                    exchange: message.exchange.clone(),
-                    routing_key: message.routing_key.clone(),
-                    reply: format!("{} {}", returned.reply_code, returned.reply_text),
-                })
-            }
-            Confirmation::Nack(None) => Err(Error::Nacked {
-                routing_key: message.routing_key.clone(),
-            }),
-            Confirmation::NotRequested => Err(Error::Config(
-                "publisher confirms are not enabled on the publishing channel".into(),
-            )),
-        }
+        confirmed(message, confirmation?)
     }
 
     /// Waits for a confirm. The timeout runs only while the connection is
@@ -462,6 +458,31 @@ impl PublisherInner {
     }
 }
 
+/// What the broker's answer to a confirmed publish of `message` means: a
+/// return (unroutable) or a nack is an error, like a failed confirm.
+pub(crate) fn confirmed(
+    message: &Outgoing,
+    confirmation: Result<Confirmation, lapin::Error>,
+) -> Result<(), Error> {
+    let confirmation = confirmation.map_err(|e| Error::broker("publisher confirm", e))?;
+    match confirmation {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
+            Err(Error::Unroutable {
+                exchange: message.exchange.clone(),
+                routing_key: message.routing_key.clone(),
+                reply: format!("{} {}", returned.reply_code, returned.reply_text),
+            })
+        }
+        Confirmation::Nack(None) => Err(Error::Nacked {
+            routing_key: message.routing_key.clone(),
+        }),
+        Confirmation::NotRequested => Err(Error::Config(
+            "publisher confirms are not enabled on the publishing channel".into(),
+        )),
+    }
+}
+
 fn check_short(field: &'static str, value: &str) -> Result<ShortString, Error> {
     ShortString::try_new(value).map_err(|_| Error::TooLong {
         field,
@@ -469,7 +490,8 @@ fn check_short(field: &'static str, value: &str) -> Result<ShortString, Error> {
     })
 }
 
-async fn send(channel: &Channel, message: &Outgoing) -> Result<PublisherConfirm, Error> {
+/// Sends `message` (made persistent) on a confirm channel.
+pub(crate) async fn send(channel: &Channel, message: &Outgoing) -> Result<PublisherConfirm, Error> {
     let exchange = check_short("exchange name", &message.exchange)?;
     let routing_key = check_short("routing key", &message.routing_key)?;
     let props = message.properties.to_lapin().with_delivery_mode(2);

@@ -71,8 +71,10 @@ struct Handler<'a> {
     args: Vec<Arg<'a>>,
     /// The payload type, if an argument takes one.
     payload: Option<&'a Type>,
-    /// Where the error type `E` of `Result<(), E>` is written.
+    /// Where the error type `E` of `Result<T, E>` is written.
     error_span: Span,
+    /// `T` of `Result<T, E>`, when it is not `()`: the value a caller gets.
+    output: Option<&'a Type>,
     /// The struct's name.
     struct_ident: Ident,
 }
@@ -127,21 +129,28 @@ impl<'a> Handler<'a> {
             }
         }
 
-        let error_span = check_output(sig).map_err(|e| errors.push(e)).ok();
+        let checked_output = check_output(sig).map_err(|e| errors.push(e)).ok();
         let struct_ident = match type_name {
             Some(given) => Some(given.clone()),
             None => struct_ident(&sig.ident).map_err(|e| errors.push(e)).ok(),
         };
-        if let (Some(ident), Some(payload)) = (&struct_ident, payload) {
-            if let Some(err) = name_clash(&sig.ident, ident, type_name.is_some(), &payload.ty) {
-                errors.push(err);
+        if let Some(ident) = &struct_ident {
+            let given = type_name.is_some();
+            let output = checked_output.and_then(|(_, output)| output);
+            let named = [("payload", payload.map(|p| &*p.ty)), ("return", output)];
+            for (what, ty) in named {
+                if let Some(err) = ty.and_then(|ty| name_clash(&sig.ident, ident, given, what, ty))
+                {
+                    errors.push(err);
+                }
             }
         }
-        match (error_span, struct_ident) {
-            (Some(error_span), Some(struct_ident)) if errors.is_empty() => Ok(Handler {
+        match (checked_output, struct_ident) {
+            (Some((error_span, output)), Some(struct_ident)) if errors.is_empty() => Ok(Handler {
                 args,
                 payload: payload.map(|p| &*p.ty),
                 error_span,
+                output,
                 struct_ident,
             }),
             _ => Err(errors),
@@ -261,10 +270,11 @@ fn classify(ty: &Type) -> syn::Result<Arg<'_>> {
     }
 }
 
-/// Accepts `Result<(), E>`, and aliases written `Result<()>` (such as
-/// `io::Result<()>`); returns where `E` is written (the whole type for an alias).
-fn check_output(sig: &Signature) -> syn::Result<Span> {
-    let hint = "#[task] functions must return `Result<(), E>` where `E` converts into `TaskError` (any `std::error::Error` does)";
+/// Accepts `Result<T, E>`, and aliases written `Result<T>` (such as
+/// `io::Result<()>`); returns where `E` is written (the whole type for an
+/// alias) and `T` unless it is `()`.
+fn check_output<'a>(sig: &'a Signature) -> syn::Result<(Span, Option<&'a Type>)> {
+    let hint = "#[task] functions must return `Result<T, E>`, where `T` is `()` or a value for callers that implements `Serialize`, and `E` converts into `TaskError` (any `std::error::Error` does)";
     let ty = match &sig.output {
         ReturnType::Type(_, ty) => &**ty,
         ReturnType::Default => {
@@ -281,19 +291,21 @@ fn check_output(sig: &Signature) -> syn::Result<Span> {
             return None;
         };
         match generics.args.iter().collect::<Vec<_>>().as_slice() {
-            [GenericArgument::Type(ok)] if is_unit(ok) => Some(None),
-            [GenericArgument::Type(ok), GenericArgument::Type(err)] if is_unit(ok) => {
-                Some(Some(err))
-            }
+            [GenericArgument::Type(ok)] => Some((ok, None)),
+            [GenericArgument::Type(ok), GenericArgument::Type(err)] => Some((ok, Some(err))),
             _ => None,
         }
     });
+    let value = |ok: &'a Type| (!is_unit(ok)).then_some(ok);
     match error_type {
-        Some(Some(err)) => Ok(match last_segment(err) {
-            Some(segment) => segment.ident.span(),
-            None => err.span(),
-        }),
-        Some(None) => Ok(ty.span()),
+        Some((ok, Some(err))) => Ok((
+            match last_segment(err) {
+                Some(segment) => segment.ident.span(),
+                None => err.span(),
+            },
+            value(ok),
+        )),
+        Some((ok, None)) => Ok((ty.span(), value(ok))),
         None => {
             let msg = format!("{hint}, found `{}`", tokens_text(ty));
             Err(syn::Error::new_spanned(ty, msg))
@@ -381,11 +393,18 @@ fn local_type_name(ty: &Type) -> Option<&Ident> {
     Some(&last.ident)
 }
 
-/// The generated type would be named like the payload type: the user would
+/// The generated type would be named like the payload type (`what` is
+/// `payload`) or the return value's type (`return`): the user would
 /// otherwise get four errors about a type defined twice (E0428, conflicting
 /// derives, missing fields) that do not say why.
-fn name_clash(fn_ident: &Ident, ident: &Ident, given: bool, payload: &Type) -> Option<syn::Error> {
-    let payload_name = local_type_name(payload)?;
+fn name_clash(
+    fn_ident: &Ident,
+    ident: &Ident,
+    given: bool,
+    what: &str,
+    ty: &Type,
+) -> Option<syn::Error> {
+    let payload_name = local_type_name(ty)?;
     if payload_name.unraw() != ident.unraw() {
         return None;
     }
@@ -395,14 +414,14 @@ fn name_clash(fn_ident: &Ident, ident: &Ident, given: bool, payload: &Type) -> O
         syn::Error::new(
             ident.span(),
             format!(
-                "`type_name` names the task type `{ident}`, like its payload type `{payload_name}`: choose another name, for example `type_name = \"{example}\"`"
+                "`type_name` names the task type `{ident}`, like its {what} type `{payload_name}`: choose another name, for example `type_name = \"{example}\"`"
             ),
         )
     } else {
         syn::Error::new(
             fn_ident.span(),
             format!(
-                "the task type generated for `{fn_name}` would be named `{ident}`, like its payload type `{payload_name}`; rename the function (for example `{fn_name}_task`) or name the task type with `type_name = \"{example}\"`"
+                "the task type generated for `{fn_name}` would be named `{ident}`, like its {what} type `{payload_name}`; rename the function (for example `{fn_name}_task`) or name the task type with `type_name = \"{example}\"`"
             ),
         )
     })
@@ -688,6 +707,29 @@ fn generate(func: &ItemFn, handler: &Handler<'_>, args: &TaskArgs) -> TokenStrea
             }
         }
     }
+    // A returned value goes to the reply slot, which lives in the context:
+    // the slot is taken before the context moves into the function.
+    let reply = local("reply");
+    let (take_slot, ok_arm) = match handler.output {
+        Some(_) => {
+            uses_ctx = true;
+            let value = local("value");
+            (
+                Some(quote! {
+                    let #reply = #krate::TaskContext::reply_slot(&#ctx).clone();
+                }),
+                quote!(::core::result::Result::Ok(#value) => #reply.set_output::<Self>(&#value),),
+            )
+        }
+        None => (
+            None,
+            quote!(::core::result::Result::Ok(()) => ::core::result::Result::Ok(()),),
+        ),
+    };
+    let output_ty = match handler.output {
+        Some(ty) => ty.to_token_stream(),
+        None => quote!(()),
+    };
     let ctx_param = if uses_ctx { ctx } else { local("unused_ctx") };
     let payload_param = if uses_payload {
         payload
@@ -704,9 +746,10 @@ fn generate(func: &ItemFn, handler: &Handler<'_>, args: &TaskArgs) -> TokenStrea
     // not `Send` is reported at the function rather than at the attribute.
     let body = quote_spanned! {fn_ident.span()=>
         async move {
+            #take_slot
             #(#state_lets)*
             match #fn_ident(#(#call_args),*).await {
-                ::core::result::Result::Ok(()) => ::core::result::Result::Ok(()),
+                #ok_arm
                 ::core::result::Result::Err(#error) => ::core::result::Result::Err(#convert),
             }
         }
@@ -722,6 +765,9 @@ fn generate(func: &ItemFn, handler: &Handler<'_>, args: &TaskArgs) -> TokenStrea
         " The task that runs [`{fn_ident}`]; generated by `#[task]`.\n\n Register it with `Worker::register({ident})` and enqueue with [`{ident}::enqueue`]."
     );
     let user_doc_separator = has_user_docs.then(|| quote!(#[doc = ""]));
+    let call_doc = format!(
+        " Calls `{fn_name}` and awaits its reply (its `Ok` value) over direct reply-to; set a timeout with `.timeout(..)` before `.await`.\n\n # Errors\n\n A `CallError` when no reply came in time, the task failed for good or was parked, the request could not be sent, or the reply does not decode.",
+    );
     let enqueue_doc = format!(
         " Enqueues one `{fn_name}` task and waits for the broker's confirm; returns the message id.\n\n # Errors\n\n When the payload cannot be encoded, the broker cannot be reached, or it does not confirm the message."
     );
@@ -768,7 +814,20 @@ fn generate(func: &ItemFn, handler: &Handler<'_>, args: &TaskArgs) -> TokenStrea
         }
 
         #(#cfgs)*
+        impl #krate::Callable for #ident {
+            type Output = #output_ty;
+        }
+
+        #(#cfgs)*
         impl #ident {
+            #[doc = #call_doc]
+            #vis fn call<'__task_client>(
+                client: &'__task_client #krate::RpcClient,
+                payload: &#payload_ty,
+            ) -> #krate::Call<'__task_client, Self> {
+                #krate::Call::new(client, payload)
+            }
+
             #[doc = #enqueue_doc]
             #vis async fn enqueue(
                 publisher: &#krate::Publisher,
@@ -861,8 +920,45 @@ mod tests {
     }
 
     #[test]
+    fn a_returned_value_is_the_output() {
+        let item = quote!(
+            async fn quote(r: Req) -> Result<Price, TaskError> {
+                todo!()
+            }
+        );
+        let func: ItemFn = syn::parse2(item).unwrap();
+        let handler = Handler::analyse(&func, None).unwrap_or_else(|_| panic!("rejected"));
+        assert_eq!(tokens_text(&handler.output.unwrap()), "Price");
+        let unit = quote!(
+            async fn quote(r: Req) -> Result<(), TaskError> {
+                Ok(())
+            }
+        );
+        let func: ItemFn = syn::parse2(unit).unwrap();
+        let handler = Handler::analyse(&func, None).unwrap_or_else(|_| panic!("rejected"));
+        assert!(handler.output.is_none());
+    }
+
+    #[test]
+    fn a_return_type_named_like_the_task_type_is_one_clear_error() {
+        let item = quote!(
+            async fn quote(r: Req) -> Result<Quote, TaskError> {
+                todo!()
+            }
+        );
+        let errors = analyse_errors(item);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("like its return type `Quote`"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn accepts_result_aliases() {
         for output in [
+            quote!(Result<u64, TaskError>),
+            quote!(anyhow::Result<Quote>),
             quote!(Result<(), TaskError>),
             quote!(std::io::Result<()>),
             quote!(::core::result::Result<(), MyError>),
@@ -919,7 +1015,7 @@ mod tests {
                 quote!(
                     async fn f(a: A) {}
                 ),
-                "must return `Result<(), E>`",
+                "must return `Result<T, E>`",
             ),
             (
                 quote!(
@@ -931,11 +1027,11 @@ mod tests {
             ),
             (
                 quote!(
-                    async fn f(a: A) -> Result<u32, E> {
-                        Ok(1)
+                    async fn f(a: A) -> Option<u32> {
+                        Some(1)
                     }
                 ),
-                "must return",
+                "found `Option<u32>`",
             ),
             (
                 quote!(

@@ -57,8 +57,13 @@ use proc_macro::TokenStream;
 ///   `NAME` and `QUEUE` come from the options, `options()` applies the
 ///   options over `TaskOptions::default()`, `required_state()` lists every
 ///   `State<T>` argument, and `run()` calls the function;
+/// - `impl Callable for SendEmail`: `Output` is `T` of the return type
+///   `Result<T, E>` (`()` here);
 /// - `SendEmail::enqueue(&publisher, &payload)`, a shortcut for
-///   `publisher.enqueue::<SendEmail>(&payload)` that returns the message id.
+///   `publisher.enqueue::<SendEmail>(&payload)` that returns the message id;
+/// - `SendEmail::call(&client, &payload)`, a call awaiting the handler's
+///   value over direct reply-to (`worker_core::rpc`): set a timeout with
+///   `.timeout(d)`, then `.await` a `Result<T, CallError>`.
 ///
 /// # The function
 ///
@@ -72,10 +77,15 @@ use proc_macro::TokenStream;
 /// | `State<T>` (any number) | shared state added with `Worker::state(value)`; the worker refuses to start without it, and `run()` fails permanently if it is missing anyway |
 /// | anything else (at most one) | the payload, deserialized from the message body; with no such argument the payload is `()` |
 ///
-/// It returns `Result<(), E>` where `E` converts into `TaskError`:
+/// It returns `Result<T, E>` where `E` converts into `TaskError`:
 /// `TaskError` itself, or any `std::error::Error + Send + Sync + 'static`
-/// (classified by the `unclassified` option). Aliases written as
-/// `Result<()>` (`std::io::Result<()>`) work too.
+/// (classified by the `unclassified` option). `T` is `()`, or a value a
+/// caller receives (`T: Serialize`, sent as JSON to the request's
+/// `reply_to` once the handler succeeded; messages without `reply_to`
+/// ignore it). Aliases written as `Result<T>` (`std::io::Result<()>`) work
+/// too. The generated type must not be named like the payload or the
+/// return type (`async fn quote(..) -> Result<Quote, _>`): that is one
+/// error suggesting `type_name`.
 ///
 /// # Options
 ///

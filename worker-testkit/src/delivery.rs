@@ -352,6 +352,25 @@ impl DeliveryBuilder {
         self
     }
 
+    /// Sets the `reply_to` property: the delivery is a call, and the worker
+    /// replies there (see [`Report::reply`](crate::Report::reply)).
+    ///
+    /// ```
+    /// let d = worker_testkit::DeliveryBuilder::new().reply_to("amq.rabbitmq.reply-to.x").build();
+    /// assert_eq!(d.properties.reply_to(), Some("amq.rabbitmq.reply-to.x"));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When `address` is longer than 255 bytes.
+    pub fn reply_to(mut self, address: &str) -> Self {
+        self.base = self
+            .base
+            .with_reply_to(address)
+            .unwrap_or_else(|e| panic!("DeliveryBuilder: bad reply_to: {e}"));
+        self
+    }
+
     /// Sets the task name (the `type` property).
     ///
     /// ```

@@ -47,6 +47,7 @@ mod child;
 mod payload;
 mod procfs;
 mod report;
+mod rpc;
 mod scenarios;
 
 use std::path::PathBuf;
@@ -117,17 +118,20 @@ pub enum Scenario {
     Memory,
     /// Throughput with delayed redeliveries and with parking.
     Failure,
+    /// Request/reply round trips over direct reply-to, at 1 and 100 callers.
+    Rpc,
 }
 
 impl Scenario {
     /// Every scenario, in table order.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Drain,
         Scenario::Cpu,
         Scenario::Latency,
         Scenario::Publish,
         Scenario::Memory,
         Scenario::Failure,
+        Scenario::Rpc,
     ];
 
     fn parse(s: &str) -> Result<Scenario, String> {
@@ -138,9 +142,10 @@ impl Scenario {
             "publish" => Scenario::Publish,
             "memory" => Scenario::Memory,
             "failure" => Scenario::Failure,
+            "rpc" => Scenario::Rpc,
             other => {
                 return Err(format!(
-                    "unknown scenario {other:?} (drain,cpu,latency,publish,memory,failure)"
+                    "unknown scenario {other:?} (drain,cpu,latency,publish,memory,failure,rpc)"
                 ))
             }
         })
@@ -170,6 +175,8 @@ pub struct Config {
     pub batch: usize,
     /// Backlog sizes of the memory scenario.
     pub memory_sizes: Vec<u64>,
+    /// Calls per side and concurrency in the request/reply scenario.
+    pub rpc_calls: u64,
     /// Also drain with the naive lapin loop that awaits every ack.
     pub naive: bool,
     /// Tokio worker threads of each consuming child (default: one per CPU).
@@ -197,6 +204,7 @@ impl Config {
             publish_sequential: 2_000,
             batch: 1_000,
             memory_sizes: vec![100_000, 1_000_000],
+            rpc_calls: 10_000,
             naive: false,
             threads: None,
             metrics: true,
@@ -215,6 +223,7 @@ impl Config {
             publish_sequential: 200,
             batch: 200,
             memory_sizes: vec![2_000, 10_000],
+            rpc_calls: 500,
             quick: true,
             ..Config::full()
         }
@@ -263,6 +272,7 @@ impl Config {
                 "--latency-secs" => cfg.latency_secs = number(flag, &value()?)?,
                 "--publish-sequential" => cfg.publish_sequential = number(flag, &value()?)?,
                 "--batch" => cfg.batch = number(flag, &value()?)?,
+                "--rpc-calls" => cfg.rpc_calls = number(flag, &value()?)?,
                 "--memory-sizes" => {
                     cfg.memory_sizes = value()?
                         .split(',')
@@ -292,7 +302,7 @@ pub const USAGE: &str = "\
 bench: the framework side by side with a raw lapin baseline, against AMQP_URL
 (default amqp://guest:guest@127.0.0.1:5672/%2f).
 
-  --scenarios LIST         drain,cpu,latency,publish,memory,failure (default: all)
+  --scenarios LIST         drain,cpu,latency,publish,memory,failure,rpc (default: all)
   --messages N             messages per drain, failure and batched-publish run (100000)
   --reps N                 interleaved repetitions per figure and side (3)
   --prefetch N             prefetch of both sides (100)
@@ -301,12 +311,13 @@ bench: the framework side by side with a raw lapin baseline, against AMQP_URL
   --publish-sequential N   messages per one-at-a-time publishing run (2000)
   --batch N                batch size of batched publishing (1000)
   --memory-sizes A,B       backlog sizes of the memory scenario (100000,1000000)
+  --rpc-calls N            request/reply calls per side, at 1 and at 100 callers (10000)
   --naive                  also drain with a lapin loop that awaits every ack
   --no-metrics             framework child without the Prometheus recorder
                            (by default it records metrics as `run --http` does)
   --threads N              tokio worker threads per consuming child (one per CPU)
   --url URL                broker URL (overrides AMQP_URL)
-  --quick                  everything small: 2000 messages, 1 rep, backlogs 2000,10000
+  --quick                  everything small: 2000 messages, 1 rep, backlogs 2000,10000, 500 calls
 ";
 
 /// The machine and broker a run measured on.
@@ -467,6 +478,10 @@ async fn scenarios(bench: &mut Bench<'_>) -> Result<(), BenchError> {
     if cfg.has(Scenario::Failure) {
         eprintln!("failure ...");
         bench.failure().await?;
+    }
+    if cfg.has(Scenario::Rpc) {
+        eprintln!("request/reply ...");
+        bench.rpc().await?;
     }
     Ok(())
 }

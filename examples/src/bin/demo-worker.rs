@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use worker_core::Task;
 
+use examples::tasks::echo::Echo;
 use examples::tasks::email::SendEmail;
 use examples::tasks::images::RenderThumbnail;
 use examples::tasks::orders::{Ledger, RecordOrderEvent};
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         ))
         .version(env!("CARGO_PKG_VERSION"))
         .register(SendEmail)
+        .register(Echo)
         .register(RecordOrderEvent)
         .register(RenderThumbnail)
         .register(Record::default())

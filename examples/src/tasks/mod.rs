@@ -1,5 +1,6 @@
 //! The demo's tasks.
 
+pub mod echo;
 pub mod email;
 pub mod images;
 pub mod orders;

@@ -59,6 +59,13 @@ pub const ORIGINAL_USER_ID: &str = "rw-original-user-id";
 pub const ORIGINAL_CC: &str = "rw-original-cc";
 /// The original's `BCC` header, kept like [`ORIGINAL_CC`].
 pub const ORIGINAL_BCC: &str = "rw-original-bcc";
+/// On a reply to a call: `ok`, `failed` (the handler failed permanently
+/// or discarded the request) or `parked` (the request was parked for
+/// another reason: retries used up, undecodable, unknown task, ...).
+pub const REPLY_STATUS: &str = "rw-reply-status";
+/// On a failure reply: why, as a park reason (`permanent`, `exhausted`,
+/// ...) or `discarded`.
+pub const REPLY_REASON: &str = "rw-reply-reason";
 /// Whether the broker owns a header (`x-death`, `x-delivery-count`, ...):
 /// copies the framework publishes drop those, and ours never start with
 /// the prefix.

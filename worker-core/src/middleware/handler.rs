@@ -104,7 +104,9 @@ impl<T: Task> Service<Job> for HandlerService<T> {
                 attempt,
                 runtime.publisher.clone(),
                 runtime.state.clone(),
-            );
+            )
+            .with_reply_slot(job.reply_slot().clone());
+            job.reply_slot().clear();
             match task.run(ctx, payload).await {
                 Ok(()) => Ok(Outcome::Succeeded),
                 Err(err) => {

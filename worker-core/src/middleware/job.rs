@@ -8,8 +8,8 @@ use crate::headers::{Attempts, FIRST_FAILURE, NOT_BEFORE};
 use crate::host::now_secs;
 use crate::message::Delivery;
 use crate::runtime::Runtime;
-use crate::task::QueueType;
 use crate::task::{FailureKind, TaskError};
+use crate::task::{QueueType, ReplySlot};
 use crate::topology::TaskSpec;
 use crate::transport::Transport;
 
@@ -33,6 +33,7 @@ struct JobShared {
     first_failure: Option<u64>,
     unknown_task: Option<String>,
     quarantined: bool,
+    reply: ReplySlot,
 }
 
 impl std::fmt::Debug for Job {
@@ -79,6 +80,7 @@ impl Job {
                 first_failure,
                 unknown_task: None,
                 quarantined,
+                reply: ReplySlot::default(),
             }),
         }
     }
@@ -183,6 +185,12 @@ impl Job {
             redeliveries: self.shared.attempts.redeliveries,
             stopping: self.shared.runtime.shutdown.is_triggered(),
         }
+    }
+
+    /// Where the handler's value waits for the reply to a call (see
+    /// [`rpc::reply`](crate::rpc::reply)).
+    pub fn reply_slot(&self) -> &ReplySlot {
+        &self.shared.reply
     }
 
     /// The unregistered task name this delivery carries, if any.

@@ -71,6 +71,7 @@ pub async fn park(job: &Job, failure: &Failure) -> Outcome {
     match job.transport().publish(copy).await {
         Ok(()) => {
             job.runtime().health.set_parking_ok(spec.name, true);
+            job.reply_slot().note_failure(&failure.message);
             tracing::warn!(
                 task = spec.name,
                 reason,

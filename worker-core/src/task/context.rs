@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::headers::Headers;
 use crate::message::Delivery;
 use crate::publisher::{EnqueueOptions, Publisher};
-use crate::task::Task;
+use crate::task::{ReplySlot, Task};
 
 /// Shared application state the worker hands to handlers (a database pool, an HTTP client).
 ///
@@ -81,6 +81,7 @@ pub struct TaskContext {
     attempt: u32,
     publisher: Publisher,
     state: Arc<StateMap>,
+    reply: ReplySlot,
 }
 
 impl TaskContext {
@@ -100,7 +101,33 @@ impl TaskContext {
             attempt,
             publisher,
             state,
+            reply: ReplySlot::default(),
         }
+    }
+
+    /// The context with the slot where the reply to a call is kept (the
+    /// runtime shares one slot between a job's attempts).
+    pub fn with_reply_slot(mut self, slot: ReplySlot) -> Self {
+        self.reply = slot;
+        self
+    }
+
+    /// Sets the value a caller of this task receives (see
+    /// [`rpc`](crate::rpc)); the `#[task]` macro does it with the
+    /// handler's `Ok` value. Sent only if the run succeeds; a successful run
+    /// that sets nothing replies `null`. Messages without `reply_to` ignore it.
+    ///
+    /// # Errors
+    ///
+    /// A permanent [`TaskError`](crate::TaskError) when `value` cannot be
+    /// encoded as JSON.
+    pub fn reply<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), crate::TaskError> {
+        self.reply.set(value)
+    }
+
+    /// The slot [`reply`](TaskContext::reply) fills.
+    pub fn reply_slot(&self) -> &ReplySlot {
+        &self.reply
     }
 
     /// The task's name.

@@ -6,6 +6,7 @@ mod enqueue;
 mod error;
 mod options;
 mod queue_options;
+mod reply;
 
 pub use context::{State, StateMap, TaskContext};
 pub use error::{FailureKind, TaskError};
@@ -14,6 +15,7 @@ pub use options::{
     BROKER_ACK_TIMEOUT,
 };
 pub use queue_options::{Overflow, QueueLimits};
+pub use reply::{Callable, ReplySlot};
 
 use std::any::TypeId;
 use std::future::Future;

@@ -6,7 +6,8 @@
 //! property; a name no task on the queue has is flagged, and the handler
 //! service parks the message as `unknown-task`), [`Tasks::job`] builds the
 //! [`Job`], and [`dispatch`] runs it through that task's middleware stack
-//! and answers the [`Settlement`] its outcome calls for.
+//! and answers the [`Settlement`] its outcome calls for, after replying to
+//! a caller that waits for it ([`rpc::reply::answer`](crate::rpc::reply::answer)).
 
 use std::sync::Arc;
 
@@ -106,9 +107,12 @@ pub async fn dispatch(
 ) -> (Outcome, Settlement) {
     let (job, stack) = tasks.job(delivery, transport, runtime);
     let outcome = stack
-        .oneshot(job)
+        .oneshot(job.clone())
         .await
         .unwrap_or_else(|never| match never {});
+    // A caller waiting on `reply_to` hears the outcome before the request
+    // is settled; a reply that cannot be sent turns a success into a requeue.
+    let outcome = crate::rpc::reply::answer(&job, outcome).await;
     let settlement = Settlement::for_outcome(&outcome);
     (outcome, settlement)
 }

@@ -46,6 +46,9 @@ use worker_core::transport::Transport;
 use worker_core::{Delivery, Job, Publisher, RetryPolicy, Task, TaskOptions};
 
 use self::count::{CountRuns, RunLog};
+
+/// The `reply_to` of the calls [`Harness::call`] makes.
+pub const HARNESS_REPLY_TO: &str = "amq.rabbitmq.reply-to.harness";
 use crate::delivery::DeliveryBuilder;
 use crate::mock::{self, MockHandle, MockTransport};
 
@@ -601,6 +604,7 @@ impl<T: Task> Harness<T> {
     pub async fn run(&self, delivery: Delivery) -> Report {
         let spec = Arc::new(self.spec());
         let tag = delivery.tag;
+        let reply_to = delivery.properties.reply_to().map(str::to_owned);
         let log = RunLog::new();
         let stack = default_stack(&spec, self.retry.clone(), self.handler(log.clone()));
         let tasks = Tasks::one(spec.clone(), stack);
@@ -620,7 +624,41 @@ impl<T: Task> Harness<T> {
             elapsed: started.elapsed(),
             parking: spec.parking.clone(),
             tiers: spec.tiers.clone(),
+            reply_to,
         }
+    }
+
+    /// Runs a call of the task with `payload`, as [`RpcClient`](worker_core::RpcClient)
+    /// sends one (with `reply_to` and a `correlation_id`): the report's
+    /// [`reply`](Report::reply) is what the caller would receive.
+    ///
+    /// # Panics
+    ///
+    /// When the task needs shared state the harness was not given.
+    ///
+    /// ```
+    /// use worker_core::{task, TaskError};
+    ///
+    /// #[task(queue = "sums")]
+    /// async fn add(pair: (u32, u32)) -> Result<u32, TaskError> {
+    ///     Ok(pair.0 + pair.1)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let report = worker_testkit::Harness::new(Add).call(&(2, 3)).await;
+    /// assert_eq!(report.reply::<u32>().unwrap().unwrap(), 5);
+    /// assert!(report.acked());
+    /// # }
+    /// ```
+    pub async fn call(&self, payload: &T::Payload) -> Report {
+        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+        let delivery = DeliveryBuilder::for_task::<T>(payload)
+            .tag(tag)
+            .reply_to(HARNESS_REPLY_TO)
+            .correlation_id(&format!("harness-call-{tag}"))
+            .build();
+        self.run(delivery).await
     }
 
     /// Runs a delivery of `payload` as the task's publisher would send it

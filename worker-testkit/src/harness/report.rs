@@ -3,10 +3,12 @@
 use std::fmt;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use worker_core::headers::{ATTEMPTS, ERROR_KIND, ERROR_MESSAGE, PARK_REASON};
+use worker_core::rpc::Reply;
 use worker_core::transport::SettleError;
 use worker_core::worker::Settlement;
-use worker_core::{Failure, FailureCause, Headers, Outcome};
+use worker_core::{CallError, Failure, FailureCause, Headers, Outcome};
 
 use crate::mock::{Event, Published};
 
@@ -229,6 +231,7 @@ pub struct Report {
     pub(crate) elapsed: Duration,
     pub(crate) parking: String,
     pub(crate) tiers: Vec<(Duration, String)>,
+    pub(crate) reply_to: Option<String>,
 }
 
 impl Report {
@@ -761,6 +764,46 @@ impl Report {
     /// ```
     pub fn published(&self) -> Vec<&Published> {
         self.events.iter().filter_map(Event::published).collect()
+    }
+
+    /// The reply published to the delivery's `reply_to` during this run,
+    /// if it was a call and the worker answered it.
+    pub fn reply_message(&self) -> Option<&Published> {
+        let reply_to = self.reply_to.as_deref()?;
+        self.published()
+            .into_iter()
+            .find(|p| p.exchange.is_empty() && p.routing_key == reply_to)
+    }
+
+    /// What the caller receives, decoded as a caller decodes it: the
+    /// handler's value, or the failure (`CallError::Failed`,
+    /// `CallError::Parked`); `None` when no reply was published (not a
+    /// call, or a request still on its way: waiting in a delay tier,
+    /// quarantined, returned to its queue).
+    ///
+    /// ```
+    /// use worker_core::{task, CallError, TaskError};
+    ///
+    /// #[task(queue = "cards")]
+    /// async fn charge(cents: u64) -> Result<String, TaskError> {
+    ///     if cents == 0 {
+    ///         return Err(TaskError::permanent("nothing to charge"));
+    ///     }
+    ///     Ok(format!("receipt-{cents}"))
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let harness = worker_testkit::Harness::new(Charge);
+    /// let ok = harness.call(&250).await;
+    /// assert_eq!(ok.reply::<String>().unwrap().unwrap(), "receipt-250");
+    /// let failed = harness.call(&0).await;
+    /// assert!(matches!(failed.reply::<String>(), Some(Err(CallError::Failed { .. }))));
+    /// # }
+    /// ```
+    pub fn reply<O: DeserializeOwned>(&self) -> Option<Result<O, CallError>> {
+        let message = self.reply_message()?;
+        Some(Reply::new(&message.properties, message.body.clone()).decode())
     }
 
     /// The messages confirmed during this run with routing key `queue`.

@@ -184,6 +184,18 @@ impl State {
 
     fn consume(&mut self, conn: u64, ch: u16, c: basic::Consume) -> Result<(), AmqpError> {
         let name = c.queue.to_string();
+        if State::is_direct_reply_to(&name) {
+            let tag = self.consume_replies(conn, ch, &c)?;
+            self.reply(
+                conn,
+                ch,
+                c.nowait,
+                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                    consumer_tag: ss(&tag),
+                })),
+            );
+            return Ok(());
+        }
         let q = self.usable_queue(conn, &name)?;
         if q.consumers.iter().any(|x| x.exclusive) || (c.exclusive && !q.consumers.is_empty()) {
             return Err(AmqpError::access_refused(format!(

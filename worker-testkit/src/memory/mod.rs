@@ -153,6 +153,13 @@
 //!   confirm), publisher confirms (`confirm.select`; ack, or nack when a
 //!   `reject-publish` queue refused the message), publishing to a missing
 //!   exchange (404).
+//! - Direct reply-to: a no-ack consumer of `amq.rabbitmq.reply-to` (an
+//!   acking one: 406), a request naming it in `reply_to` rewritten to the
+//!   channel's address (without the consumer: 406 "fast reply consumer
+//!   does not exist"), replies to that address through the default
+//!   exchange delivered straight to the consumer, dropped when its channel
+//!   is gone, and returned as `NO_ROUTE` when `mandatory`, delivered or
+//!   not, as RabbitMQ does.
 //!
 //! # What is not modelled
 //!

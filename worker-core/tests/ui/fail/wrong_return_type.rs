@@ -1,8 +1,8 @@
 use worker_core::{task, TaskError};
 
 #[task(queue = "counts")]
-async fn count(id: u64) -> Result<u64, TaskError> {
-    Ok(id)
+async fn count(id: u64) -> Option<u64> {
+    Some(id)
 }
 
 #[task(queue = "nothing")]
@@ -10,4 +10,11 @@ async fn nothing(id: u64) {
     let _ = id;
 }
 
-fn main() {}
+#[task(queue = "bare")]
+async fn bare(id: u64) -> u64 {
+    id
+}
+
+fn main() {
+    let _: Result<(), TaskError> = Ok(());
+}

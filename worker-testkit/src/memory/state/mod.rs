@@ -10,13 +10,14 @@
 //! each an `impl State` block: `connections` (connections and channels),
 //! `queues` (deleting queues, expiry, enqueueing and dead-lettering, and
 //! the queues waiting to be serviced), `delivery` (consumers, delivery,
-//! `basic.get` and settling) and `publish` (exchanges, routing and
-//! publishing).
+//! `basic.get` and settling), `publish` (exchanges, routing and
+//! publishing) and `reply_to` (RabbitMQ's direct reply-to).
 
 mod connections;
 mod delivery;
 mod publish;
 mod queues;
+mod reply_to;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

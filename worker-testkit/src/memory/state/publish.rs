@@ -97,6 +97,7 @@ impl State {
             h.remove("BCC");
             properties = properties.with_headers(FieldTable::from(h));
         }
+        let properties = self.address_reply_to(conn, ch, properties)?;
         let mut route_keys = keys.clone();
         route_keys.extend(bcc);
         let seq = match self.channel_mut(conn, ch) {
@@ -115,6 +116,9 @@ impl State {
             broker_deaths: false,
             carried_deliveries: 0,
         };
+        if exchange.is_empty() {
+            self.deliver_reply(method.routing_key.as_str(), &msg);
+        }
         if targets.is_empty() && method.mandatory {
             let frame_max = self.conns.get(&conn).map_or(4096, |c| c.frame_max);
             let ret = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
