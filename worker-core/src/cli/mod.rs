@@ -80,8 +80,9 @@ mod logging;
 mod progress;
 
 pub use args::{
-    Cli, Command, EnqueueArgs, GlobalArgs, JsonArgs, ParkedCommand, ParkedListArgs,
-    ParkedPurgeArgs, ParkedReplayArgs, ParkedShowArgs, RunArgs, StatusArgs, TopologyCommand,
+    Cli, Command, DashboardArgs, DashboardOptions, EnqueueArgs, FilterArgs, GlobalArgs, JsonArgs,
+    ParkedCommand, ParkedDeleteArgs, ParkedListArgs, ParkedPurgeArgs, ParkedReplayArgs,
+    ParkedShowArgs, RunArgs, StatusArgs, TopologyCommand,
 };
 pub use logging::log_filter;
 
@@ -292,6 +293,10 @@ impl App {
         let mut cli = Cli::from_arg_matches(&matches)?;
         if self.use_env {
             cli.global.password = std::env::var("AMQP_PASSWORD")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(Secret::new);
+            cli.global.dashboard_token = std::env::var("RABBIT_WORKER_DASHBOARD_TOKEN")
                 .ok()
                 .filter(|v| !v.is_empty())
                 .map(Secret::new);
