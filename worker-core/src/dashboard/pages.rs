@@ -53,7 +53,7 @@ fn count(n: Option<u32>) -> String {
 }
 
 fn rate(v: f64) -> String {
-    format!("{v}/min")
+    v.to_string()
 }
 
 #[derive(Template)]
