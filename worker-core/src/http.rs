@@ -26,7 +26,10 @@
 //! - responses always carry `Content-Length` and `Cache-Control: no-store`.
 //!
 //! Anything richer (TLS, authentication) belongs in front of it: bind it to
-//! a private address.
+//! a private address. The [dashboard](crate::dashboard) brings its own
+//! access checks; [`serve_router`] serves it (alone, or merged with
+//! [`probe_routes`] by `run --http`) with the same limits, but `POST` too
+//! and connections of up to 5 minutes.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), worker_core::Error> {

@@ -341,6 +341,14 @@ async fn operators_filter_replay_and_delete_in_a_real_browser() {
     assert_eq!(listed(&client).await, ["cap-1", "cap-3", "cap-6"]);
     screenshot(&client, "parked").await;
 
+    // The box in the header ticks every message on the page, and unticks them.
+    for want in [true, false] {
+        click(&client, "#select-page").await;
+        for pick in client.find_all(Locator::Css("input.pick")).await.unwrap() {
+            assert_eq!(pick.is_selected().await.unwrap(), want);
+        }
+    }
+
     // A narrow screen: nothing but the table scrolls sideways.
     client.set_window_size(375, 800).await.unwrap();
     let overflow = client

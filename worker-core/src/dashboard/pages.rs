@@ -191,10 +191,7 @@ fn parked_page(
         format!("?{fq}{sep}offset={offset}&limit={}", page.limit)
     };
     let shown = listing.messages.len();
-    let more = match listing.matching {
-        Some(m) => page.offset + shown < m as usize,
-        None => shown == page.limit,
-    };
+    let more = page.offset + shown < listing.matching_or_total() as usize;
     // Suggestions for the reason field: the reasons on this page.
     let reasons: Vec<String> = listing
         .messages
@@ -216,9 +213,7 @@ fn parked_page(
         until: params.get("until").unwrap_or_default().to_owned(),
         reasons,
         total: listing.total,
-        matching: listing
-            .matching
-            .map_or_else(|| "?".to_owned(), |m| m.to_string()),
+        matching: listing.matching_or_total().to_string(),
         first: if shown == 0 { 0 } else { page.offset + 1 },
         last: page.offset + shown,
         rows: listing.messages.iter().map(|m| m.row()).collect(),
