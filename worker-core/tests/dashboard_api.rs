@@ -231,6 +231,40 @@ async fn api_lists_filters_pages_shows_replays_and_deletes() {
     still.sort();
     assert_eq!(still, ["pay-1", "pay-3", "pay-4", "pay-5"]);
 
+    // The pages' forms: a confirmation that counts what the filter matches.
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let page_base = format!("/tasks/{}/parked", Pay::NAME);
+    let confirm = request(
+        addr,
+        "POST",
+        &format!("{page_base}/confirm"),
+        &form,
+        &format!("csrf={token}&action=delete&scope=matching&text=declined&reason=&since=&until="),
+    )
+    .await;
+    assert_eq!(confirm.status, 200, "{confirm:?}");
+    assert!(
+        confirm.body.contains("Delete 2 message(s)?")
+            && confirm
+                .body
+                .contains("all 2 message(s) matching the filter"),
+        "{}",
+        confirm.body
+    );
+    assert!(
+        confirm.body.contains("name=\"text\" value=\"declined\""),
+        "the filter is carried to the last step"
+    );
+    let nothing = request(
+        addr,
+        "POST",
+        &format!("{page_base}/act"),
+        &form,
+        &format!("csrf={token}&action=replay&scope=selected"),
+    )
+    .await;
+    assert_eq!(nothing.status, 400, "no id ticked: {nothing:?}");
+
     // Delete by filter, then by ids.
     let deleted = request(
         addr,
@@ -254,6 +288,19 @@ async fn api_lists_filters_pages_shows_replays_and_deletes() {
     .await
     .json();
     assert_eq!(deleted["done"], json!(["pay-5"]), "{deleted}");
+    let result = request(
+        addr,
+        "POST",
+        &format!("{page_base}/act"),
+        &form,
+        &format!("csrf={token}&action=delete&scope=selected&ids=pay-5"),
+    )
+    .await;
+    assert!(
+        result.body.contains("0 message(s) deleted") && result.body.contains("not parked"),
+        "the result page says what became of each id: {}",
+        result.body
+    );
     let left = request(addr, "GET", &base, &[], "").await.json();
     assert_eq!(ids(&left), ["pay-4"]);
     assert_eq!(support::depth(&conn, &format!("{QUEUE}.parking")).await, 1);
