@@ -572,3 +572,76 @@ async fn dashboard_command_serves_until_stopped() {
     let out = running.await.unwrap();
     assert_eq!(out.code, exit::OK, "{out:?}");
 }
+
+#[derive(Clone)]
+struct Pay3;
+
+impl Task for Pay3 {
+    type Payload = Payment;
+    const NAME: &'static str = "dash_api.pay_probe";
+    const QUEUE: &'static str = "dash.api.payments_probe";
+
+    async fn run(&self, _: TaskContext, p: Payment) -> Result<(), TaskError> {
+        verdict(&p)
+    }
+}
+
+/// `run --http` beyond loopback without a token: the probes as before,
+/// no dashboard; with a token, both.
+#[tokio::test]
+async fn run_beyond_loopback_needs_a_token_for_the_dashboard_not_for_the_probes() {
+    let url = worker_core::connection::default_url();
+    for token in [None, Some("run-token")] {
+        let port = dashboard_support::free_port();
+        let bind = format!("0.0.0.0:{port}");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let dir =
+            std::env::temp_dir().join(format!("dash-api-token-{}-{port}", std::process::id()));
+        let mut args = vec![
+            "w".to_owned(),
+            "--url".into(),
+            url.clone(),
+            "run".into(),
+            "--http".into(),
+            bind,
+        ];
+        if let Some(t) = token {
+            std::fs::write(&dir, format!("{t}\n")).unwrap();
+            args.extend(["--dashboard-token-file".into(), dir.display().to_string()]);
+        }
+        let app = App::new("w").ignore_env().register(Pay3);
+        let cli = app.try_parse_from(&args).unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(app.execute(cli, async move {
+            let _ = stop_rx.await;
+        }));
+        support::eventually(
+            Duration::from_secs(20),
+            "the endpoint answers",
+            || async move { tokio::net::TcpStream::connect(addr).await.is_ok() },
+        )
+        .await;
+        assert_eq!(
+            request(addr, "GET", "/healthz", &[], "").await.status,
+            200,
+            "{token:?}"
+        );
+        let root = request(addr, "GET", "/", &[], "").await;
+        match token {
+            None => assert_eq!(root.status, 404, "no dashboard without a token: {root:?}"),
+            Some(t) => {
+                assert_eq!(root.status, 401, "{root:?}");
+                let bearer = format!("Bearer {t}");
+                let o = request(addr, "GET", "/api/tasks", &[("Authorization", &bearer)], "").await;
+                assert_eq!(
+                    o.status, 200,
+                    "the token from the file, newline dropped: {o:?}"
+                );
+            }
+        }
+        stop_tx.send(()).unwrap();
+        let out = running.await.unwrap();
+        assert_eq!(out.code, exit::OK, "{out:?}");
+        let _ = std::fs::remove_file(&dir);
+    }
+}
