@@ -26,7 +26,10 @@
 //! - responses always carry `Content-Length` and `Cache-Control: no-store`.
 //!
 //! Anything richer (TLS, authentication) belongs in front of it: bind it to
-//! a private address.
+//! a private address. The [dashboard](crate::dashboard) brings its own
+//! access checks; [`serve_router`] serves it (alone, or merged with
+//! [`probe_routes`] by `run --http`) with the same limits, but `POST` too
+//! and connections of up to 5 minutes.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), worker_core::Error> {
@@ -66,6 +69,9 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a whole connection may last: the head's 2 seconds, then 5 for
 /// writing the response to a client that reads slowly.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(7);
+/// How long a connection to a [`serve_router`] app may last: a dashboard
+/// replay of many messages answers when it is done.
+const WORK_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_CONNECTIONS: usize = 1024;
 /// How often the recorder's histogram samples are folded into their
 /// summaries; between two upkeeps they are kept one by one.
@@ -144,11 +150,19 @@ struct Endpoint {
 ///
 /// `ready` drives `/readyz`; without `metrics`, `/metrics` answers `404`.
 pub fn router(metrics: Option<PrometheusHandle>, ready: watch::Receiver<bool>) -> Router {
+    probe_routes(metrics, ready)
+        .fallback(not_found)
+        .layer(middleware::from_fn(get_and_head_only))
+}
+
+/// The three routes of [`router`] (`GET` and `HEAD` only, not cached),
+/// without a fallback: for merging into a router that has its own, as
+/// `run --http` does with the [dashboard](crate::dashboard).
+pub fn probe_routes(metrics: Option<PrometheusHandle>, ready: watch::Receiver<bool>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
-        .fallback(not_found)
         .with_state(Endpoint { metrics, ready })
         .layer(middleware::from_fn(get_and_head_only))
 }
@@ -169,6 +183,22 @@ pub async fn serve(
     metrics: Option<PrometheusHandle>,
     ready: watch::Receiver<bool>,
 ) -> Result<HttpServer, Error> {
+    let server = bind(addr, router(metrics, ready), CONNECTION_TIMEOUT).await?;
+    tracing::info!(addr = %server.addr, "serving /metrics, /healthz and /readyz");
+    Ok(server)
+}
+
+/// Binds `addr` and serves `app` in the background, with the limits of the
+/// module docs but one: a connection may last up to 5 minutes, for routes
+/// that work before they answer (the dashboard's replay). `what` names the
+/// app in the log line.
+pub async fn serve_router(addr: SocketAddr, app: Router, what: &str) -> Result<HttpServer, Error> {
+    let server = bind(addr, app, WORK_CONNECTION_TIMEOUT).await?;
+    tracing::info!(addr = %server.addr, "serving {what}");
+    Ok(server)
+}
+
+async fn bind(addr: SocketAddr, app: Router, timeout: Duration) -> Result<HttpServer, Error> {
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         Error::Config(format!(
             "cannot listen on {addr} for the HTTP endpoint: {e}; choose another --http address"
@@ -178,8 +208,7 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| Error::Config(format!("cannot read the HTTP endpoint's address: {e}")))?;
     let (stop, stopped) = watch::channel(false);
-    let handle = tokio::spawn(accept(listener, router(metrics, ready), stopped));
-    tracing::info!(addr = %local, "serving /metrics, /healthz and /readyz");
+    let handle = tokio::spawn(accept(listener, app, stopped, timeout));
     Ok(HttpServer {
         addr: local,
         stop,
@@ -188,7 +217,12 @@ pub async fn serve(
 }
 
 /// Accepts connections until `stopped`, each served on its own task.
-async fn accept(listener: TcpListener, app: Router, mut stopped: watch::Receiver<bool>) {
+async fn accept(
+    listener: TcpListener,
+    app: Router,
+    mut stopped: watch::Receiver<bool>,
+    timeout: Duration,
+) {
     let busy = busy();
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -207,7 +241,7 @@ async fn accept(listener: TcpListener, app: Router, mut stopped: watch::Receiver
                     busy.clone()
                 };
                 tokio::spawn(async move {
-                    connection(stream, routes).await;
+                    connection(stream, routes, timeout).await;
                     drop(permit);
                 });
             }
@@ -220,7 +254,7 @@ async fn accept(listener: TcpListener, app: Router, mut stopped: watch::Receiver
 }
 
 /// Serves one request on `stream` with hyper's HTTP/1 server, then closes it.
-async fn connection(stream: TcpStream, routes: Router) {
+async fn connection(stream: TcpStream, routes: Router, timeout: Duration) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT)
@@ -228,7 +262,7 @@ async fn connection(stream: TcpStream, routes: Router) {
         .keep_alive(false)
         .title_case_headers(true);
     let served = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(routes));
-    match tokio::time::timeout(CONNECTION_TIMEOUT, served).await {
+    match tokio::time::timeout(timeout, served).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!(error = %e, "HTTP endpoint: connection failed"),
         Err(_) => tracing::debug!("HTTP endpoint: connection took too long; closed"),

@@ -55,6 +55,8 @@ pub mod broker;
 pub mod cli;
 pub mod codec;
 pub mod connection;
+#[cfg(feature = "operator")]
+pub mod dashboard;
 mod duration;
 pub mod error;
 pub mod headers;

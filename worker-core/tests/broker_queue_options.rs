@@ -259,7 +259,14 @@ async fn parked_reasons(queue: &str, expected: usize) -> Vec<(String, String)> {
         async move { support::depth(conn, &parking).await as usize == expected }
     })
     .await;
-    let listing = parked::list(&connector, &parking, 10).await.unwrap();
+    let listing = parked::list(
+        &connector,
+        &parking,
+        &parked::Filter::default(),
+        parked::Page::first(10),
+    )
+    .await
+    .unwrap();
     listing
         .messages
         .iter()

@@ -346,9 +346,14 @@ async fn a_parking_queue_from_an_older_version_loses_nothing() {
             .unwrap();
     }
     for round in 0..25 {
-        let listing = worker_core::ops::parked::list(&connector, &spec.parking, 100)
-            .await
-            .unwrap();
+        let listing = worker_core::ops::parked::list(
+            &connector,
+            &spec.parking,
+            &worker_core::ops::parked::Filter::default(),
+            worker_core::ops::parked::Page::first(100),
+        )
+        .await
+        .unwrap();
         let mut ids: Vec<String> = listing
             .messages
             .iter()

@@ -518,9 +518,14 @@ async fn listings_back_to_back_see_every_parked_message() {
     // More listings than RabbitMQ 4.0's default delivery limit (20): each
     // one returns every message with a requeue, which 4.0 counts.
     for round in 0..25 {
-        let listing = worker_core::ops::parked::list(&connector, &spec.parking, 100)
-            .await
-            .unwrap();
+        let listing = worker_core::ops::parked::list(
+            &connector,
+            &spec.parking,
+            &worker_core::ops::parked::Filter::default(),
+            worker_core::ops::parked::Page::first(100),
+        )
+        .await
+        .unwrap();
         let ids: Vec<String> = listing
             .messages
             .iter()

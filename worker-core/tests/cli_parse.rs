@@ -207,8 +207,72 @@ fn parked_subcommands() {
         e.kind(),
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     );
-    let e = parse_err(&["parked", "delete", "x"]);
+    let e = parse_err(&["parked", "drop", "x"]);
     assert_eq!(e.kind(), ErrorKind::InvalidSubcommand);
+
+    // The dashboard's filter and paging, on the command line.
+    let cli = parse(&[
+        "parked",
+        "list",
+        "send_email",
+        "--reason",
+        "permanent",
+        "--grep",
+        "declined",
+        "--since",
+        "2h",
+        "--until",
+        "2026-11-27T10:00:00Z",
+        "--offset",
+        "50",
+        "--limit",
+        "25",
+    ]);
+    let Command::Parked(ParkedCommand::List(l)) = cli.command else {
+        panic!()
+    };
+    assert_eq!((l.offset, l.limit), (50, 25));
+    let filter = l.filter.filter().unwrap();
+    assert_eq!(filter.reason.as_deref(), Some("permanent"));
+    assert_eq!(filter.text.as_deref(), Some("declined"));
+    assert_eq!(filter.until, Some(1_795_773_600));
+    assert!(filter.since.is_some());
+    let cli = parse(&["parked", "list", "send_email", "--since", "soon"]);
+    let Command::Parked(ParkedCommand::List(l)) = cli.command else {
+        panic!()
+    };
+    assert!(l.filter.filter().unwrap_err().contains("RFC 3339"));
+    let cli = parse(&["parked", "delete", "send_email", "--id", "a", "--yes"]);
+    assert!(
+        matches!(cli.command, Command::Parked(ParkedCommand::Delete(d)) if d.ids == ["a"] && d.yes)
+    );
+}
+
+#[test]
+fn dashboard_command() {
+    let cli = parse(&["dashboard", "--http", "127.0.0.1:9465", "--read-only"]);
+    let Command::Dashboard(d) = cli.command else {
+        panic!()
+    };
+    assert_eq!(d.http, "127.0.0.1:9465".parse::<SocketAddr>().unwrap());
+    assert!(d.dashboard.read_only);
+    let cli = parse(&[
+        "run",
+        "--http",
+        ":9464",
+        "--dashboard-token-file",
+        "/run/secrets/t",
+    ]);
+    let Command::Run(r) = cli.command else {
+        panic!()
+    };
+    assert_eq!(
+        r.dashboard.dashboard_token_file.as_deref(),
+        Some(std::path::Path::new("/run/secrets/t"))
+    );
+    assert!(!r.dashboard.read_only);
+    let e = parse_err(&["dashboard"]);
+    assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
 }
 
 #[test]

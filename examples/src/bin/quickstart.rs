@@ -105,7 +105,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     running.shutdown().await?;
     println!("\n2 emails sent (one after two provider failures), 1 parked");
 
-    let listing = ops::parked::list(&connector, &spec.parking, 10).await?;
+    let listing = ops::parked::list(
+        &connector,
+        &spec.parking,
+        &ops::parked::Filter::default(),
+        ops::parked::Page::first(10),
+    )
+    .await?;
     println!(
         "\n{} message(s) parked in {}:",
         listing.total, listing.queue

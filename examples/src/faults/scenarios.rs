@@ -274,10 +274,15 @@ impl Run {
     /// Reads parking (without removing anything) and builds the account.
     pub async fn account(&self) -> (Account, Vec<ParkedMessage>) {
         let (queued, _) = self.depths().await;
-        let parked = ops::parked::list(&self.connector, PARKING, usize::MAX)
-            .await
-            .map(|listing| listing.messages)
-            .unwrap_or_default();
+        let parked = ops::parked::list(
+            &self.connector,
+            PARKING,
+            &ops::parked::Filter::default(),
+            ops::parked::Page::first(usize::MAX),
+        )
+        .await
+        .map(|listing| listing.messages)
+        .unwrap_or_default();
         let ids: Vec<(String, String)> = parked
             .iter()
             .map(|p| (p.message_id.clone().unwrap_or_default(), p.reason.clone()))

@@ -84,6 +84,11 @@ pub struct GlobalArgs {
     /// environment](super::App::ignore_env).
     #[arg(skip)]
     pub password: Option<Secret>,
+
+    /// The dashboard's token from `RABBIT_WORKER_DASHBOARD_TOKEN` (no flag,
+    /// for the same reason), read like [`password`](Self::password).
+    #[arg(skip)]
+    pub dashboard_token: Option<Secret>,
 }
 
 /// Shows the URLs with their passwords redacted.
@@ -101,6 +106,7 @@ impl std::fmt::Debug for GlobalArgs {
             .field("require_tls", &self.require_tls)
             .field("log_level", &self.log_level)
             .field("password", &self.password)
+            .field("dashboard_token", &self.dashboard_token)
             .finish()
     }
 }
@@ -123,6 +129,8 @@ pub enum Command {
     Status(StatusArgs),
     /// List the registered tasks and their options (no broker needed).
     Tasks,
+    /// Serve the web dashboard (and its JSON API) without consuming.
+    Dashboard(DashboardArgs),
 }
 
 /// `run`.
@@ -158,6 +166,36 @@ pub struct RunArgs {
     /// Do not declare queues at start (they must exist).
     #[arg(long)]
     pub no_declare: bool,
+
+    /// The dashboard served at `/` of --http.
+    #[command(flatten)]
+    pub dashboard: DashboardOptions,
+}
+
+/// `dashboard`.
+#[derive(Debug, Clone, Args)]
+pub struct DashboardArgs {
+    /// Serve the dashboard on this address (`127.0.0.1:9465`; an address
+    /// beyond loopback needs RABBIT_WORKER_DASHBOARD_TOKEN or --dashboard-token-file).
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    pub http: SocketAddr,
+
+    /// Access and actions.
+    #[command(flatten)]
+    pub dashboard: DashboardOptions,
+}
+
+/// How the dashboard is reached and what it may do.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DashboardOptions {
+    /// File holding the dashboard's token (a trailing newline is ignored);
+    /// or set RABBIT_WORKER_DASHBOARD_TOKEN. Needed on an address beyond loopback.
+    #[arg(long, env = "RABBIT_WORKER_DASHBOARD_TOKEN_FILE", value_name = "PATH")]
+    pub dashboard_token_file: Option<PathBuf>,
+
+    /// Show parked messages but offer no replay or delete (the API answers 403).
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 /// `enqueue`.
@@ -200,8 +238,47 @@ pub enum ParkedCommand {
     Show(ParkedShowArgs),
     /// Move parked messages back to the work queue with a fresh attempt count.
     Replay(ParkedReplayArgs),
+    /// Delete parked messages by id or by filter (see `purge` for all).
+    Delete(ParkedDeleteArgs),
     /// Delete every parked message of a task's queue.
     Purge(ParkedPurgeArgs),
+}
+
+/// Which parked messages: every condition given must hold (the same
+/// filter as the dashboard's).
+#[derive(Debug, Clone, Default, Args)]
+pub struct FilterArgs {
+    /// Only messages parked for this reason (`exhausted`, `permanent`, ...).
+    #[arg(long, value_name = "REASON")]
+    pub reason: Option<String>,
+    /// Only messages whose error or body contains this text (any case).
+    #[arg(long, value_name = "TEXT")]
+    pub grep: Option<String>,
+    /// Only messages parked at or after this time (RFC 3339, or a duration ago: 2h).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only messages parked at or before this time (RFC 3339, or a duration ago: 2h).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+impl FilterArgs {
+    /// The filter, or why a time does not parse.
+    pub fn filter(&self) -> Result<crate::ops::parked::Filter, String> {
+        let now = std::time::SystemTime::now();
+        let time = |t: &Option<String>| {
+            t.as_deref()
+                .map(|t| crate::ops::parked::parse_time(t, now))
+                .transpose()
+        };
+        Ok(crate::ops::parked::Filter {
+            reason: self.reason.clone(),
+            text: self.grep.clone(),
+            since: time(&self.since)?,
+            until: time(&self.until)?,
+        }
+        .normalized())
+    }
 }
 
 /// `parked list`.
@@ -215,6 +292,12 @@ pub struct ParkedListArgs {
     /// Show at most this many messages, oldest first.
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub limit: usize,
+    /// Pass over this many matching messages first (the next page).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub offset: usize,
+    /// Which messages.
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `parked show`.
@@ -251,6 +334,23 @@ pub struct ParkedReplayArgs {
     /// Replay the message with this id (repeatable).
     #[arg(long = "id", value_name = "ID")]
     pub ids: Vec<String>,
+}
+
+/// `parked delete`.
+#[derive(Debug, Clone, Args)]
+pub struct ParkedDeleteArgs {
+    /// The task (or its queue name).
+    pub task: String,
+    /// Delete the message with this id (repeatable); without ids, every
+    /// message the filter lets through.
+    #[arg(long = "id", value_name = "ID")]
+    pub ids: Vec<String>,
+    /// Which messages, when no id is given (at least one condition).
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Confirm: the messages are deleted for good.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `parked purge`.

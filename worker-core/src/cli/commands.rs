@@ -6,15 +6,15 @@ use std::future::Future;
 use std::io::Read as _;
 use std::sync::Arc;
 
-use serde_json::json;
-
 use super::args::{
-    Cli, Command, EnqueueArgs, GlobalArgs, ParkedCommand, ParkedListArgs, ParkedPurgeArgs,
-    ParkedReplayArgs, ParkedShowArgs, RunArgs, TopologyCommand,
+    Cli, Command, DashboardArgs, DashboardOptions, EnqueueArgs, GlobalArgs, ParkedCommand,
+    ParkedDeleteArgs, ParkedListArgs, ParkedPurgeArgs, ParkedReplayArgs, ParkedShowArgs, RunArgs,
+    TopologyCommand,
 };
 use super::progress::Bars;
 use super::{enqueue_file, exit, Finished, Setup};
-use crate::connection::{ConnectionSettings, Connector};
+use crate::connection::{ConnectionSettings, Connector, Secret};
+use crate::dashboard::{Access, Dashboard};
 use crate::duration::format_duration;
 use crate::error::{redact_url, Error};
 use crate::ops::{self, parked, status, topology};
@@ -63,8 +63,10 @@ async fn run_command(
         worker = step(worker);
     }
     let specs = worker.specs();
+    let token = cli.global.dashboard_token.clone();
     let result = match cli.command {
-        Command::Run(args) => run(worker, &specs, args, stop).await,
+        Command::Run(args) => run(worker, &specs, args, token, stop).await,
+        Command::Dashboard(args) => dashboard(&connector, &specs, args, token, stop).await,
         Command::Enqueue(args) => enqueue(&worker, &specs, args, bars).await,
         Command::Parked(cmd) => parked_command(&connector, &specs, cmd, bars).await,
         Command::Topology(TopologyCommand::Declare) => declare(&worker, &specs).await,
@@ -113,10 +115,55 @@ fn task<'a>(specs: &'a [Arc<TaskSpec>], name: &str) -> Result<&'a Arc<TaskSpec>,
     })
 }
 
+/// The dashboard's token: from the file when one is given, else from
+/// `RABBIT_WORKER_DASHBOARD_TOKEN`.
+fn dashboard_token(
+    options: &DashboardOptions,
+    from_env: Option<Secret>,
+) -> Result<Option<Secret>, Failed> {
+    match &options.dashboard_token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|t| Some(Secret::new(t.trim_end_matches(['\r', '\n']))))
+            .map_err(|e| {
+                Failed(
+                    exit::CONFIG,
+                    format!(
+                        "cannot read the dashboard token file {}: {e}",
+                        path.display()
+                    ),
+                )
+            }),
+        None => Ok(from_env),
+    }
+}
+
+/// `dashboard --http ADDR`: serves the dashboard until `stop`, consuming nothing.
+async fn dashboard(
+    connector: &Connector,
+    specs: &[Arc<TaskSpec>],
+    args: DashboardArgs,
+    token: Option<Secret>,
+    stop: impl Future<Output = ()> + Send,
+) -> Outcome {
+    let token = dashboard_token(&args.dashboard, token)?;
+    let access = Access::for_address(args.http, token)?;
+    // Fail early, with exit 4, when the broker cannot be reached.
+    connector.connection().await?;
+    let routes = Dashboard::new(connector.clone(), specs.to_vec(), access)
+        .read_only(args.dashboard.read_only)
+        .router();
+    let server = crate::http::serve_router(args.http, routes, "the dashboard").await?;
+    tracing::info!("dashboard on http://{}/", server.local_addr());
+    stop.await;
+    server.shutdown().await;
+    Ok(Finished::ok(String::new()))
+}
+
 async fn run(
     worker: Worker,
     specs: &[Arc<TaskSpec>],
     args: RunArgs,
+    token: Option<Secret>,
     stop: impl Future<Output = ()> + Send,
 ) -> Outcome {
     let mut queues: BTreeSet<String> = BTreeSet::new();
@@ -180,7 +227,24 @@ async fn run(
                     None
                 }
             };
-            Some(crate::http::serve(addr, metrics, ready_rx).await?)
+            let token = dashboard_token(&args.dashboard, token)?;
+            match Access::for_address(addr, token) {
+                Ok(access) => {
+                    let routes = Dashboard::new(worker.connector().clone(), specs.to_vec(), access)
+                        .read_only(args.dashboard.read_only)
+                        .metrics(metrics.clone())
+                        .router()
+                        .merge(crate::http::probe_routes(metrics, ready_rx));
+                    let what = "the dashboard, /metrics, /healthz and /readyz";
+                    Some(crate::http::serve_router(addr, routes, what).await?)
+                }
+                Err(e) => {
+                    // Probes keep working where they always did; without
+                    // a token the dashboard stays off.
+                    tracing::warn!("dashboard not served: {e}");
+                    Some(crate::http::serve(addr, metrics, ready_rx).await?)
+                }
+            }
         }
         None => None,
     };
@@ -306,6 +370,7 @@ async fn parked_command(
         ParkedCommand::List(args) => parked_list(connector, specs, args).await,
         ParkedCommand::Show(args) => parked_show(connector, specs, args).await,
         ParkedCommand::Replay(args) => parked_replay(connector, specs, args, bars).await,
+        ParkedCommand::Delete(args) => parked_delete(connector, specs, args).await,
         ParkedCommand::Purge(args) => parked_purge(connector, specs, args, bars).await,
     }
 }
@@ -322,14 +387,15 @@ async fn parked_list(
     args: ParkedListArgs,
 ) -> Outcome {
     let spec = task(specs, &args.task)?;
-    let listing = parked::list(connector, &spec.parking, args.limit).await?;
+    let filter = args.filter.filter().map_err(|e| Failed(exit::USAGE, e))?;
+    let page = parked::Page {
+        offset: args.offset,
+        limit: args.limit,
+    };
+    let listing = parked::list(connector, &spec.parking, &filter, page).await?;
     if args.json {
-        let v = json!({
-            "queue": listing.queue,
-            "exists": listing.exists,
-            "total": listing.total,
-            "messages": listing.messages.iter().map(|m| m.to_json(false)).collect::<Vec<_>>(),
-        });
+        // The dashboard's API answers with the same JSON.
+        let v = crate::dashboard::api::listing_json(&listing);
         return Ok(Finished::ok(format!("{v:#}\n")));
     }
     if !listing.exists {
@@ -337,14 +403,22 @@ async fn parked_list(
         f.stderr = missing_parking(&listing.queue);
         return Ok(f);
     }
+    let shown = listing.messages.len();
+    let matching = if filter.is_empty() {
+        String::new()
+    } else {
+        format!(", {} matching", listing.matching_or_total())
+    };
+    let more = (args.offset + shown) < listing.matching_or_total() as usize;
     let mut out = format!(
-        "{} parked in {}{}\n",
+        "{} parked in {}{matching}{}\n",
         listing.total,
         listing.queue,
-        if (listing.messages.len() as u64) < u64::from(listing.total) {
+        if more || args.offset > 0 {
             format!(
-                " (showing the oldest {}; raise --limit for more)",
-                listing.messages.len()
+                " (showing {} from {}; --offset and --limit page through them)",
+                shown,
+                args.offset + usize::from(shown > 0)
             )
         } else {
             String::new()
@@ -432,6 +506,69 @@ async fn parked_replay(
             report.queue,
             report.not_found.join(", "),
             spec.name
+        );
+    }
+    Ok(finished)
+}
+
+async fn parked_delete(
+    connector: &Connector,
+    specs: &[Arc<TaskSpec>],
+    args: ParkedDeleteArgs,
+) -> Outcome {
+    let spec = task(specs, &args.task)?;
+    let filter = args.filter.filter().map_err(|e| Failed(exit::USAGE, e))?;
+    let selection = match (args.ids.is_empty(), filter.is_empty()) {
+        (false, true) => parked::Selection::Ids(args.ids.clone()),
+        (true, false) => parked::Selection::Matching(filter),
+        (false, false) => {
+            return Err(Failed(
+                exit::USAGE,
+                "give either --id or a filter (--reason, --grep, --since, --until), not both"
+                    .to_owned(),
+            ))
+        }
+        (true, true) => {
+            return Err(Failed(
+                exit::USAGE,
+                format!(
+                "say which messages: --id ID or a filter; `parked purge {} --yes` deletes them all",
+                spec.name
+            ),
+            ))
+        }
+    };
+    if !args.yes {
+        return Err(Failed(
+            exit::USAGE,
+            format!(
+                "refusing to delete parked messages of {} without --yes; look at them first with `parked list {}` and the same filter",
+                spec.parking, spec.name
+            ),
+        ));
+    }
+    let report = parked::delete(connector, &spec.parking, &selection).await?;
+    let mut out = format!(
+        "deleted {} message(s) from {}\n",
+        report.deleted.len(),
+        report.queue
+    );
+    for id in &report.deleted {
+        let _ = writeln!(out, "  {id}");
+    }
+    let mut finished = Finished::ok(out);
+    if let Some(e) = report.error {
+        finished.code = exit::code_for(&e);
+        finished.stderr = format!(
+            "delete stopped: {}; messages not deleted are still parked",
+            exit::describe(&e)
+        );
+    } else if !report.not_found.is_empty() {
+        finished.code = exit::FAILURE;
+        finished.stderr = format!(
+            "not parked in {}: {}",
+            report.queue,
+            report.not_found.join(", ")
         );
     }
     Ok(finished)

@@ -35,6 +35,7 @@
 //! demo-worker parked purge send_email --yes
 //! demo-worker topology check               # exit 5 when a queue differs
 //! demo-worker status --json
+//! demo-worker dashboard --http 127.0.0.1:9465  # the web dashboard, without consuming
 //! ```
 //!
 //! # Configuration
@@ -52,7 +53,10 @@
 //! | `run --concurrency` | `WORKER_CONCURRENCY` | handlers at once per queue |
 //! | `run --prefetch` | `WORKER_PREFETCH` | unacked deliveries per queue |
 //! | `run --grace-period` | `WORKER_GRACE_PERIOD` | time for in-flight work at stop (default `30s`) |
-//! | `run --http` | `WORKER_HTTP_ADDR` | address of `/metrics`, `/healthz`, `/readyz` |
+//! | `run --http` | `WORKER_HTTP_ADDR` | address of the [dashboard](crate::dashboard), `/metrics`, `/healthz`, `/readyz` |
+//! | | `RABBIT_WORKER_DASHBOARD_TOKEN` | the dashboard's token, needed beyond loopback (no flag: flags show in `ps`) |
+//! | `--dashboard-token-file` | `RABBIT_WORKER_DASHBOARD_TOKEN_FILE` | the dashboard's token, read from a file |
+//! | `--read-only` | | the dashboard offers no replay or delete |
 //! | `--log-level` | `RUST_LOG` | log filter; the flag wins |
 //!
 //! Passwords never appear in logs or errors: every URL shown goes through
@@ -80,8 +84,9 @@ mod logging;
 mod progress;
 
 pub use args::{
-    Cli, Command, EnqueueArgs, GlobalArgs, JsonArgs, ParkedCommand, ParkedListArgs,
-    ParkedPurgeArgs, ParkedReplayArgs, ParkedShowArgs, RunArgs, StatusArgs, TopologyCommand,
+    Cli, Command, DashboardArgs, DashboardOptions, EnqueueArgs, FilterArgs, GlobalArgs, JsonArgs,
+    ParkedCommand, ParkedDeleteArgs, ParkedListArgs, ParkedPurgeArgs, ParkedReplayArgs,
+    ParkedShowArgs, RunArgs, StatusArgs, TopologyCommand,
 };
 pub use logging::log_filter;
 
@@ -292,6 +297,10 @@ impl App {
         let mut cli = Cli::from_arg_matches(&matches)?;
         if self.use_env {
             cli.global.password = std::env::var("AMQP_PASSWORD")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(Secret::new);
+            cli.global.dashboard_token = std::env::var("RABBIT_WORKER_DASHBOARD_TOKEN")
                 .ok()
                 .filter(|v| !v.is_empty())
                 .map(Secret::new);

@@ -2,6 +2,7 @@
 //! text and JSON.
 
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::super::format_time;
@@ -41,7 +42,53 @@ pub struct ParkedMessage {
     pub body: Bytes,
 }
 
+/// One line of a listing: the fields `parked list` prints and the
+/// dashboard shows, built by [`ParkedMessage::row`] for both (and serialized
+/// as the rows of `parked list --json` and of the dashboard's JSON API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Row {
+    /// The parking queue.
+    pub queue: String,
+    /// Its `message_id` property.
+    pub message_id: Option<String>,
+    /// The task it was meant for.
+    pub task: Option<String>,
+    /// Why it was parked.
+    pub reason: String,
+    /// The failure kind of the last error.
+    pub error_kind: Option<String>,
+    /// The last error's message.
+    pub error: Option<String>,
+    /// Attempts made before it was parked.
+    pub attempts: Option<u64>,
+    /// Times it was replayed before.
+    pub replays: u64,
+    /// When it first failed (RFC 3339).
+    pub first_failure: Option<String>,
+    /// When it was parked (RFC 3339).
+    pub parked_at: Option<String>,
+    /// The host of the worker that parked it.
+    pub host: Option<String>,
+}
+
 impl ParkedMessage {
+    /// Its line in a listing.
+    pub fn row(&self) -> Row {
+        Row {
+            queue: self.queue.clone(),
+            message_id: self.message_id.clone(),
+            task: self.task.clone(),
+            reason: self.reason.clone(),
+            error_kind: self.error_kind.clone(),
+            error: self.error.clone(),
+            attempts: self.attempts,
+            replays: self.replays,
+            first_failure: self.first_failure.map(format_time),
+            parked_at: self.parked_at.map(format_time),
+            host: self.host.clone(),
+        }
+    }
+
     /// Reads a delivery from a parking queue.
     pub fn from_delivery(queue: &str, delivery: &Delivery) -> ParkedMessage {
         let h = delivery.properties.headers();
@@ -100,22 +147,10 @@ impl ParkedMessage {
         line
     }
 
-    /// The message as JSON; `with_body` adds every header, the properties
+    /// The message as JSON: its [`row`](Self::row); `with_body` adds every header, the properties
     /// and the body (as JSON when it parses, else as text or hex).
     pub fn to_json(&self, with_body: bool) -> Value {
-        let mut v = json!({
-            "queue": self.queue,
-            "message_id": self.message_id,
-            "task": self.task,
-            "reason": self.reason,
-            "error_kind": self.error_kind,
-            "error": self.error,
-            "attempts": self.attempts,
-            "replays": self.replays,
-            "first_failure": self.first_failure.map(format_time),
-            "parked_at": self.parked_at.map(format_time),
-            "host": self.host,
-        });
+        let mut v = serde_json::to_value(self.row()).unwrap_or(Value::Null);
         if with_body {
             let p = &self.properties;
             v["properties"] = json!({
@@ -140,6 +175,29 @@ impl ParkedMessage {
             }
         }
         v
+    }
+
+    /// The body for a person: pretty-printed JSON when it parses as JSON,
+    /// else its text (invalid UTF-8 replaced) and its bytes in hex.
+    pub fn body_view(&self) -> BodyView {
+        match serde_json::from_slice::<Value>(&self.body) {
+            Ok(json) => BodyView::Json(
+                serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string()),
+            ),
+            Err(_) => BodyView::Raw {
+                text: String::from_utf8_lossy(&self.body).into_owned(),
+                hex: hex(&self.body),
+            },
+        }
+    }
+
+    /// Every header, values as JSON text, in the message's order.
+    pub fn header_lines(&self) -> Vec<(String, String)> {
+        self.properties
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.to_owned(), headers_to_json(&single(value)).to_string()))
+            .collect()
     }
 
     /// Every header and the body, for a person to read.
@@ -203,6 +261,20 @@ impl ParkedMessage {
         out.push('\n');
         out
     }
+}
+
+/// A parked message's body, as [`ParkedMessage::body_view`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyView {
+    /// The body parsed as JSON, pretty-printed.
+    Json(String),
+    /// A body that is not JSON.
+    Raw {
+        /// Its text, invalid UTF-8 replaced.
+        text: String,
+        /// Its bytes in hex.
+        hex: String,
+    },
 }
 
 fn single(value: HeaderValue) -> Headers {

@@ -26,6 +26,14 @@
 //! to the same queue before the original is acked, so a listing can never
 //! lose it (the copy moves to the queue's tail; nothing else changes).
 //!
+//! # Filtering and paging
+//!
+//! [`list`] reads the queue in order and keeps the messages a [`Filter`]
+//! lets through; a [`Page`] picks some of them. Without a filter it stops
+//! reading at the page's end; with one it reads the whole queue once, to
+//! count the matches. [`replay`] and [`delete`] take a [`Selection`]: every
+//! message, some ids, or every message a filter lets through.
+//!
 //! # Replaying
 //!
 //! A replayed copy goes to the task's work queue with the parked message's
@@ -37,10 +45,12 @@
 //! looks at the messages that were parked when it started, so a message
 //! that fails again and is parked anew is not replayed twice in one run.
 
+mod filter;
 mod message;
 mod peek;
 
-pub use message::ParkedMessage;
+pub use filter::{parse_time, Filter, Page};
+pub use message::{BodyView, ParkedMessage, Row};
 
 use std::collections::HashSet;
 
@@ -125,17 +135,32 @@ pub struct Listing {
     pub exists: bool,
     /// Messages in the queue when the listing started.
     pub total: u32,
-    /// The first `limit` of them, oldest first.
+    /// Messages the filter let through (all of them when the filter is
+    /// empty); `None` when the listing stopped before the queue's end (no
+    /// filter, or the queue grew meanwhile).
+    pub matching: Option<u32>,
+    /// The page asked for.
+    pub page: Page,
+    /// The page's messages, oldest first.
     pub messages: Vec<ParkedMessage>,
 }
 
-/// Which parked messages to replay.
+impl Listing {
+    /// How many messages match: counted, or the queue's depth without a filter.
+    pub fn matching_or_total(&self) -> u32 {
+        self.matching.unwrap_or(self.total)
+    }
+}
+
+/// Which parked messages to replay or delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
-    /// Every message parked when the replay starts.
+    /// Every message parked when the operation starts.
     All,
     /// The messages with these `message_id`s.
     Ids(Vec<String>),
+    /// Every message parked when the operation starts that the filter lets through.
+    Matching(Filter),
 }
 
 /// What a replay did.
@@ -150,23 +175,63 @@ pub struct ReplayReport {
     /// Why the replay stopped early; messages not yet replayed stay parked.
     pub error: Option<Error>,
 }
-/// Lists up to `limit` messages of a parking queue without removing any.
-pub async fn list(connector: &Connector, queue: &str, limit: usize) -> Result<Listing, Error> {
+
+/// What a delete did.
+#[derive(Debug, Default)]
+pub struct DeleteReport {
+    /// The parking queue.
+    pub queue: String,
+    /// Ids of the messages removed for good (`<no id>` for messages without one).
+    pub deleted: Vec<String>,
+    /// Requested ids that were not in the parking queue.
+    pub not_found: Vec<String>,
+    /// Why the delete stopped early; messages not yet deleted stay parked.
+    pub error: Option<Error>,
+}
+
+const NO_ID: &str = "<no id>";
+/// Lists the messages of a parking queue that `filter` lets through,
+/// the `page` of them, oldest first, without removing or reordering any.
+///
+/// `parked list` and the dashboard both list through this function.
+pub async fn list(
+    connector: &Connector,
+    queue: &str,
+    filter: &Filter,
+    page: Page,
+) -> Result<Listing, Error> {
     let conn = connector.connection().await?;
     let Some(depth) = inspect_queue(&conn, queue).await? else {
         return Ok(Listing {
             queue: queue.to_owned(),
             exists: false,
             total: 0,
+            matching: Some(0),
+            page,
             messages: Vec::new(),
         });
     };
+    let end = page.offset.saturating_add(page.limit);
     let mut peek = Peek::open(connector, &conn, queue, depth.messages).await?;
     let mut messages = Vec::new();
+    let mut matching = 0usize;
+    let mut read = 0u32;
     let mut failure = None;
-    while messages.len() < limit.min(depth.messages as usize) {
+    while read < depth.messages {
+        if filter.is_empty() && matching >= end {
+            break;
+        }
         match peek.next().await {
-            Ok(Some(d)) => messages.push(ParkedMessage::from_delivery(queue, &d)),
+            Ok(Some(d)) => {
+                read += 1;
+                let message = ParkedMessage::from_delivery(queue, &d);
+                if filter.matches(&message) {
+                    if (page.offset..end).contains(&matching) {
+                        messages.push(message);
+                    }
+                    matching += 1;
+                }
+            }
             Ok(None) => break,
             Err(e) => {
                 failure = Some(e);
@@ -181,6 +246,9 @@ pub async fn list(connector: &Connector, queue: &str, limit: usize) -> Result<Li
             queue: queue.to_owned(),
             exists: true,
             total: depth.messages,
+            matching: (read == depth.messages || !filter.is_empty())
+                .then(|| u32::try_from(matching).unwrap_or(u32::MAX)),
+            page,
             messages,
         }),
     }
@@ -263,23 +331,90 @@ pub async fn replay_with_progress(
     selection: &Selection,
     progress: &dyn Progress,
 ) -> Result<ReplayReport, Error> {
-    let queue = spec.parking.as_str();
-    let mut report = ReplayReport {
+    let publisher = Publisher::new(connector.clone());
+    let taken = take_selected(
+        connector,
+        &spec.parking,
+        selection,
+        progress,
+        Action::Replay {
+            publisher: &publisher,
+            spec,
+        },
+    )
+    .await?;
+    Ok(ReplayReport {
+        queue: spec.parking.clone(),
+        replayed: taken.done,
+        not_found: taken.not_found,
+        error: taken.error,
+    })
+}
+
+/// Removes the selected messages of a parking queue for good.
+///
+/// Like [`replay`], it reads only the messages parked when it started and
+/// acks (removes) each selected one; the others are returned in their
+/// order. Errors before any message was touched are returned; later ones
+/// stop the delete and are reported in [`DeleteReport::error`].
+pub async fn delete(
+    connector: &Connector,
+    queue: &str,
+    selection: &Selection,
+) -> Result<DeleteReport, Error> {
+    let taken = take_selected(connector, queue, selection, &NoProgress, Action::Delete).await?;
+    Ok(DeleteReport {
         queue: queue.to_owned(),
-        ..ReplayReport::default()
+        deleted: taken.done,
+        not_found: taken.not_found,
+        error: taken.error,
+    })
+}
+
+/// What [`take_selected`] does with each selected message.
+enum Action<'a> {
+    /// Publish a confirmed replay copy to the task's work queue, then ack.
+    Replay {
+        publisher: &'a Publisher,
+        spec: &'a TaskSpec,
+    },
+    /// Ack: the message is gone.
+    Delete,
+}
+
+/// What [`take_selected`] did.
+struct Taken {
+    done: Vec<String>,
+    not_found: Vec<String>,
+    error: Option<Error>,
+}
+
+/// Walks the messages parked in `queue` when it starts, once, and applies
+/// `action` to each one `selection` picks; returns the others in order.
+async fn take_selected(
+    connector: &Connector,
+    queue: &str,
+    selection: &Selection,
+    progress: &dyn Progress,
+    action: Action<'_>,
+) -> Result<Taken, Error> {
+    let mut taken = Taken {
+        done: Vec::new(),
+        not_found: Vec::new(),
+        error: None,
     };
     let mut wanted: Option<HashSet<&str>> = match selection {
-        Selection::All => None,
         Selection::Ids(ids) => Some(ids.iter().map(String::as_str).collect()),
+        Selection::All | Selection::Matching(_) => None,
     };
     let conn = connector.connection().await?;
     let Some(depth) = inspect_queue(&conn, queue).await? else {
         if let Some(w) = wanted {
-            report.not_found = w.into_iter().map(str::to_owned).collect();
+            taken.not_found = w.into_iter().map(str::to_owned).collect();
+            taken.not_found.sort();
         }
-        return Ok(report);
+        return Ok(taken);
     };
-    let publisher = Publisher::new(connector.clone());
     let mut peek = Peek::open(connector, &conn, queue, depth.messages).await?;
     progress.start(u64::from(depth.messages));
     for _ in 0..depth.messages {
@@ -290,49 +425,65 @@ pub async fn replay_with_progress(
             Ok(Some(d)) => d,
             Ok(None) => break,
             Err(e) => {
-                report.error = Some(e);
+                taken.error = Some(e);
                 break;
             }
         };
         let id = delivery.properties.message_id().map(str::to_owned);
-        if let Some(w) = wanted.as_mut() {
-            match id.as_deref() {
-                Some(i) if w.remove(i) => {}
-                _ => {
-                    progress.advance(1);
-                    continue;
-                }
+        let selected = match (selection, wanted.as_mut()) {
+            (_, Some(w)) => id.as_deref().is_some_and(|i| w.remove(i)),
+            (Selection::Matching(filter), None) => {
+                filter.matches(&ParkedMessage::from_delivery(queue, &delivery))
+            }
+            (_, None) => true,
+        };
+        if !selected {
+            progress.advance(1);
+            continue;
+        }
+        let shown = id.clone().unwrap_or_else(|| NO_ID.into());
+        if let Action::Replay { publisher, spec } = &action {
+            connector.wait_until_unblocked().await;
+            if let Err(e) = publisher.publish(replay_copy(&delivery, &spec.queue)).await {
+                taken.error = Some(e);
+                break;
             }
         }
-        connector.wait_until_unblocked().await;
-        if let Err(e) = publisher.publish(replay_copy(&delivery, &spec.queue)).await {
-            report.error = Some(e);
-            break;
-        }
         if let Err(e) = peek.ack(delivery.tag).await {
-            // The copy is in the work queue and the original stays parked:
-            // a duplicate, reported so a person can purge or ignore it.
-            report.error = Some(Error::ReplayLeftOriginal {
-                message_id: id.clone().unwrap_or_else(|| "<no id>".into()),
-                queue: queue.to_owned(),
-                source: Box::new(e),
+            taken.error = Some(match action {
+                // The copy is in the work queue and the original stays parked:
+                // a duplicate, reported so a person can purge or ignore it.
+                Action::Replay { .. } => {
+                    taken.done.push(shown.clone());
+                    progress.advance(1);
+                    Error::ReplayLeftOriginal {
+                        message_id: shown,
+                        queue: queue.to_owned(),
+                        source: Box::new(e),
+                    }
+                }
+                Action::Delete => e,
             });
-            report.replayed.push(id.unwrap_or_else(|| "<no id>".into()));
-            progress.advance(1);
             break;
         }
-        metrics::counter!(crate::metric_names::REPLAYED, "task" => spec.name).increment(1);
-        tracing::info!(task = spec.name, message_id = ?id, "replayed parked message to {}", spec.queue);
-        report.replayed.push(id.unwrap_or_else(|| "<no id>".into()));
+        match &action {
+            Action::Replay { spec, .. } => {
+                metrics::counter!(crate::metric_names::REPLAYED, "task" => spec.name).increment(1);
+                tracing::info!(task = spec.name, message_id = ?id, "replayed parked message to {}", spec.queue);
+            }
+            Action::Delete => {
+                tracing::warn!(queue, message_id = ?id, "deleted parked message");
+            }
+        }
+        taken.done.push(shown);
         progress.advance(1);
     }
     peek.finish().await;
     if let Some(w) = wanted {
-        let mut missing: Vec<String> = w.into_iter().map(str::to_owned).collect();
-        missing.sort();
-        report.not_found = missing;
+        taken.not_found = w.into_iter().map(str::to_owned).collect();
+        taken.not_found.sort();
     }
-    Ok(report)
+    Ok(taken)
 }
 
 /// Deletes every message of a parking queue; returns how many there were
