@@ -434,21 +434,11 @@ pub(crate) async fn message(
         }
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    let p = &m.properties;
-    let properties: Vec<(String, String)> = [
-        ("content_type", p.content_type().map(str::to_owned)),
-        ("content_encoding", p.content_encoding().map(str::to_owned)),
-        ("correlation_id", p.correlation_id().map(str::to_owned)),
-        ("reply_to", p.reply_to().map(str::to_owned)),
-        ("type", p.kind().map(str::to_owned)),
-        ("app_id", p.app_id().map(str::to_owned)),
-        ("priority", p.priority().map(|v| v.to_string())),
-        ("delivery_mode", p.delivery_mode().map(|v| v.to_string())),
-        ("timestamp", p.timestamp().map(crate::ops::format_time)),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| Some((k.to_owned(), v?)))
-    .collect();
+    let properties: Vec<(String, String)> = m
+        .shown_properties()
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
     let (body_json, body_text, body_hex) = match m.body_view() {
         BodyView::Json(pretty) => (Some(pretty), String::new(), String::new()),
         BodyView::Raw { text, hex } => (None, text, hex),

@@ -72,6 +72,27 @@ pub struct Row {
 }
 
 impl ParkedMessage {
+    /// The properties an operator is shown (`parked show` and the
+    /// dashboard's message page): those that are set, in a fixed order, as
+    /// text. Headers are shown apart.
+    pub fn shown_properties(&self) -> Vec<(&'static str, String)> {
+        let p = &self.properties;
+        [
+            ("content_type", p.content_type().map(str::to_owned)),
+            ("content_encoding", p.content_encoding().map(str::to_owned)),
+            ("correlation_id", p.correlation_id().map(str::to_owned)),
+            ("reply_to", p.reply_to().map(str::to_owned)),
+            ("type", p.kind().map(str::to_owned)),
+            ("app_id", p.app_id().map(str::to_owned)),
+            ("priority", p.priority().map(|v| v.to_string())),
+            ("delivery_mode", p.delivery_mode().map(|v| v.to_string())),
+            ("timestamp", p.timestamp().map(format_time)),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect()
+    }
+
     /// Its line in a listing.
     pub fn row(&self) -> Row {
         Row {
@@ -233,21 +254,8 @@ impl ParkedMessage {
             out.push_str(&format!("parked at:      {}\n", format_time(t)));
         }
         out.push_str("properties:\n");
-        let props = [
-            ("content_type", p.content_type().map(str::to_owned)),
-            ("content_encoding", p.content_encoding().map(str::to_owned)),
-            ("correlation_id", p.correlation_id().map(str::to_owned)),
-            ("reply_to", p.reply_to().map(str::to_owned)),
-            ("type", p.kind().map(str::to_owned)),
-            ("app_id", p.app_id().map(str::to_owned)),
-            ("priority", p.priority().map(|v| v.to_string())),
-            ("delivery_mode", p.delivery_mode().map(|v| v.to_string())),
-            ("timestamp", p.timestamp().map(format_time)),
-        ];
-        for (name, value) in props {
-            if let Some(value) = value {
-                out.push_str(&format!("  {name}: {value}\n"));
-            }
+        for (name, value) in self.shown_properties() {
+            out.push_str(&format!("  {name}: {value}\n"));
         }
         out.push_str("headers:\n");
         for (name, value) in p.headers().iter() {
