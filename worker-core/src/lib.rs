@@ -50,6 +50,7 @@
 //!   each delivery's span.
 
 pub mod backoff;
+pub mod breaker;
 pub mod broker;
 #[cfg(feature = "operator")]
 pub mod cli;
@@ -80,6 +81,8 @@ pub mod transport;
 pub mod worker;
 
 pub use backoff::Backoff;
+pub use breaker::parse::parse_breaker;
+pub use breaker::{BreakerPolicy, BreakerState};
 pub use connection::{ConnectionConfig, Connector};
 pub use duration::{format_duration, parse_duration, parse_rate};
 pub use error::{redact_url, Error};

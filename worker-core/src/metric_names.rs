@@ -74,6 +74,10 @@ pub const PERIODIC_NEXT_TICK: &str = "rabbit_worker_periodic_next_tick_seconds";
 pub const PERIODIC_TICKS: &str = "rabbit_worker_periodic_ticks_total";
 /// Replies to calls, by what they said.
 pub const REPLIES: &str = "rabbit_worker_replies_total";
+/// A task's circuit breaker: 0 closed, 1 half-open, 2 open.
+pub const BREAKER_STATE: &str = "rabbit_worker_breaker_state";
+/// Changes of a task's circuit breaker, by the state entered.
+pub const BREAKER_TRANSITIONS: &str = "rabbit_worker_breaker_transitions_total";
 
 const TASK_QUEUE: &[&str] = &["task", "queue"];
 const TASK_QUEUE_ROLE: &[&str] = &["task", "queue", "role"];
@@ -169,5 +173,17 @@ pub const METRICS: &[Metric] = &[
         kind: MetricKind::Counter,
         labels: &["task", "status"],
         help: "replies to calls (deliveries with `reply_to`): status `ok`, `failed`, `parked`, or `unsent` when the reply could not be published",
+    },
+    Metric {
+        name: BREAKER_STATE,
+        kind: MetricKind::Gauge,
+        labels: &["task"],
+        help: "the task's circuit breaker in this process: 0 closed (consuming), 1 half-open (one probe), 2 open (not consuming)",
+    },
+    Metric {
+        name: BREAKER_TRANSITIONS,
+        kind: MetricKind::Counter,
+        labels: &["task", "to"],
+        help: "changes of the task's circuit breaker, by the state entered: `open`, `half-open`, `closed`",
     },
 ];

@@ -144,4 +144,7 @@ pub struct Runtime {
     /// One start limiter per rate-limited task, shared by all its
     /// deliveries in this process.
     pub rates: Arc<crate::middleware::RateLimiters>,
+    /// One circuit breaker per task with a `breaker` option, shared by its
+    /// consumers in this process.
+    pub breakers: Arc<crate::breaker::Breakers>,
 }

@@ -256,6 +256,9 @@ pub struct TaskOptions {
     /// How fast this process may start the handler; `None` for no limit.
     /// Per process: see [`Rate`].
     pub rate: Option<Rate>,
+    /// The circuit breaker that pauses consuming while too many deliveries
+    /// fail transiently; `None` for none. See [`crate::breaker`].
+    pub breaker: Option<crate::breaker::BreakerPolicy>,
     /// The highest message priority the work queue honours; `None` for a
     /// queue without priorities. Classic queues get `x-max-priority`;
     /// quorum queues need a broker with quorum priorities (RabbitMQ 4.0+:
@@ -277,6 +280,7 @@ impl Default for TaskOptions {
             binding: None,
             max_body_bytes: 16 * 1024 * 1024,
             rate: None,
+            breaker: None,
             priority: None,
             limits: QueueLimits::default(),
         }

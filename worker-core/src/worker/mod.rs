@@ -24,6 +24,7 @@ use tower::util::BoxCloneSyncService;
 
 use consumer::{consume, QueueGroup, Session};
 
+use crate::breaker::Breakers;
 use crate::connection::{ConnectionConfig, Connector};
 use crate::error::{redact_url, Error};
 use crate::middleware::{default_stack, BoxJobService, HandlerService, RetryLayer};
@@ -109,6 +110,7 @@ pub struct Worker {
     prefetch_override: Option<u16>,
     concurrency_override: Option<usize>,
     periodic: Vec<crate::schedule::Periodic>,
+    breakers: Arc<Breakers>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -143,6 +145,7 @@ impl Worker {
             prefetch_override: None,
             concurrency_override: None,
             periodic: Vec::new(),
+            breakers: Arc::default(),
         }
     }
 
@@ -282,6 +285,12 @@ impl Worker {
         &self.publisher
     }
 
+    /// The circuit breakers of this worker's tasks (those with a `breaker`
+    /// option), for showing their states (`/readyz` lists them).
+    pub fn breakers(&self) -> Arc<Breakers> {
+        self.breakers.clone()
+    }
+
     /// The registered tasks' specs.
     pub fn specs(&self) -> Vec<Arc<TaskSpec>> {
         self.registrations.iter().map(|r| r.spec.clone()).collect()
@@ -345,6 +354,7 @@ impl Worker {
             shutdown: shutdown.clone(),
             health: Arc::new(Health::default()),
             rates: Arc::default(),
+            breakers: self.breakers.clone(),
         });
         let ready = runtime.health.subscribe();
         let schedulers = self
@@ -419,6 +429,7 @@ impl Worker {
                     prefetch,
                     concurrency: self.concurrency_override.unwrap_or(o.concurrency),
                     tasks: Arc::new(Tasks::empty()),
+                    breaker: self.breakers.get(&r.spec),
                 });
             let tasks = Arc::get_mut(&mut group.tasks).expect("not shared while grouping");
             if let Some(first) = tasks.specs().next() {
@@ -434,6 +445,15 @@ impl Worker {
                 }
             }
             tasks.push(r.spec.clone(), svc);
+            if let (Some(breaker), true) = (
+                tasks.specs().find(|s| s.options.breaker.is_some()),
+                tasks.specs().nth(1).is_some(),
+            ) {
+                return Err(Error::Config(format!(
+                    "task {} has a circuit breaker, which pauses its whole queue {}, but other tasks share that queue; give task {} its own queue",
+                    breaker.name, r.spec.queue, breaker.name
+                )));
+            }
         }
         Ok(by_queue.into_values().collect())
     }

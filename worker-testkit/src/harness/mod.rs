@@ -37,6 +37,7 @@ use tower::util::BoxCloneSyncService;
 use worker_core::__testkit::{
     check_state, dispatch, Health, Runtime, Shutdown, ShutdownTrigger, Tasks,
 };
+use worker_core::breaker::Breakers;
 use worker_core::middleware::{
     default_stack, BoxJobService, HandlerService, RateLimiters, RetryLayer,
 };
@@ -110,6 +111,9 @@ pub struct Harness<T: Task> {
     /// The rate limiters, shared by every run of this harness like a
     /// worker process shares them between deliveries.
     rates: Arc<RateLimiters>,
+    /// The circuit breakers, shared by every run of this harness like a
+    /// worker process shares them between deliveries.
+    breakers: Arc<Breakers>,
     next_tag: AtomicU64,
 }
 
@@ -157,6 +161,7 @@ impl<T: Task> Harness<T> {
             shutdown,
             health: Arc::new(Health::default()),
             rates: Arc::default(),
+            breakers: Arc::default(),
             next_tag: AtomicU64::new(1),
         }
     }
@@ -554,6 +559,7 @@ impl<T: Task> Harness<T> {
             shutdown: self.shutdown.clone(),
             health: self.health.clone(),
             rates: self.rates.clone(),
+            breakers: self.breakers.clone(),
         });
         (transport, runtime)
     }
