@@ -35,13 +35,15 @@
 //! # async fn demo() -> Result<(), worker_core::Error> {
 //! let (ready_tx, ready) = tokio::sync::watch::channel(false);
 //! let metrics = worker_core::http::prometheus().ok();
-//! let server = worker_core::http::serve("127.0.0.1:9464".parse().unwrap(), metrics, ready).await?;
+//! let breakers = std::sync::Arc::default(); // or Worker::breakers()
+//! let server = worker_core::http::serve("127.0.0.1:9464".parse().unwrap(), metrics, ready, breakers).await?;
 //! ready_tx.send_replace(true); // once the worker consumes
 //! println!("serving on http://{}", server.local_addr());
 //! server.shutdown().await;
 //! # Ok(()) }
 //! ```
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -60,6 +62,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::breaker::Breakers;
 use crate::error::Error;
 
 /// The largest request head read (hyper's smallest read buffer limit).
@@ -138,6 +141,7 @@ impl HttpServer {
 struct Endpoint {
     metrics: Option<PrometheusHandle>,
     ready: watch::Receiver<bool>,
+    breakers: Arc<Breakers>,
 }
 
 /// The endpoint's routes: `/metrics`, `/healthz` and `/readyz`, `404` for
@@ -148,9 +152,15 @@ struct Endpoint {
 /// yourself, or merge it into a larger router, when the endpoint shares a
 /// port with something else.
 ///
-/// `ready` drives `/readyz`; without `metrics`, `/metrics` answers `404`.
-pub fn router(metrics: Option<PrometheusHandle>, ready: watch::Receiver<bool>) -> Router {
-    probe_routes(metrics, ready)
+/// `ready` drives `/readyz`, whose body lists the state of every circuit
+/// breaker in `breakers` ([`Worker::breakers`](crate::Worker::breakers));
+/// without `metrics`, `/metrics` answers `404`.
+pub fn router(
+    metrics: Option<PrometheusHandle>,
+    ready: watch::Receiver<bool>,
+    breakers: Arc<Breakers>,
+) -> Router {
+    probe_routes(metrics, ready, breakers)
         .fallback(not_found)
         .layer(middleware::from_fn(get_and_head_only))
 }
@@ -158,12 +168,20 @@ pub fn router(metrics: Option<PrometheusHandle>, ready: watch::Receiver<bool>) -
 /// The three routes of [`router`] (`GET` and `HEAD` only, not cached),
 /// without a fallback: for merging into a router that has its own, as
 /// `run --http` does with the [dashboard](crate::dashboard).
-pub fn probe_routes(metrics: Option<PrometheusHandle>, ready: watch::Receiver<bool>) -> Router {
+pub fn probe_routes(
+    metrics: Option<PrometheusHandle>,
+    ready: watch::Receiver<bool>,
+    breakers: Arc<Breakers>,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
-        .with_state(Endpoint { metrics, ready })
+        .with_state(Endpoint {
+            metrics,
+            ready,
+            breakers,
+        })
         .layer(middleware::from_fn(get_and_head_only))
 }
 
@@ -177,13 +195,15 @@ fn busy() -> Router {
 /// Binds `addr` and serves `/metrics`, `/healthz` and `/readyz` in the background.
 ///
 /// `ready` drives `/readyz`; pass [`RunningWorker::readiness`](crate::worker::RunningWorker::readiness)
-/// or a channel you forward it into. Without `metrics`, `/metrics` answers `404`.
+/// or a channel you forward it into. `/readyz` lists the states of
+/// `breakers`. Without `metrics`, `/metrics` answers `404`.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Option<PrometheusHandle>,
     ready: watch::Receiver<bool>,
+    breakers: Arc<Breakers>,
 ) -> Result<HttpServer, Error> {
-    let server = bind(addr, router(metrics, ready), CONNECTION_TIMEOUT).await?;
+    let server = bind(addr, router(metrics, ready, breakers), CONNECTION_TIMEOUT).await?;
     tracing::info!(addr = %server.addr, "serving /metrics, /healthz and /readyz");
     Ok(server)
 }
@@ -294,15 +314,22 @@ async fn healthz() -> Response {
     text(StatusCode::OK, "ok\n")
 }
 
+/// `200` while ready, else `503`; the body says which, then lists every
+/// circuit breaker's state. An open breaker leaves the worker ready: the
+/// process is fine, and restarting it would not help.
 async fn readyz(State(endpoint): State<Endpoint>) -> Response {
-    if *endpoint.ready.borrow() {
-        text(StatusCode::OK, "ready\n")
+    let (status, mut body) = if *endpoint.ready.borrow() {
+        (StatusCode::OK, "ready\n".to_owned())
     } else {
-        text(
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: not connected to RabbitMQ or not consuming\n",
+            "not ready: not connected to RabbitMQ or not consuming\n".to_owned(),
         )
+    };
+    for (task, state) in endpoint.breakers.states() {
+        let _ = writeln!(body, "breaker {task}: {}", state.as_str());
     }
+    (status, body).into_response()
 }
 
 async fn render_metrics(State(endpoint): State<Endpoint>) -> Response {
@@ -335,13 +362,22 @@ mod tests {
 
     /// The status, `Allow` header and body `router` answers `method path` with.
     async fn call(ready: bool, method: &str, path: &str) -> (u16, Option<String>, String) {
+        call_with(ready, Arc::default(), method, path).await
+    }
+
+    async fn call_with(
+        ready: bool,
+        breakers: Arc<Breakers>,
+        method: &str,
+        path: &str,
+    ) -> (u16, Option<String>, String) {
         let (_tx, rx) = watch::channel(ready);
         let request = Request::builder()
             .method(method)
             .uri(path)
             .body(axum::body::Body::empty())
             .unwrap();
-        let response = router(None, rx).oneshot(request).await.unwrap();
+        let response = router(None, rx, breakers).oneshot(request).await.unwrap();
         let headers = response.headers();
         assert_eq!(
             headers[header::CACHE_CONTROL],
@@ -375,6 +411,34 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn readyz_lists_breakers_and_an_open_one_keeps_the_worker_ready() {
+        let breakers: Arc<Breakers> = Arc::default();
+        let options = crate::TaskOptions {
+            breaker: Some(crate::BreakerPolicy::in_a_row(1)),
+            ..crate::TaskOptions::default()
+        };
+        let fragile = crate::topology::TaskSpec::new("fragile", "fragile", options);
+        let plain = crate::topology::TaskSpec::new("plain", "plain", crate::TaskOptions::default());
+        assert!(breakers.get(&plain).is_none());
+        let breaker = breakers.get(&fragile).expect("a breaker");
+        let (status, _, body) = call_with(true, breakers.clone(), "GET", "/readyz").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "ready\nbreaker fragile: closed\n")
+        );
+
+        breaker.record(&crate::Outcome::Requeue);
+        let (status, _, body) = call_with(true, breakers.clone(), "GET", "/readyz").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "ready\nbreaker fragile: open\n")
+        );
+        let (status, _, body) = call_with(false, breakers, "GET", "/readyz").await;
+        assert_eq!(status, 503);
+        assert!(body.ends_with("breaker fragile: open\n"), "{body}");
+    }
+
     /// Sends `request` on a new connection; everything the server writes
     /// before it closes the connection.
     async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
@@ -391,7 +455,7 @@ mod tests {
     #[tokio::test]
     async fn malformed_requests_are_refused() {
         let (_ready_tx, ready) = watch::channel(true);
-        let server = serve("127.0.0.1:0".parse().unwrap(), None, ready)
+        let server = serve("127.0.0.1:0".parse().unwrap(), None, ready, Arc::default())
             .await
             .unwrap();
         let addr = server.local_addr();
@@ -411,7 +475,7 @@ mod tests {
     #[tokio::test]
     async fn idle_clients_never_starve_the_probes() {
         let (_ready_tx, ready) = watch::channel(true);
-        let server = serve("127.0.0.1:0".parse().unwrap(), None, ready)
+        let server = serve("127.0.0.1:0".parse().unwrap(), None, ready, Arc::default())
             .await
             .unwrap();
         let addr = server.local_addr();
@@ -441,7 +505,7 @@ mod tests {
     #[tokio::test]
     async fn head_end_is_found_with_either_line_ending() {
         let (_ready_tx, ready) = watch::channel(true);
-        let server = serve("127.0.0.1:0".parse().unwrap(), None, ready)
+        let server = serve("127.0.0.1:0".parse().unwrap(), None, ready, Arc::default())
             .await
             .unwrap();
         let addr = server.local_addr();

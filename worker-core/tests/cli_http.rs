@@ -71,9 +71,14 @@ fn free_port() -> SocketAddr {
 #[tokio::test]
 async fn responder_answers_probes_and_refuses_the_rest() {
     let (ready_tx, ready) = watch::channel(false);
-    let server = worker_core::http::serve("127.0.0.1:0".parse().unwrap(), None, ready)
-        .await
-        .unwrap();
+    let server = worker_core::http::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        ready,
+        Default::default(),
+    )
+    .await
+    .unwrap();
     let addr = server.local_addr();
 
     let (status, response) = get(addr, "/healthz").await;

@@ -472,6 +472,17 @@ fn option_statements(args: &TaskArgs, krate: &TokenStream) -> Vec<TokenStream> {
         });),
         );
     }
+    if let Some(rule) = &args.breaker {
+        let percent = Literal::u8_unsuffixed(rule.value.0);
+        let window = Literal::u32_unsuffixed(rule.value.1);
+        let cooldown = args.breaker_cooldown.as_ref().map(|c| {
+            let c = duration(c.value);
+            quote!(.cooldown(#c))
+        });
+        out.push(quote!(options.breaker = ::core::option::Option::Some(
+            #krate::BreakerPolicy::share(#percent, #window)#cooldown
+        );));
+    }
     if let Some(n) = &args.prefetch {
         let n = Literal::u16_unsuffixed(n.value);
         out.push(quote!(options.prefetch = #n;));

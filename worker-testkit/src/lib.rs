@@ -122,5 +122,5 @@ mod delivery;
 mod harness;
 
 pub use delivery::DeliveryBuilder;
-pub use harness::{HandlerRun, Harness, ParkedCopy, Report, RunEnd, HARNESS_REPLY_TO};
+pub use harness::{HandlerRun, Harness, Offer, ParkedCopy, Report, RunEnd, HARNESS_REPLY_TO};
 pub use mock::{MockHandle, MockTransport};

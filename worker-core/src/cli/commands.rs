@@ -234,7 +234,11 @@ async fn run(
                         .read_only(args.dashboard.read_only)
                         .metrics(metrics.clone())
                         .router()
-                        .merge(crate::http::probe_routes(metrics, ready_rx));
+                        .merge(crate::http::probe_routes(
+                            metrics,
+                            ready_rx,
+                            worker.breakers(),
+                        ));
                     let what = "the dashboard, /metrics, /healthz and /readyz";
                     Some(crate::http::serve_router(addr, routes, what).await?)
                 }
@@ -242,7 +246,7 @@ async fn run(
                     // Probes keep working where they always did; without
                     // a token the dashboard stays off.
                     tracing::warn!("dashboard not served: {e}");
-                    Some(crate::http::serve(addr, metrics, ready_rx).await?)
+                    Some(crate::http::serve(addr, metrics, ready_rx, worker.breakers()).await?)
                 }
             }
         }
@@ -770,6 +774,11 @@ fn tasks_table(specs: &[Arc<TaskSpec>], periodic: &[crate::schedule::Periodic]) 
             out.pop();
             let _ = writeln!(out, " {queue_options}");
         }
+        if let Some(b) = o.breaker {
+            out.pop();
+            let cooldown = format_duration(b.cooldown);
+            let _ = writeln!(out, " breaker=\"{b}\" breaker_cooldown={cooldown}");
+        }
     }
     for p in periodic {
         let _ = writeln!(
@@ -816,6 +825,20 @@ mod tests {
         assert!(!lines[0].contains("priority"), "{table}");
         assert!(
             lines[1].ends_with(" priority=10 max_length=1000 overflow=drop-head message_ttl=10m"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn tasks_shows_a_breaker_with_its_cooldown() {
+        let options = TaskOptions {
+            breaker: Some(crate::BreakerPolicy::in_a_row(5).cooldown(Duration::from_secs(90))),
+            ..TaskOptions::default()
+        };
+        let guarded = TaskSpec::new("guarded", "g", options);
+        let table = tasks_table(&[Arc::new(guarded)], &[]);
+        assert!(
+            table.ends_with(" rate=- breaker=\"5 in a row\" breaker_cooldown=90s\n"),
             "{table}"
         );
     }

@@ -3,6 +3,7 @@
 //! on (read by redeclaring it with the arguments the code would use, as
 //! `topology check` does).
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +68,10 @@ pub struct TaskStatus {
     pub tiers: Vec<(Duration, QueueState)>,
     /// The parking queue.
     pub parking: QueueState,
+    /// The task's circuit breaker rule, when it has one. Its state lives
+    /// in each worker process (their `/readyz`); a queue whose consumers
+    /// are all paused by it shows 0 consumers.
+    pub breaker: Option<crate::BreakerPolicy>,
 }
 
 impl TaskStatus {
@@ -90,6 +95,7 @@ impl TaskStatus {
                 v["delay"] = json!(format_duration(*d));
                 v
             }).collect::<Vec<_>>(),
+            "breaker": self.breaker.map(|b| b.to_string()),
         })
     }
 }
@@ -142,6 +148,7 @@ pub async fn status(connector: &Connector, specs: &[Arc<TaskSpec>]) -> Result<St
             quarantine: quarantine.expect(planned),
             tiers,
             parking: parking.expect(planned),
+            breaker: spec.options.breaker,
         });
     }
     Ok(Status {
@@ -256,6 +263,17 @@ pub fn render_table(status: &Status) -> String {
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
+    for row in rows {
+        if let Some(breaker) = row.breaker {
+            let paused = row.work.depth.is_some_and(|d| d.consumers == 0);
+            let note = if paused {
+                ": no consumer now, maybe paused by an open breaker (each worker's /readyz says)"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "{}: circuit breaker \"{breaker}\"{note}", row.task);
+        }
+    }
     out
 }
 
@@ -300,6 +318,7 @@ mod tests {
                 }),
                 delivery_limit: Some(DeliveryLimit::Unlimited),
             },
+            breaker: Some(crate::BreakerPolicy::share(50, 20)),
         }];
         let status = Status {
             broker: Capabilities::of(Version::new(4, 0, 5)),
@@ -313,10 +332,15 @@ mod tests {
             lines[2].contains("5      unlimited      10s=missing"),
             "{table}"
         );
+        assert_eq!(
+            lines[3], "send_email: circuit breaker \"50%/20\"",
+            "{table}"
+        );
         assert!(status.tasks[0].has_missing());
         let json = status.to_json();
         assert_eq!(json["version"], "4.0.5");
         assert_eq!(json["tasks"][0]["parked"]["messages"], 3);
         assert_eq!(json["tasks"][0]["parked"]["delivery_limit"], "unlimited");
+        assert_eq!(json["tasks"][0]["breaker"], "50%/20");
     }
 }

@@ -125,6 +125,7 @@ pub(crate) async fn consume(
         breaker: group.breaker.clone(),
         source: source.clone(),
         stop,
+        permits: Arc::new(Semaphore::new(source.concurrency.max(1))),
         running: JoinSet::new(),
         tags: HashMap::new(),
         returned: 0,
@@ -182,6 +183,9 @@ struct Run {
     breaker: Option<Arc<Breaker>>,
     source: Source,
     stop: Shutdown,
+    /// One per handler that may run at once (the source's concurrency),
+    /// kept across pauses so that handlers still running count.
+    permits: Arc<Semaphore>,
     running: JoinSet<()>,
     tags: HashMap<tokio::task::Id, u64>,
     /// Deliveries returned unstarted when a consumer was cancelled.
@@ -232,7 +236,7 @@ impl Run {
             announce(started);
         }
         let mut state = self.breaker.as_ref().map(|b| b.subscribe());
-        let permits = Arc::new(Semaphore::new(source.concurrency.max(1)));
+        let permits = self.permits.clone();
 
         // A delivery is taken from the consumer only once a handler slot is
         // free, and every wait in this loop also watches for the stop signal:

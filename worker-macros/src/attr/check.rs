@@ -17,6 +17,7 @@ use proc_macro2::Span;
 use syn::LitStr;
 
 use super::{Entry, Key, Parsed, QueueKind, Spanned, TaskArgs, Unclassified, Value};
+use crate::breaker_rule::parse_breaker;
 use crate::duration::{parse_duration, parse_rate};
 
 /// The longest name AMQP accepts for a queue, an exchange, a routing key or a header.
@@ -250,6 +251,24 @@ fn check_one(entry: &Entry, args: &mut TaskArgs, errors: &mut Errors) {
                 Err(msg) => errors.push(lit.span(), format_args!("`rate`: {msg}")),
             }
         }
+        Key::Breaker => {
+            let lit = str_value(entry);
+            match parse_breaker(&lit.value()) {
+                Ok(rule) => args.breaker = Some(Spanned::new(rule, lit.span())),
+                Err(msg) => errors.push(lit.span(), format_args!("`breaker`: {msg}")),
+            }
+        }
+        Key::BreakerCooldown => {
+            let lit = str_value(entry);
+            match duration_value(lit, entry.key, errors) {
+                Some(d) if d.is_zero() => errors.push(
+                    lit.span(),
+                    "`breaker_cooldown` must be longer than zero, or the breaker would probe at once after opening: write `breaker_cooldown = \"30s\"`",
+                ),
+                Some(d) => args.breaker_cooldown = Some(Spanned::new(d, lit.span())),
+                None => {}
+            }
+        }
         Key::Prefetch => {
             // The quorum limit is checked later, once queue_type is known.
             args.prefetch = int_value::<u16>(entry, errors, 1, u16::MAX);
@@ -457,6 +476,16 @@ fn check_together(given: &Given<'_>, args: &mut TaskArgs, errors: &mut Errors) {
             ),
         );
     }
+    if let (Some(cooldown), false) = (given.get(Key::BreakerCooldown), has(Key::Breaker)) {
+        errors.push(
+            cooldown.key_span,
+            format_args!(
+                "`breaker_cooldown` is how long a circuit breaker stays open, and this task has no breaker: add `{}` or remove `breaker_cooldown`",
+                Key::Breaker.example()
+            ),
+        );
+        args.breaker_cooldown = None;
+    }
     if has(Key::Retries) && has(Key::MaxAttempts) {
         // Point at whichever of the two comes second in the attribute.
         let later = given
@@ -520,6 +549,8 @@ mod tests {
             tiers = ["10s", "1m"],
             timeout = "30s",
             rate = "30/m",
+            breaker = "50%/20",
+            breaker_cooldown = "2s",
             prefetch = 20,
             concurrency = 4,
             queue_type = "classic",
@@ -546,6 +577,8 @@ mod tests {
         );
         assert_eq!(args.timeout.unwrap().value, Duration::from_secs(30));
         assert_eq!(args.rate.unwrap().value, (30, Duration::from_secs(60)));
+        assert_eq!(args.breaker.unwrap().value, (50, 20));
+        assert_eq!(args.breaker_cooldown.unwrap().value, Duration::from_secs(2));
         assert_eq!(args.prefetch.unwrap().value, 20);
         assert_eq!(args.concurrency.unwrap().value, 4);
         assert_eq!(args.queue_type.unwrap().value, QueueKind::Classic);
@@ -596,6 +629,16 @@ mod tests {
             (quote!(rate = "0/s"), "would never start"),
             (quote!(rate = "abc"), "invalid rate"),
             (quote!(rate = "10/h"), "invalid rate unit"),
+            (quote!(breaker = "0%/20"), "from 1% to 100%"),
+            (quote!(breaker = "101%/20"), "from 1% to 100%"),
+            (quote!(breaker = "50%/0"), "from 1 to 1000"),
+            (quote!(breaker = "0 in a row"), "from 1 to 1000"),
+            (quote!(breaker = "often"), "invalid breaker rule"),
+            (
+                quote!(breaker = "50%/20", breaker_cooldown = "0s"),
+                "longer than zero",
+            ),
+            (quote!(breaker_cooldown = "10s"), "has no breaker"),
             (quote!(every = "soon"), "`every`: invalid duration"),
             (quote!(every = "500ms"), "whole seconds, at least one"),
             (

@@ -57,6 +57,8 @@ macro_rules! with_keys {
             tiers => Tiers, List, "tiers = [\"10s\", \"1m\", \"10m\"]";
             timeout => Timeout, Str, "timeout = \"30s\"";
             rate => Rate, Str, "rate = \"100/s\"";
+            breaker => Breaker, Str, "breaker = \"50%/20\"";
+            breaker_cooldown => BreakerCooldown, Str, "breaker_cooldown = \"30s\"";
             prefetch => Prefetch, Int, "prefetch = 50";
             concurrency => Concurrency, Int, "concurrency = 8";
             queue_type => QueueType, Str, "queue_type = \"classic\"";
@@ -302,6 +304,10 @@ pub(crate) struct TaskArgs {
     pub(crate) timeout: Option<Spanned<Duration>>,
     /// `rate`: starts per period.
     pub(crate) rate: Option<Spanned<(u32, Duration)>>,
+    /// `breaker`: the share of failures in percent and the window.
+    pub(crate) breaker: Option<Spanned<(u8, u32)>>,
+    /// `breaker_cooldown` (only with `breaker`).
+    pub(crate) breaker_cooldown: Option<Spanned<Duration>>,
     /// `prefetch`.
     pub(crate) prefetch: Option<Spanned<u16>>,
     /// `concurrency`.
@@ -335,6 +341,7 @@ impl TaskArgs {
             || self.tiers.is_some()
             || self.timeout.is_some()
             || self.rate.is_some()
+            || self.breaker.is_some()
             || self.prefetch.is_some()
             || self.concurrency.is_some()
             || self.queue_type.is_some()

@@ -23,8 +23,10 @@
 //! unless [`Harness::seed`] says otherwise), so a run is reproducible.
 
 mod count;
+mod offer;
 mod report;
 
+pub use offer::Offer;
 pub use report::{HandlerRun, ParkedCopy, Report, RunEnd};
 
 use std::fmt;
@@ -658,7 +660,7 @@ impl<T: Task> Harness<T> {
     /// # }
     /// ```
     pub async fn call(&self, payload: &T::Payload) -> Report {
-        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+        let tag = self.next_tag();
         let delivery = DeliveryBuilder::for_task::<T>(payload)
             .tag(tag)
             .reply_to(HARNESS_REPLY_TO)
@@ -693,8 +695,13 @@ impl<T: Task> Harness<T> {
     /// # }
     /// ```
     pub async fn run_payload(&self, payload: &T::Payload) -> Report {
-        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+        let tag = self.next_tag();
         self.run(DeliveryBuilder::for_task::<T>(payload).tag(tag).build())
             .await
+    }
+
+    /// The next free delivery tag (1, 2, ...).
+    fn next_tag(&self) -> u64 {
+        self.next_tag.fetch_add(1, Ordering::Relaxed)
     }
 }

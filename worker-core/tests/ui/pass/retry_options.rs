@@ -10,6 +10,8 @@ use worker_core::{task, FailureKind, QueueType, Task, TaskError};
     tiers = ["10s", "1m", "10m"],
     timeout = "2m",
     rate = "30/m",
+    breaker = "50%/20",
+    breaker_cooldown = "2s",
     prefetch = 20,
     concurrency = 4,
     queue_type = "quorum",
@@ -47,6 +49,10 @@ fn main() {
     );
     assert_eq!(o.timeout, Some(Duration::from_secs(120)));
     assert_eq!(o.rate, Some(worker_core::Rate::per_minute(30)));
+    assert_eq!(
+        o.breaker,
+        Some(worker_core::BreakerPolicy::share(50, 20).cooldown(Duration::from_secs(2)))
+    );
     assert_eq!(o.prefetch, 20);
     assert_eq!(o.concurrency, 4);
     assert_eq!(o.queue_type, QueueType::Quorum);
