@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use worker_core::breaker::BreakerState;
 use worker_core::{
     BreakerPolicy, Publisher, RetryPolicy, Task, TaskContext, TaskError, TaskOptions,
@@ -80,24 +78,6 @@ impl Task for Steady {
     }
 }
 
-/// Messages ready in `queue` and its consumers, read by a passive declare.
-async fn ready_and_consumers(conn: &lapin::Connection, queue: &str) -> (u32, u32) {
-    let ch = conn.create_channel().await.unwrap();
-    let q = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"));
-    let _ = ch.close(200, "done".into()).await;
-    (q.message_count(), q.consumer_count())
-}
-
 async fn enqueue_all<T: Task<Payload = String>>(publisher: &Publisher, payloads: &[String]) {
     for p in payloads {
         publisher
@@ -145,7 +125,7 @@ async fn an_open_breaker_leaves_the_backlog_in_the_broker_until_the_probe_succee
     enqueue_all::<Fragile>(&publisher, &trips).await;
     state_becomes(&mut state, BreakerState::Open, "the breaker opens").await;
     support::eventually(WAIT, "no consumer on the fragile queue", || async {
-        ready_and_consumers(&conn, FRAGILE).await.1 == 0
+        support::ready_and_consumers(&conn, FRAGILE).await.1 == 0
     })
     .await;
 
@@ -158,7 +138,7 @@ async fn an_open_breaker_leaves_the_backlog_in_the_broker_until_the_probe_succee
         world.steady.lock().unwrap().len() == 5
     })
     .await;
-    let untouched = ready_and_consumers(&conn, FRAGILE).await;
+    let untouched = support::ready_and_consumers(&conn, FRAGILE).await;
     assert_eq!(
         breaker.state(),
         BreakerState::Open,
@@ -197,7 +177,7 @@ async fn an_open_breaker_leaves_the_backlog_in_the_broker_until_the_probe_succee
         handled.iter().all(|(_, attempt)| *attempt == 1),
         "{handled:?}"
     );
-    assert_eq!(ready_and_consumers(&conn, FRAGILE).await.0, 0);
+    assert_eq!(support::ready_and_consumers(&conn, FRAGILE).await.0, 0);
     let parked = support::drain(&conn, &format!("{FRAGILE}.parking")).await;
     let mut parked: Vec<(String, Option<String>)> = parked
         .iter()

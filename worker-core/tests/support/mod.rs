@@ -80,6 +80,11 @@ pub async fn delete_queues(names: &[&str]) {
 
 /// Messages ready in a queue.
 pub async fn depth(conn: &Connection, queue: &str) -> u32 {
+    ready_and_consumers(conn, queue).await.0
+}
+
+/// Messages ready in a queue and its consumers, by a passive declare.
+pub async fn ready_and_consumers(conn: &Connection, queue: &str) -> (u32, u32) {
     let ch = conn.create_channel().await.unwrap();
     let q = ch
         .queue_declare(
@@ -92,7 +97,7 @@ pub async fn depth(conn: &Connection, queue: &str) -> u32 {
         )
         .await
         .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"));
-    q.message_count()
+    (q.message_count(), q.consumer_count())
 }
 
 /// Takes every message from a queue (acking them).
