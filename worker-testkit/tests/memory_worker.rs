@@ -391,3 +391,111 @@ async fn a_real_clock_broker_expires_by_wall_time() {
         DeathReason::Expired
     );
 }
+
+/// Whether the guarded task's downstream is down.
+#[derive(Clone, Default)]
+struct Downstream(Arc<std::sync::atomic::AtomicBool>);
+
+/// A task with a circuit breaker: fails transiently while its downstream
+/// is down.
+struct Guarded;
+
+impl Task for Guarded {
+    type Payload = String;
+    const NAME: &'static str = "mem.guarded";
+    const QUEUE: &'static str = "mem.guarded";
+
+    fn options(&self) -> TaskOptions {
+        TaskOptions {
+            retry: RetryPolicy::none(),
+            breaker: Some(worker_core::BreakerPolicy::in_a_row(2).cooldown(Duration::from_secs(1))),
+            ..TaskOptions::default()
+        }
+    }
+
+    async fn run(&self, ctx: TaskContext, id: String) -> Result<(), TaskError> {
+        let down = ctx.state::<Downstream>().expect("Downstream state");
+        if down.0 .0.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(TaskError::transient("downstream is down"));
+        }
+        ctx.state::<Seen>()
+            .expect("Seen state")
+            .done
+            .lock()
+            .unwrap()
+            .push(id);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_breaker_cancels_the_consumer_and_a_probe_resumes_it() {
+    use worker_core::breaker::BreakerState;
+
+    let broker = MemoryBroker::start().await;
+    let (seen, down) = (Seen::default(), Downstream::default());
+    down.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    let worker = Worker::new(Connector::new(ConnectionConfig::new(broker.url())))
+        .register(Guarded)
+        .state(seen.clone())
+        .state(down.clone())
+        .config(WorkerConfig {
+            settle_wait: Duration::from_millis(10),
+            ..WorkerConfig::default()
+        });
+    let breaker = worker
+        .breakers()
+        .get(&worker.specs()[0])
+        .expect("a breaker");
+    let publisher = worker.publisher().clone();
+    let running = worker.start().await.expect("the worker starts");
+    let queue = Guarded::QUEUE;
+    eventually("the worker consumes", || {
+        let n = broker.consumer_count(queue);
+        async move { n == 1 }
+    })
+    .await;
+
+    for id in ["trip-1", "trip-2"] {
+        publisher.enqueue::<Guarded>(&id.to_owned()).await.unwrap();
+    }
+    eventually("the breaker opens and cancels the consumer", || {
+        let paused = breaker.state() == BreakerState::Open && broker.consumer_count(queue) == 0;
+        async move { paused }
+    })
+    .await;
+    for n in 0..5 {
+        publisher
+            .enqueue::<Guarded>(&format!("b-{n}"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        broker.queue_depth(queue),
+        5,
+        "the backlog stays in the queue"
+    );
+    assert_eq!(broker.unacked_count(queue), 0, "and none was taken");
+    assert_eq!(
+        breaker.state(),
+        BreakerState::Open,
+        "still within the cool-down"
+    );
+
+    down.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    eventually(
+        "the probe closed the breaker and the backlog drained",
+        || {
+            let done = seen.done().len() == 5 && broker.consumer_count(queue) == 1;
+            async move { done }
+        },
+    )
+    .await;
+    assert_eq!(breaker.state(), BreakerState::Closed);
+    assert_eq!(
+        broker.queue_depth(&format!("{queue}.parking")),
+        2,
+        "the trips"
+    );
+    running.shutdown().await.unwrap();
+}
