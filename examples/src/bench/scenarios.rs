@@ -110,20 +110,6 @@ impl Bench<'_> {
         }
     }
 
-    /// [`consume_shaped`](Bench::consume_shaped) with ~100-byte bodies, a
-    /// no-op handler and the configured prefetch.
-    async fn consume(
-        &mut self,
-        scenario: &str,
-        side: Side,
-        mode: Mode,
-        n: u64,
-        latency_rate: Option<f64>,
-    ) -> Result<ChildResult, BenchError> {
-        self.consume_shaped(scenario, side, mode, n, latency_rate, Shape::default())
-            .await
-    }
-
     /// The spec of a child for `side` handling `n` messages.
     pub(crate) fn child_spec(&self, side: Side, mode: Mode, n: u64, shape: Shape) -> ChildSpec {
         ChildSpec {
@@ -142,10 +128,11 @@ impl Bench<'_> {
         }
     }
 
-    /// Pre-fills (or, for latency, publishes at a fixed rate) `n` messages,
-    /// lets a child consume them, and checks that every message was
+    /// Pre-fills (or, for latency, publishes at a fixed rate) `n` messages
+    /// of the `shape` (`Shape::default()`: ~100-byte bodies, a no-op
+    /// handler, the configured prefetch), lets a child consume them, and checks that every message was
     /// resolved exactly once and that the queues hold what they should.
-    pub(crate) async fn consume_shaped(
+    pub(crate) async fn consume(
         &mut self,
         scenario: &str,
         side: Side,
@@ -230,7 +217,9 @@ impl Bench<'_> {
         let mut cpu_naive = Figure::naive("CPU per message vs naive loop".to_owned(), "us", false);
         for rep in 0..self.cfg.reps {
             for side in self.sides(naive) {
-                let r = self.consume("drain", side, Mode::Clean, n, None).await?;
+                let r = self
+                    .consume("drain", side, Mode::Clean, n, None, Shape::default())
+                    .await?;
                 eprintln!(
                     "  drain rep {}/{} {side:?}: {:.0} msg/s, {:.1} us CPU/msg, peak RSS {} KiB",
                     rep + 1,
@@ -285,7 +274,14 @@ impl Bench<'_> {
         for rep in 0..self.cfg.reps {
             for side in self.sides(false) {
                 let r = self
-                    .consume("latency", side, Mode::Clean, n, Some(rate))
+                    .consume(
+                        "latency",
+                        side,
+                        Mode::Clean,
+                        n,
+                        Some(rate),
+                        Shape::default(),
+                    )
                     .await?;
                 let l = r.latency.ok_or("latency child reported no latencies")?;
                 eprintln!(
@@ -313,7 +309,7 @@ impl Bench<'_> {
             for rep in 0..self.cfg.reps {
                 for side in self.sides(false) {
                     let r = self
-                        .consume("memory", side, Mode::Clean, size, None)
+                        .consume("memory", side, Mode::Clean, size, None, Shape::default())
                         .await?;
                     let mib = r.peak_rss_kb as f64 / 1024.0;
                     eprintln!(
@@ -341,7 +337,9 @@ impl Bench<'_> {
             let mut fig = Figure::new(format!("{n} msgs, {label}"), "msg/s", true);
             for rep in 0..self.cfg.reps {
                 for side in self.sides(false) {
-                    let r = self.consume("failure", side, mode, n, None).await?;
+                    let r = self
+                        .consume("failure", side, mode, n, None, Shape::default())
+                        .await?;
                     eprintln!(
                         "  failure {mode:?} rep {}/{} {side:?}: {:.0} msg/s, {:.1} us CPU/msg",
                         rep + 1,

@@ -50,7 +50,7 @@ impl Bench<'_> {
         for rep in 0..self.cfg.reps {
             for side in [Side::Framework, Side::Lapin] {
                 let r = self
-                    .consume_shaped("io", side, Mode::Clean, n, None, shape)
+                    .consume("io", side, Mode::Clean, n, None, shape)
                     .await?;
                 eprintln!(
                     "  io rep {}/{} {side:?}: {:.0} msg/s ({:.2} of the bound), {:.1} us CPU/msg",
@@ -138,7 +138,7 @@ impl Bench<'_> {
             for rep in 0..self.cfg.reps {
                 for side in [Side::Framework, Side::Lapin] {
                     let r = self
-                        .consume_shaped("bodies", side, Mode::Clean, n, None, shape)
+                        .consume("bodies", side, Mode::Clean, n, None, shape)
                         .await?;
                     let mib = r.rate() * bytes as f64 / f64::from(1 << 20);
                     let peak = r.peak_rss_kb as f64 / 1024.0;
