@@ -10,7 +10,7 @@ use super::report::{Figure, Summary};
 use super::BenchError;
 
 /// Pixels left of the plot for the row labels.
-const LABEL_WIDTH: u32 = 640;
+const LABEL_WIDTH: u32 = 760;
 /// Pixels per row.
 const ROW_HEIGHT: u32 = 26;
 
