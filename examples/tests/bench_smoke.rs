@@ -16,6 +16,12 @@ async fn quick_bench_counts_every_message_on_both_sides() {
     cfg.batch = 100;
     cfg.memory_sizes = vec![300, 600];
     cfg.rpc_calls = 200;
+    cfg.io_messages = 300;
+    cfg.enqueue_callers = 10;
+    cfg.enqueue_per_caller = 20;
+    cfg.bodies = vec![(50, 64 << 10), (200, 4 << 10)];
+    let chart = std::env::temp_dir().join(format!("bench-smoke-{}.svg", std::process::id()));
+    cfg.chart = Some(chart.clone());
     cfg.naive = true;
     cfg.threads = Some(2);
     cfg.exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_bench")));
@@ -23,11 +29,13 @@ async fn quick_bench_counts_every_message_on_both_sides() {
     let report = run(&cfg).await.unwrap_or_else(|e| {
         panic!(
             "the quick bench must complete against RabbitMQ at {} (start it or set AMQP_URL): {e}",
-            worker_core::redact_url(&cfg.url)
+            worker_core::redact_url(&cfg.urls[0])
         )
     });
 
-    for scenario in ["drain", "latency", "publish", "memory", "failure", "rpc"] {
+    for scenario in [
+        "drain", "latency", "publish", "memory", "failure", "rpc", "io", "enqueue", "bodies",
+    ] {
         for side in [Side::Framework, Side::Lapin] {
             assert!(
                 report
@@ -70,4 +78,31 @@ async fn quick_bench_counts_every_message_on_both_sides() {
         assert_eq!(f.baseline.len(), 1, "{}", f.name);
     }
     assert!(report.render().contains("framework / baseline"));
+    let broker = &report.machine.brokers[0];
+    assert!(broker.starts_with("RabbitMQ "), "{broker}");
+    assert!(report.figures.iter().all(|f| &f.broker == broker));
+    for name in [
+        "io: 300 tasks x 20 ms sleep, concurrency 200: throughput",
+        "enqueue 200 from 10 tasks x 20 (await each confirm): throughput",
+        "drain 50 x 64 KiB: peak RSS",
+        "drain 200 x 4 KiB: bytes",
+    ] {
+        assert!(
+            report.figures.iter().any(|f| f.name == name),
+            "no figure {name:?}"
+        );
+    }
+
+    // The chart: an SVG with both series and a row per figure.
+    let svg = std::fs::read_to_string(&chart).expect("the bench draws the chart it was asked for");
+    std::fs::remove_file(&chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(["framework", "raw lapin"]
+        .iter()
+        .all(|series| svg.lines().any(|l| l.trim() == *series)));
+    let version = broker.trim_start_matches("RabbitMQ ");
+    for f in &report.figures {
+        let row = format!("{version} | {} ({}", f.name, f.unit);
+        assert!(svg.contains(&row), "no chart row {row:?}");
+    }
 }

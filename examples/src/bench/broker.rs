@@ -12,11 +12,15 @@ use tokio::sync::Mutex;
 use worker_core::broker::{probe_version, Capabilities};
 use worker_core::topology::TaskSpec;
 
-use super::payload::{body, raw_publish, Mode};
+use super::payload::{body, body_padded, padding, raw_publish, Mode};
 use super::{procfs, BenchError, SLOTS, SLOT_QUEUES};
 
 /// Messages published before their confirms are awaited, when pre-filling.
 const FILL_WINDOW: u64 = 5_000;
+
+/// Body bytes published before their confirms are awaited, when
+/// pre-filling big bodies (keeps the broker clear of its memory alarm).
+const FILL_WINDOW_BYTES: u64 = 64 << 20;
 
 /// The parent's connection: administration and pre-filling.
 pub(crate) struct Admin {
@@ -143,15 +147,24 @@ impl Admin {
         Ok(())
     }
 
-    /// Publishes messages `0..n` to `queue` (persistent, mandatory,
-    /// confirmed), `FILL_WINDOW` at a time.
-    pub(crate) async fn fill(&self, queue: &str, n: u64) -> Result<(), BenchError> {
+    /// Publishes messages `0..n` of about `body_bytes` each to `queue`
+    /// (persistent, mandatory, confirmed), `FILL_WINDOW` (or
+    /// `FILL_WINDOW_BYTES`) at a time.
+    pub(crate) async fn fill(
+        &self,
+        queue: &str,
+        n: u64,
+        body_bytes: usize,
+    ) -> Result<(), BenchError> {
+        let pad = padding(body_bytes);
+        let window = (FILL_WINDOW_BYTES / pad.len().max(1) as u64).clamp(1, FILL_WINDOW);
         let mut seq = 0;
         while seq < n {
-            let end = (seq + FILL_WINDOW).min(n);
+            let end = (seq + window).min(n);
             let mut confirms = Vec::with_capacity((end - seq) as usize);
             for s in seq..end {
-                confirms.push(self.send(queue, s, procfs::now_ns()).await?);
+                let body = body_padded(s, procfs::now_ns(), &pad);
+                confirms.push(raw_publish(&self.publish, queue, &body).await?);
             }
             for c in confirms {
                 expect_ack(c.await?)?;

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use worker_core::topology::{parking_queue, tier_queue};
 use worker_core::{ConnectionConfig, Connector, Task, TaskContext, TaskError, TaskOptions, Worker};
 
+use super::enqueue::{self, EnqueueSpec};
 use super::payload::{
     baseline_attempt, BenchJob, ChildResult, Counters, Mode, BASELINE_ATTEMPT, TASK_NAME,
 };
@@ -42,6 +43,12 @@ pub(crate) struct ChildSpec {
     /// Install the Prometheus recorder in the framework's child.
     #[serde(default)]
     pub(crate) metrics: bool,
+    /// Simulated I/O in every handler run (a tokio sleep), in milliseconds.
+    #[serde(default)]
+    pub(crate) work_ms: u64,
+    /// Publish instead of consuming (the concurrent-enqueue scenario).
+    #[serde(default)]
+    pub(crate) enqueue: Option<EnqueueSpec>,
 }
 
 /// The no-op benchmark task, on the queue of slot `S`.
@@ -51,6 +58,8 @@ pub(crate) struct ChildSpec {
 pub(crate) struct FwTask<const S: usize> {
     pub(crate) counters: Arc<Counters>,
     pub(crate) prefetch: u16,
+    /// Simulated I/O awaited in every run.
+    pub(crate) work: Duration,
 }
 
 impl<const S: usize> Task for FwTask<S> {
@@ -63,7 +72,11 @@ impl<const S: usize> Task for FwTask<S> {
     }
 
     async fn run(&self, ctx: TaskContext, job: BenchJob) -> Result<(), TaskError> {
-        if self.counters.run_started(&job, ctx.attempt()) {
+        let fails = self.counters.run_started(&job, ctx.attempt());
+        if !self.work.is_zero() {
+            tokio::time::sleep(self.work).await;
+        }
+        if fails {
             return Err(match self.counters.mode() {
                 Mode::Park => {
                     self.counters.resolve(job.seq);
@@ -86,6 +99,14 @@ pub(crate) fn child_main(spec_json: &str) -> Result<(), BenchError> {
     }
     let rt = builder.enable_all().build()?;
     let result = rt.block_on(async {
+        if let Some(publishing) = &spec.enqueue {
+            return match spec.side {
+                Side::Framework => {
+                    with_slot!(spec.slot, S => enqueue::framework::<S>(&spec, publishing).await)
+                }
+                Side::Lapin | Side::LapinNaive => enqueue::lapin(&spec, publishing).await,
+            };
+        }
         match spec.side {
             Side::Framework => with_slot!(spec.slot, S => framework::<S>(&spec).await),
             Side::Lapin => lapin_side(&spec, false).await,
@@ -130,6 +151,7 @@ async fn framework<const S: usize>(spec: &ChildSpec) -> Result<ChildResult, Benc
         FwTask::<S> {
             counters: counters.clone(),
             prefetch: spec.prefetch,
+            work: Duration::from_millis(spec.work_ms),
         },
     );
     let running = worker.start().await?;
@@ -149,6 +171,10 @@ struct LapinSide {
     pending: AtomicU64,
     /// Confirm channel for redelivered and parked copies.
     confirm: Option<Channel>,
+    /// Simulated I/O per message (the `io` scenario), run in a spawned
+    /// task per delivery, at most `limit` at a time.
+    work: Duration,
+    limit: Arc<tokio::sync::Semaphore>,
     retry_queue: String,
     parking_queue: String,
 }
@@ -173,6 +199,10 @@ async fn lapin_side(spec: &ChildSpec, naive: bool) -> Result<ChildResult, BenchE
         counters: counters.clone(),
         pending: AtomicU64::new(0),
         confirm,
+        work: Duration::from_millis(spec.work_ms),
+        limit: Arc::new(tokio::sync::Semaphore::new(usize::from(
+            spec.prefetch.max(1),
+        ))),
         retry_queue: tier_queue(&spec.queue, TIER),
         parking_queue: parking_queue(&spec.queue),
     });
@@ -224,6 +254,10 @@ async fn consume_loop(mut consumer: lapin::Consumer, side: Arc<LapinSide>, naive
             }
         };
         let attempt = baseline_attempt(&delivery.properties);
+        if !side.work.is_zero() {
+            side.spawn_io(job, attempt, delivery.acker).await;
+            continue;
+        }
         if !side.counters.run_started(&job, attempt) {
             side.counters.resolve(job.seq);
             if naive {
@@ -252,6 +286,25 @@ async fn consume_loop(mut consumer: lapin::Consumer, side: Arc<LapinSide>, naive
 }
 
 impl LapinSide {
+    /// The `io` scenario's handler: a task per delivery (under a semaphore
+    /// as wide as the prefetch) that counts the run, awaits the simulated
+    /// I/O, resolves the message and acks it.
+    async fn spawn_io(self: &Arc<Self>, job: BenchJob, attempt: u32, acker: lapin::Acker) {
+        let Ok(permit) = self.limit.clone().acquire_owned().await else {
+            return;
+        };
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let side = self.clone();
+        tokio::spawn(async move {
+            side.counters.run_started(&job, attempt);
+            tokio::time::sleep(side.work).await;
+            side.counters.resolve(job.seq);
+            let _ = acker.ack(BasicAckOptions::default()).await;
+            drop(permit);
+            side.pending.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+
     /// The hand-written failure path: publish a copy (to the delay tier or
     /// the parking queue) on a confirm channel, await the confirm, then ack
     /// the original; requeue it if the copy was not confirmed.

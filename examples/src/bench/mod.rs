@@ -43,12 +43,15 @@ macro_rules! with_slot {
 }
 
 mod broker;
+mod chart;
 mod child;
+mod enqueue;
 mod payload;
 mod procfs;
 mod report;
 mod rpc;
 mod scenarios;
+mod workloads;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,6 +61,7 @@ use serde::{Deserialize, Serialize};
 use worker_core::topology::TaskSpec;
 use worker_core::{RetryPolicy, TaskOptions};
 
+pub use chart::draw as draw_chart;
 pub use report::{table, Figure, RunRecord, Summary};
 
 use broker::Admin;
@@ -120,11 +124,17 @@ pub enum Scenario {
     Failure,
     /// Request/reply round trips over direct reply-to, at 1 and 100 callers.
     Rpc,
+    /// Handlers awaiting simulated I/O, many at a time.
+    Io,
+    /// Many tasks enqueueing through one shared publisher.
+    Enqueue,
+    /// Drains of big bodies: throughput and peak RSS.
+    Bodies,
 }
 
 impl Scenario {
     /// Every scenario, in table order.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Drain,
         Scenario::Cpu,
         Scenario::Latency,
@@ -132,6 +142,9 @@ impl Scenario {
         Scenario::Memory,
         Scenario::Failure,
         Scenario::Rpc,
+        Scenario::Io,
+        Scenario::Enqueue,
+        Scenario::Bodies,
     ];
 
     fn parse(s: &str) -> Result<Scenario, String> {
@@ -143,9 +156,12 @@ impl Scenario {
             "memory" => Scenario::Memory,
             "failure" => Scenario::Failure,
             "rpc" => Scenario::Rpc,
+            "io" => Scenario::Io,
+            "enqueue" => Scenario::Enqueue,
+            "bodies" => Scenario::Bodies,
             other => {
                 return Err(format!(
-                    "unknown scenario {other:?} (drain,cpu,latency,publish,memory,failure,rpc)"
+                    "unknown scenario {other:?} (drain,cpu,latency,publish,memory,failure,rpc,io,enqueue,bodies)"
                 ))
             }
         })
@@ -155,8 +171,9 @@ impl Scenario {
 /// What to measure, and how much.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The broker (`AMQP_URL`, or the local default).
-    pub url: String,
+    /// The brokers, each measured in turn with both sides on it
+    /// (`AMQP_URL`, or the local default).
+    pub urls: Vec<String>,
     /// The scenarios to run.
     pub scenarios: Vec<Scenario>,
     /// Messages per drain, failure and batched-publish run.
@@ -177,6 +194,16 @@ pub struct Config {
     pub memory_sizes: Vec<u64>,
     /// Calls per side and concurrency in the request/reply scenario.
     pub rpc_calls: u64,
+    /// Tasks per run of the I/O-bound scenario.
+    pub io_messages: u64,
+    /// Concurrent enqueuing tasks in the enqueue scenario.
+    pub enqueue_callers: usize,
+    /// Messages each of them enqueues.
+    pub enqueue_per_caller: u64,
+    /// Drains of big bodies: (messages, bytes per body).
+    pub bodies: Vec<(u64, usize)>,
+    /// Where to draw the chart (SVG), if anywhere.
+    pub chart: Option<PathBuf>,
     /// Also drain with the naive lapin loop that awaits every ack.
     pub naive: bool,
     /// Tokio worker threads of each consuming child (default: one per CPU).
@@ -194,7 +221,7 @@ impl Config {
     /// The full run: 100,000 messages, 3 repetitions, backlogs of 100k and 1M.
     pub fn full() -> Self {
         Config {
-            url: worker_core::connection::default_url(),
+            urls: vec![worker_core::connection::default_url()],
             scenarios: Scenario::ALL.to_vec(),
             messages: 100_000,
             reps: 3,
@@ -205,6 +232,11 @@ impl Config {
             batch: 1_000,
             memory_sizes: vec![100_000, 1_000_000],
             rpc_calls: 10_000,
+            io_messages: 50_000,
+            enqueue_callers: 200,
+            enqueue_per_caller: 500,
+            bodies: vec![(2_000, 1 << 20), (20_000, 64 << 10)],
+            chart: None,
             naive: false,
             threads: None,
             metrics: true,
@@ -224,6 +256,10 @@ impl Config {
             batch: 200,
             memory_sizes: vec![2_000, 10_000],
             rpc_calls: 500,
+            io_messages: 2_000,
+            enqueue_callers: 20,
+            enqueue_per_caller: 20,
+            bodies: vec![(100, 256 << 10), (500, 16 << 10)],
             quick: true,
             ..Config::full()
         }
@@ -257,7 +293,30 @@ impl Config {
                 "--quick" => {}
                 "--naive" => cfg.naive = true,
                 "--no-metrics" => cfg.metrics = false,
-                "--url" => cfg.url = value()?,
+                "--url" => cfg.urls = vec![value()?],
+                "--urls" => {
+                    cfg.urls = value()?
+                        .split(',')
+                        .map(|u| u.trim().to_owned())
+                        .filter(|u| !u.is_empty())
+                        .collect();
+                }
+                "--io-messages" => cfg.io_messages = number(flag, &value()?)?,
+                "--enqueue" => {
+                    let v = value()?;
+                    let (callers, per) = v
+                        .split_once('x')
+                        .ok_or_else(|| format!("{flag}: expected TASKSxMESSAGES, got {v:?}"))?;
+                    cfg.enqueue_callers = number(flag, callers)?;
+                    cfg.enqueue_per_caller = number(flag, per)?;
+                }
+                "--bodies" => {
+                    cfg.bodies = value()?
+                        .split(',')
+                        .map(|b| parse_bodies(flag, b.trim()))
+                        .collect::<Result<_, _>>()?;
+                }
+                "--chart" => cfg.chart = Some(PathBuf::from(value()?)),
                 "--scenarios" => {
                     cfg.scenarios = value()?
                         .split(',')
@@ -286,6 +345,11 @@ impl Config {
         if cfg.messages < 2 || cfg.reps == 0 || cfg.prefetch == 0 {
             return Err("--messages must be at least 2, --reps and --prefetch at least 1".into());
         }
+        if cfg.urls.is_empty() || cfg.io_messages < 2 || cfg.enqueue_callers == 0 {
+            return Err(
+                "--urls needs a URL, --io-messages at least 2, --enqueue at least 1 task".into(),
+            );
+        }
         if cfg.latency_rate <= 0.0 || cfg.latency_secs <= 0.0 {
             return Err("--latency-rate and --latency-secs must be positive".into());
         }
@@ -297,12 +361,35 @@ impl Config {
     }
 }
 
+/// Parses `COUNTxSIZE` (`2000x1MiB`, `20000x64KiB`, `100x4096`).
+fn parse_bodies(flag: &str, v: &str) -> Result<(u64, usize), String> {
+    let bad = || format!("{flag}: expected COUNTxSIZE like 2000x1MiB, got {v:?}");
+    let (count, size) = v.split_once('x').ok_or_else(bad)?;
+    let (digits, unit) = match size.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => size.split_at(i),
+        None => (size, ""),
+    };
+    let scale = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        _ => return Err(bad()),
+    };
+    let count: u64 = count.replace('_', "").parse().map_err(|_| bad())?;
+    let size: usize = digits.parse().map_err(|_| bad())?;
+    if count < 2 || size == 0 {
+        return Err(bad());
+    }
+    Ok((count, size * scale))
+}
+
 /// The flags, for `--help`.
 pub const USAGE: &str = "\
 bench: the framework side by side with a raw lapin baseline, against AMQP_URL
 (default amqp://guest:guest@127.0.0.1:5672/%2f).
 
-  --scenarios LIST         drain,cpu,latency,publish,memory,failure,rpc (default: all)
+  --scenarios LIST         drain,cpu,latency,publish,memory,failure,rpc,io,enqueue,bodies
+                           (default: all)
   --messages N             messages per drain, failure and batched-publish run (100000)
   --reps N                 interleaved repetitions per figure and side (3)
   --prefetch N             prefetch of both sides (100)
@@ -312,12 +399,18 @@ bench: the framework side by side with a raw lapin baseline, against AMQP_URL
   --batch N                batch size of batched publishing (1000)
   --memory-sizes A,B       backlog sizes of the memory scenario (100000,1000000)
   --rpc-calls N            request/reply calls per side, at 1 and at 100 callers (10000)
+  --io-messages N          tasks per I/O-bound run (20 ms sleep each, 200 at a time) (50000)
+  --enqueue TxM            enqueue scenario: T tasks each enqueue M messages (200x500)
+  --bodies LIST            big-body drains, COUNTxSIZE (2000x1MiB,20000x64KiB)
+  --chart FILE             draw the figures as an SVG chart
   --naive                  also drain with a lapin loop that awaits every ack
   --no-metrics             framework child without the Prometheus recorder
                            (by default it records metrics as `run --http` does)
   --threads N              tokio worker threads per consuming child (one per CPU)
   --url URL                broker URL (overrides AMQP_URL)
-  --quick                  everything small: 2000 messages, 1 rep, backlogs 2000,10000, 500 calls
+  --urls URL,URL           several brokers, one after the other (each with both sides)
+  --quick                  everything small: 2000 messages, 1 rep, backlogs 2000,10000,
+                           500 calls, small bodies
 ";
 
 /// The machine and broker a run measured on.
@@ -329,8 +422,9 @@ pub struct Machine {
     pub cpu_model: String,
     /// Total memory in GiB.
     pub mem_gib: f64,
-    /// Broker product and version from the AMQP handshake, or `unknown`.
-    pub broker: String,
+    /// Each broker's product and version from the AMQP handshake (or
+    /// `version unknown`), in the order of [`Config::urls`].
+    pub brokers: Vec<String>,
     /// Load averages (1, 5, 15 min) when the run started.
     pub load_before: String,
 }
@@ -353,13 +447,17 @@ pub struct Report {
 }
 
 impl Machine {
-    /// Reads the machine facts and asks the broker its version.
-    pub async fn probe(url: &str) -> Machine {
+    /// Reads the machine facts and asks each broker its version.
+    pub async fn probe(urls: &[String]) -> Machine {
+        let mut brokers = Vec::with_capacity(urls.len());
+        for url in urls {
+            brokers.push(broker::capabilities(url).await.to_string());
+        }
         Machine {
             nproc: procfs::nproc(),
             cpu_model: procfs::cpu_model(),
             mem_gib: procfs::mem_total_gib(),
-            broker: broker::capabilities(url).await.to_string(),
+            brokers,
             load_before: procfs::loadavg(),
         }
     }
@@ -367,8 +465,12 @@ impl Machine {
     /// The header printed above the table.
     pub fn render(&self) -> String {
         format!(
-            "machine: {} CPUs, {}, {:.0} GiB RAM; broker: {}; load average before: {}",
-            self.nproc, self.cpu_model, self.mem_gib, self.broker, self.load_before
+            "machine: {} CPUs, {}, {:.0} GiB RAM; brokers: {}; load average before: {}",
+            self.nproc,
+            self.cpu_model,
+            self.mem_gib,
+            self.brokers.join(", "),
+            self.load_before
         )
     }
 }
@@ -378,7 +480,7 @@ impl Report {
     pub fn render(&self) -> String {
         let c = &self.config;
         format!(
-            "{}\nsettings: messages {}, reps {}, prefetch {}, quorum queues, persistent ~100-byte JSON, framework metrics {}{}\n\n{}\nload average after: {}; wall time {:.0} s\nframework / baseline: for msg/s below 1 means the framework is slower; for us, ms and MiB above 1 means it costs more.\n",
+            "{}\nsettings: messages {}, reps {}, prefetch {}, quorum queues, persistent ~100-byte JSON, framework metrics {}{}\n\n{}\nload average after: {}; wall time {:.0} s\nframework / baseline: for msg/s below 1 means the framework is slower; for us, ms and MiB above 1 means it costs more.\n{}",
             self.machine.render(),
             c.messages,
             c.reps,
@@ -387,7 +489,10 @@ impl Report {
             if c.quick { " (quick mode)" } else { "" },
             table(&self.figures),
             self.load_after,
-            self.elapsed.as_secs_f64()
+            self.elapsed.as_secs_f64(),
+            c.chart
+                .as_ref()
+                .map_or_else(String::new, |p| format!("chart: {}\n", p.display()))
         )
     }
 }
@@ -397,18 +502,51 @@ pub fn child_main(spec_json: &str) -> Result<(), BenchError> {
     child::child_main(spec_json)
 }
 
-/// Runs the benchmark: every selected scenario, verified, then deletes its queues.
+/// Runs the benchmark on every broker of [`Config::urls`] in turn (every
+/// selected scenario, verified, then its queues deleted), and draws the
+/// chart if asked to.
 ///
 /// Progress goes to stderr.
 pub async fn run(cfg: &Config) -> Result<Report, BenchError> {
     let started = Instant::now();
-    let machine = Machine::probe(&cfg.url).await;
+    let machine = Machine::probe(&cfg.urls).await;
     eprintln!("{}", machine.render());
     let exe = match &cfg.exe {
         Some(p) => p.clone(),
         None => std::env::current_exe()?,
     };
-    let admin = Admin::connect(&cfg.url).await?;
+    let mut figures = Vec::new();
+    let mut runs = Vec::new();
+    for (url, version) in cfg.urls.iter().zip(&machine.brokers) {
+        eprintln!("broker {version} at {}", worker_core::redact_url(url));
+        let (mut measured, verified) = run_on(cfg, url, &exe).await?;
+        for figure in &mut measured {
+            figure.broker.clone_from(version);
+        }
+        figures.extend(measured);
+        runs.extend(verified);
+    }
+    if let Some(path) = &cfg.chart {
+        chart::draw(&figures, path)?;
+        eprintln!("chart: {}", path.display());
+    }
+    Ok(Report {
+        machine,
+        config: cfg.clone(),
+        figures,
+        runs,
+        load_after: procfs::loadavg(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The selected scenarios against the broker at `url`.
+async fn run_on(
+    cfg: &Config,
+    url: &str,
+    exe: &std::path::Path,
+) -> Result<(Vec<Figure>, Vec<RunRecord>), BenchError> {
+    let admin = Admin::connect(url).await?;
     let slot = admin.lock_slot().await?;
     let options = task_options(cfg.prefetch);
     let run_id = uuid::Uuid::new_v4().simple().to_string();
@@ -428,11 +566,12 @@ pub async fn run(cfg: &Config) -> Result<Report, BenchError> {
     admin.declare(&base).await?;
     let mut bench = Bench {
         cfg,
+        url: url.to_owned(),
         admin,
         slot,
         fw,
         base,
-        exe,
+        exe: exe.to_owned(),
         figures: Vec::new(),
         runs: Vec::new(),
     };
@@ -445,14 +584,7 @@ pub async fn run(cfg: &Config) -> Result<Report, BenchError> {
     bench.admin.close().await;
     outcome?;
     cleanup?;
-    Ok(Report {
-        machine,
-        config: cfg.clone(),
-        figures: bench.figures,
-        runs: bench.runs,
-        load_after: procfs::loadavg(),
-        elapsed: started.elapsed(),
-    })
+    Ok((bench.figures, bench.runs))
 }
 
 async fn scenarios(bench: &mut Bench<'_>) -> Result<(), BenchError> {
@@ -482,6 +614,18 @@ async fn scenarios(bench: &mut Bench<'_>) -> Result<(), BenchError> {
     if cfg.has(Scenario::Rpc) {
         eprintln!("request/reply ...");
         bench.rpc().await?;
+    }
+    if cfg.has(Scenario::Io) {
+        eprintln!("io ...");
+        bench.io().await?;
+    }
+    if cfg.has(Scenario::Enqueue) {
+        eprintln!("enqueue ...");
+        bench.enqueue().await?;
+    }
+    if cfg.has(Scenario::Bodies) {
+        eprintln!("bodies ...");
+        bench.bodies().await?;
     }
     Ok(())
 }

@@ -39,7 +39,21 @@ impl BenchJob {
 
 /// The JSON body of message `seq`, as `serde_json` writes a [`BenchJob`].
 pub(crate) fn body(seq: u64, sent_ns: u64) -> Vec<u8> {
-    format!(r#"{{"seq":{seq},"sent_ns":{sent_ns},"pad":"{PAD}"}}"#).into_bytes()
+    body_padded(seq, sent_ns, PAD)
+}
+
+/// [`body`] with another padding (big bodies).
+pub(crate) fn body_padded(seq: u64, sent_ns: u64, pad: &str) -> Vec<u8> {
+    format!(r#"{{"seq":{seq},"sent_ns":{sent_ns},"pad":"{pad}"}}"#).into_bytes()
+}
+
+/// The padding that makes a body about `bytes` long (at least [`PAD`]).
+pub(crate) fn padding(bytes: usize) -> String {
+    if bytes <= 100 {
+        return PAD.to_owned();
+    }
+    // `{"seq":..,"sent_ns":..,"pad":""}` takes about 50 bytes.
+    "x".repeat(bytes - 50)
 }
 
 /// The properties the framework's publisher gives a task message (content
@@ -341,6 +355,24 @@ pub(crate) struct ChildResult {
 }
 
 impl ChildResult {
+    /// The result of a publishing child: `n` messages confirmed in
+    /// `elapsed_s` seconds, using `cpu_s` seconds of CPU.
+    pub(crate) fn published(n: u64, elapsed_s: f64, cpu_s: f64) -> Self {
+        ChildResult {
+            expected: n,
+            resolved: n,
+            runs: n,
+            expected_runs: n,
+            dups: 0,
+            strays: 0,
+            missing: 0,
+            elapsed_s,
+            cpu_s,
+            peak_rss_kb: procfs::peak_rss_kb(),
+            latency: None,
+        }
+    }
+
     /// Whether every message was handled exactly as often as expected.
     pub(crate) fn check(&self) -> Result<(), String> {
         if self.resolved == self.expected

@@ -7,6 +7,8 @@ use super::Side;
 /// One figure measured on the framework and on a baseline, once per repetition.
 #[derive(Debug, Clone)]
 pub struct Figure {
+    /// The broker it was measured on (product and version).
+    pub broker: String,
     /// What was measured.
     pub name: String,
     /// The unit of the samples.
@@ -25,6 +27,7 @@ impl Figure {
     /// A figure compared with the raw lapin consumer that hands acks off.
     pub(crate) fn new(name: String, unit: &'static str, higher_is_better: bool) -> Self {
         Figure {
+            broker: String::new(),
             name,
             unit,
             higher_is_better,
@@ -149,9 +152,15 @@ fn cell(samples: &[f64]) -> String {
     }
 }
 
+/// Whether column `i` of the table holds text (left-aligned), not numbers.
+fn is_text(i: usize) -> bool {
+    matches!(i, 0 | 1 | 2 | 4)
+}
+
 /// The figures as a Markdown table, columns padded for the terminal.
 pub fn table(figures: &[Figure]) -> String {
     let header = [
+        "broker",
         "figure",
         "unit",
         "framework median [min .. max]",
@@ -159,10 +168,11 @@ pub fn table(figures: &[Figure]) -> String {
         "baseline median [min .. max]",
         "framework / baseline",
     ];
-    let rows: Vec<[String; 6]> = figures
+    let rows: Vec<[String; 7]> = figures
         .iter()
         .map(|f| {
             [
+                f.broker.clone(),
                 f.name.clone(),
                 f.unit.to_owned(),
                 cell(&f.framework),
@@ -185,7 +195,7 @@ pub fn table(figures: &[Figure]) -> String {
         for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
             let pad = w - c.chars().count();
             // Text columns left-aligned, numbers right-aligned.
-            if i == 0 || i == 1 || i == 3 {
+            if is_text(i) {
                 let _ = write!(out, " {c}{} |", " ".repeat(pad));
             } else {
                 let _ = write!(out, " {}{c} |", " ".repeat(pad));
@@ -197,7 +207,7 @@ pub fn table(figures: &[Figure]) -> String {
     out.push('|');
     for (i, w) in widths.iter().enumerate() {
         let dashes = "-".repeat(*w);
-        if i == 0 || i == 1 || i == 3 {
+        if is_text(i) {
             let _ = write!(out, " {dashes} |");
         } else {
             let _ = write!(out, "{dashes}-:|");

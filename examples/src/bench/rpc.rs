@@ -332,7 +332,7 @@ impl Bench<'_> {
                         _ => self.base.queue.to_string(),
                     };
                     let prefetch = self.cfg.prefetch;
-                    let url = self.cfg.url.clone();
+                    let url = self.url.clone();
                     let r = match side {
                         Side::Framework => {
                             with_slot!(self.slot, S => framework::<S>(&url, prefetch, n, callers).await)?

@@ -19,15 +19,15 @@ use super::payload::{raw_publish, BenchJob, ChildResult, Mode};
 use super::report::{Figure, RunRecord};
 use super::{procfs, BenchError, Config, Side};
 
-/// A consuming child process.
-struct Child {
+/// A consuming (or publishing) child process.
+pub(crate) struct Child {
     child: tokio::process::Child,
     lines: Lines<BufReader<ChildStdout>>,
     what: String,
 }
 
 impl Child {
-    fn spawn(exe: &Path, spec: &ChildSpec) -> Result<Child, BenchError> {
+    pub(crate) fn spawn(exe: &Path, spec: &ChildSpec) -> Result<Child, BenchError> {
         let mut child = tokio::process::Command::new(exe)
             .arg("__child")
             .arg(serde_json::to_string(spec)?)
@@ -65,7 +65,7 @@ impl Child {
         Ok(())
     }
 
-    async fn finish(mut self, limit: Duration) -> Result<ChildResult, BenchError> {
+    pub(crate) async fn finish(mut self, limit: Duration) -> Result<ChildResult, BenchError> {
         let line = tokio::time::timeout(limit, self.next_line("RESULT"))
             .await
             .map_err(|_| format!("{} did not finish in {limit:?}", self.what))??;
@@ -77,9 +77,22 @@ impl Child {
     }
 }
 
+/// What a consuming run's messages and handler look like.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Shape {
+    /// About how long each body is (0: the usual ~100 bytes).
+    pub(crate) body_bytes: usize,
+    /// Simulated I/O per handler run, in milliseconds.
+    pub(crate) work_ms: u64,
+    /// The prefetch (and framework concurrency), if not the configured one.
+    pub(crate) prefetch: Option<u16>,
+}
+
 /// One run of the benchmark against one broker.
 pub(crate) struct Bench<'a> {
     pub(crate) cfg: &'a Config,
+    /// The broker of this run.
+    pub(crate) url: String,
     pub(crate) admin: Admin,
     pub(crate) slot: usize,
     pub(crate) fw: Arc<TaskSpec>,
@@ -90,39 +103,51 @@ pub(crate) struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    fn spec(&self, side: Side) -> &TaskSpec {
+    pub(crate) fn spec(&self, side: Side) -> &TaskSpec {
         match side {
             Side::Framework => &self.fw,
             Side::Lapin | Side::LapinNaive => &self.base,
         }
     }
 
-    /// Pre-fills (or, for latency, publishes at a fixed rate) `n` messages,
-    /// lets a child consume them, and checks that every message was
+    /// The spec of a child for `side` handling `n` messages.
+    pub(crate) fn child_spec(&self, side: Side, mode: Mode, n: u64, shape: Shape) -> ChildSpec {
+        ChildSpec {
+            side,
+            mode,
+            url: self.url.clone(),
+            slot: self.slot,
+            queue: self.spec(side).queue.to_string(),
+            expected: n,
+            prefetch: shape.prefetch.unwrap_or(self.cfg.prefetch),
+            latency: false,
+            threads: self.cfg.threads,
+            metrics: self.cfg.metrics,
+            work_ms: shape.work_ms,
+            enqueue: None,
+        }
+    }
+
+    /// Pre-fills (or, for latency, publishes at a fixed rate) `n` messages
+    /// of the `shape` (`Shape::default()`: ~100-byte bodies, a no-op
+    /// handler, the configured prefetch), lets a child consume them, and checks that every message was
     /// resolved exactly once and that the queues hold what they should.
-    async fn consume(
+    pub(crate) async fn consume(
         &mut self,
         scenario: &str,
         side: Side,
         mode: Mode,
         n: u64,
         latency_rate: Option<f64>,
+        shape: Shape,
     ) -> Result<ChildResult, BenchError> {
         let queue = self.spec(side).queue.to_string();
         if latency_rate.is_none() {
-            self.admin.fill(&queue, n).await?;
+            self.admin.fill(&queue, n, shape.body_bytes).await?;
         }
         let child_spec = ChildSpec {
-            side,
-            mode,
-            url: self.cfg.url.clone(),
-            slot: self.slot,
-            queue: queue.clone(),
-            expected: n,
-            prefetch: self.cfg.prefetch,
             latency: latency_rate.is_some(),
-            threads: self.cfg.threads,
-            metrics: self.cfg.metrics,
+            ..self.child_spec(side, mode, n, shape)
         };
         let mut child = Child::spawn(&self.exe, &child_spec)?;
         if let Some(rate) = latency_rate {
@@ -192,7 +217,9 @@ impl Bench<'_> {
         let mut cpu_naive = Figure::naive("CPU per message vs naive loop".to_owned(), "us", false);
         for rep in 0..self.cfg.reps {
             for side in self.sides(naive) {
-                let r = self.consume("drain", side, Mode::Clean, n, None).await?;
+                let r = self
+                    .consume("drain", side, Mode::Clean, n, None, Shape::default())
+                    .await?;
                 eprintln!(
                     "  drain rep {}/{} {side:?}: {:.0} msg/s, {:.1} us CPU/msg, peak RSS {} KiB",
                     rep + 1,
@@ -247,7 +274,14 @@ impl Bench<'_> {
         for rep in 0..self.cfg.reps {
             for side in self.sides(false) {
                 let r = self
-                    .consume("latency", side, Mode::Clean, n, Some(rate))
+                    .consume(
+                        "latency",
+                        side,
+                        Mode::Clean,
+                        n,
+                        Some(rate),
+                        Shape::default(),
+                    )
                     .await?;
                 let l = r.latency.ok_or("latency child reported no latencies")?;
                 eprintln!(
@@ -275,7 +309,7 @@ impl Bench<'_> {
             for rep in 0..self.cfg.reps {
                 for side in self.sides(false) {
                     let r = self
-                        .consume("memory", side, Mode::Clean, size, None)
+                        .consume("memory", side, Mode::Clean, size, None, Shape::default())
                         .await?;
                     let mib = r.peak_rss_kb as f64 / 1024.0;
                     eprintln!(
@@ -303,7 +337,9 @@ impl Bench<'_> {
             let mut fig = Figure::new(format!("{n} msgs, {label}"), "msg/s", true);
             for rep in 0..self.cfg.reps {
                 for side in self.sides(false) {
-                    let r = self.consume("failure", side, mode, n, None).await?;
+                    let r = self
+                        .consume("failure", side, mode, n, None, Shape::default())
+                        .await?;
                     eprintln!(
                         "  failure {mode:?} rep {}/{} {side:?}: {:.0} msg/s, {:.1} us CPU/msg",
                         rep + 1,
@@ -331,8 +367,8 @@ impl Bench<'_> {
         let fw_queue = self.fw.queue.to_string();
         let base_queue = self.base.queue.to_string();
 
-        let publisher = Publisher::new(Connector::new(ConnectionConfig::new(self.cfg.url.clone())));
-        let conn = Connection::connect(&self.cfg.url, ConnectionProperties::default()).await?;
+        let publisher = Publisher::new(Connector::new(ConnectionConfig::new(self.url.clone())));
+        let conn = Connection::connect(&self.url, ConnectionProperties::default()).await?;
         let raw = conn.create_channel().await?;
         raw.confirm_select(ConfirmSelectOptions::default()).await?;
 
