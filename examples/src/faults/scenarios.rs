@@ -80,6 +80,7 @@ impl Lab {
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             log_dir: dir.clone(),
             tick_every: "off".to_owned(),
+            env: Vec::new(),
         };
         let status = std::process::Command::new(&config.bin)
             .args(["topology", "declare"])
