@@ -349,10 +349,15 @@ impl App {
                 return ExitCode::from(exit::FAILURE);
             }
         };
+        // The signal handlers go in before anything starts (see stop_signal).
+        let stop = {
+            let _runtime = runtime.enter();
+            crate::worker::stop_signal()
+        };
         let finished = runtime.block_on(commands::execute(
             self.setup,
             cli,
-            crate::worker::stop_signal(),
+            stop,
             &self.name,
             bars,
         ));
