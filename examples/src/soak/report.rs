@@ -30,6 +30,8 @@ pub struct SoakReport {
     pub injected: BTreeMap<FaultKind, usize>,
     /// Messages published again because a confirm did not come.
     pub resent: usize,
+    /// Parked copies beyond one per id (a park whose ack a fault lost).
+    pub parked_copies: usize,
     /// Messages the publisher gave up on (never confirmed, not counted as published).
     pub unconfirmed: usize,
     /// The highest resident memory of a worker, in KiB.
@@ -122,10 +124,10 @@ pub(super) fn check(
         .map(|(_, n)| n)
         .sum();
     report.slack_bound = redeliveries * PREFETCH * 2 + report.resent;
-    if a.duplicates > report.slack_bound {
+    if a.duplicates + report.parked_copies > report.slack_bound {
         problems.push(format!(
-            "{} duplicates, more than the faults explain ({})",
-            a.duplicates, report.slack_bound
+            "{} duplicates and {} parked copies, more than the faults explain ({})",
+            a.duplicates, report.parked_copies, report.slack_bound
         ));
     }
     if report.peak_rss_kib > RSS_BOUND_KIB {
@@ -152,9 +154,10 @@ impl fmt::Display for SoakReport {
         writeln!(f, "  faults {}: {}", self.faults(), faults.join(", "))?;
         writeln!(
             f,
-            "  duplicates {} (slack bound {}), resent after a missing confirm {}, \
+            "  duplicates {} and parked copies {} (slack bound {}), resent after a missing confirm {}, \
              workers started {}, exited by themselves {}, peak worker RSS {:.1} MiB",
             self.account.duplicates,
+            self.parked_copies,
             self.slack_bound,
             self.resent,
             self.workers_started,

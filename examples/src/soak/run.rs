@@ -96,6 +96,13 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
         .push((TIMEOUT_ENV.to_owned(), format!("{TASK_TIMEOUT_MS}ms")));
 
     let schedule = options.schedule(target.kinds(), target.nodes());
+    println!(
+        "schedule of seed {}: {} faults over {:?}, {} messages/s",
+        options.seed,
+        schedule.faults.len(),
+        options.duration,
+        options.rate
+    );
     let mut fleet = Fleet::start(&mut run, WORKERS)?;
     let (stop, stopped) = watch::channel(false);
     let publisher = tokio::spawn(publish(direct, options.seed, options.rate, stopped));
@@ -109,6 +116,13 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
             problems.push(format!("{} at {:?}: {e}", fault.kind, fault.at));
         }
         *injected.entry(fault.kind).or_default() += 1;
+        println!(
+            "  {:>6.1}s {} (target {}, hold {:?})",
+            fault.at.as_secs_f64(),
+            fault.kind,
+            fault.target,
+            fault.hold
+        );
     }
     tend(&mut fleet, &mut run, started + options.duration, &mut problems).await;
     let chaos = started.elapsed();
@@ -140,6 +154,7 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
     let unexpected_exits = fleet.unexpected_exits;
     fleet.stop().await;
     let (account, parked) = run.account().await;
+    let parked_copies = parked.len().saturating_sub(account.parked);
     let mut report = SoakReport {
         seed: options.seed,
         chaos,
@@ -147,6 +162,7 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
         account,
         injected,
         resent: published.resent,
+        parked_copies,
         unconfirmed: published.unconfirmed,
         peak_rss_kib,
         workers_started: run.spawned(),
@@ -156,6 +172,12 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
         replay: options.replay.clone(),
     };
     check(&mut report, &published.items, &run.record(), &parked);
+    if !report.passed() {
+        lab.keep_files();
+        report
+            .problems
+            .push(format!("worker logs and the record file are kept in {}", lab.dir.display()));
+    }
     Ok(report)
 }
 
