@@ -44,8 +44,12 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         drain: Duration::from_secs(180),
     };
     while let Some(flag) = argv.next() {
-        let mut value = || argv.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
-        let duration = |v: String| worker_core::parse_duration(&v).map_err(|e| format!("{flag}: {e}"));
+        let mut value = || {
+            argv.next()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        let duration =
+            |v: String| worker_core::parse_duration(&v).map_err(|e| format!("{flag}: {e}"));
         match flag.as_str() {
             "--seed" => args.seed = Some(value()?.parse().map_err(|e| format!("--seed: {e}"))?),
             "--duration" => args.duration = duration(value()?)?,

@@ -54,7 +54,11 @@ pub(crate) fn job_message(publisher: &Publisher, job: &RecordJob) -> Result<Outg
 }
 
 /// A `demo.record` message with id `id` whose body is `body` (undecodable on purpose).
-pub(crate) fn raw_message(publisher: &Publisher, id: &str, body: &[u8]) -> Result<Outgoing, String> {
+pub(crate) fn raw_message(
+    publisher: &Publisher,
+    id: &str,
+    body: &[u8],
+) -> Result<Outgoing, String> {
     record_message(publisher, id, &(), Some(body))
 }
 

@@ -88,7 +88,12 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn forward(client: TcpStream, upstream: SocketAddr, state: watch::Receiver<State>, cuts: u64) {
+async fn forward(
+    client: TcpStream,
+    upstream: SocketAddr,
+    state: watch::Receiver<State>,
+    cuts: u64,
+) {
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
@@ -173,7 +178,10 @@ mod tests {
         let proxy = FaultProxy::start(echo_server().await).await.unwrap();
         let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
         let long = Duration::from_secs(5);
-        assert_eq!(round_trip(&mut s, long).await.as_deref(), Some(&b"ping"[..]));
+        assert_eq!(
+            round_trip(&mut s, long).await.as_deref(),
+            Some(&b"ping"[..])
+        );
 
         proxy.set(Mode::Stall);
         assert_eq!(
@@ -194,10 +202,17 @@ mod tests {
         let read = tokio::time::timeout(long, s.read(&mut buf)).await.unwrap();
         assert!(matches!(read, Ok(0) | Err(_)), "the cut closes the socket");
         let mut refused = TcpStream::connect(proxy.addr()).await.unwrap();
-        assert_eq!(round_trip(&mut refused, long).await, None, "refused while cut");
+        assert_eq!(
+            round_trip(&mut refused, long).await,
+            None,
+            "refused while cut"
+        );
 
         proxy.set(Mode::Pass);
         let mut again = TcpStream::connect(proxy.addr()).await.unwrap();
-        assert_eq!(round_trip(&mut again, long).await.as_deref(), Some(&b"ping"[..]));
+        assert_eq!(
+            round_trip(&mut again, long).await.as_deref(),
+            Some(&b"ping"[..])
+        );
     }
 }

@@ -29,7 +29,12 @@ pub struct Published {
 /// Publishes `rate` messages a second from the workload of `seed` to
 /// `urls` (tried in order) until `stop` turns true, then retries what is
 /// unconfirmed for a while.
-pub async fn publish(urls: Vec<String>, seed: u64, rate: u32, mut stop: watch::Receiver<bool>) -> Published {
+pub async fn publish(
+    urls: Vec<String>,
+    seed: u64,
+    rate: u32,
+    mut stop: watch::Receiver<bool>,
+) -> Published {
     let mut config = ConnectionConfig::new(urls[0].clone());
     config.urls = urls;
     let connector = Connector::new(config);
@@ -65,10 +70,11 @@ pub async fn publish(urls: Vec<String>, seed: u64, rate: u32, mut stop: watch::R
             pending = batch;
             continue;
         };
-        let confirms = match tokio::time::timeout(BATCH_LIMIT, publisher.publish_each(messages)).await {
-            Ok(outcome) => outcome.confirms,
-            Err(_) => Vec::new(),
-        };
+        let confirms =
+            match tokio::time::timeout(BATCH_LIMIT, publisher.publish_each(messages)).await {
+                Ok(outcome) => outcome.confirms,
+                Err(_) => Vec::new(),
+            };
         for (i, item) in batch.into_iter().enumerate() {
             match confirms.get(i) {
                 Some(Ok(())) => published.items.push((item.id, item.kind)),

@@ -15,6 +15,12 @@ use crate::faults::{Account, Record};
 /// (the workers sit near 20 MiB), but a leak over a long soak crosses it.
 pub const RSS_BOUND_KIB: u64 = 256 * 1024;
 
+/// The park reason of the delivery-limit backstop. A message that must be
+/// parked anyway may end there instead of with its own reason when faults
+/// returned the same copy to the broker more often than the limit (it
+/// cannot be told from a crash loop); a message that must be handled never may.
+const BACKSTOP_REASON: &str = "delivery-limit";
+
 /// What a soak did and whether its account holds.
 #[derive(Debug, Clone)]
 pub struct SoakReport {
@@ -32,6 +38,11 @@ pub struct SoakReport {
     pub resent: usize,
     /// Parked copies beyond one per id (a park whose ack a fault lost).
     pub parked_copies: usize,
+    /// Messages that had to be parked and were, by the delivery-limit
+    /// backstop rather than with their own reason.
+    pub parked_by_backstop: usize,
+    /// SIGTERMs that came before the worker installed its handlers.
+    pub stopped_before_start: usize,
     /// Messages the publisher gave up on (never confirmed, not counted as published).
     pub unconfirmed: usize,
     /// The highest resident memory of a worker, in KiB.
@@ -80,7 +91,16 @@ pub(super) fn check(
         problems.push(format!("{} messages lost", a.lost));
     }
     if a.queued > 0 {
-        problems.push(format!("{} messages still queued after the drain", a.queued));
+        problems.push(format!(
+            "{} messages still queued after the drain",
+            a.queued
+        ));
+    }
+    if report.unexpected_exits > 0 {
+        problems.push(format!(
+            "{} workers exited by themselves",
+            report.unexpected_exits
+        ));
     }
     if report.unconfirmed > 0 {
         problems.push(format!("{} messages never confirmed", report.unconfirmed));
@@ -89,7 +109,9 @@ pub(super) fn check(
     for p in parked {
         let id = p.message_id.as_deref().unwrap_or("");
         let expected = kinds.get(id).and_then(|k| k.park_reason());
-        if expected != Some(p.reason.as_str()) {
+        if expected.is_some() && p.reason == BACKSTOP_REASON {
+            report.parked_by_backstop += 1;
+        } else if expected != Some(p.reason.as_str()) {
             problems.push(format!(
                 "{id} ({:?}) parked as {:?}, expected {}",
                 kinds.get(id),
@@ -105,7 +127,9 @@ pub(super) fn check(
         let attempts = record.attempts(id);
         match kind.success_attempt() {
             None if !attempts.is_empty() => {
-                problems.push(format!("{id} ({kind:?}) must never succeed, ran at {attempts:?}"));
+                problems.push(format!(
+                    "{id} ({kind:?}) must never succeed, ran at {attempts:?}"
+                ));
             }
             Some(first) => {
                 if let Some(n) = attempts.iter().find(|&&n| n < first || n > ATTEMPT_BUDGET) {
@@ -150,20 +174,33 @@ impl fmt::Display for SoakReport {
             "  chaos {:.0?}, drain {:.1?}; {}",
             self.chaos, self.drain, self.account
         )?;
-        let faults: Vec<String> = self.injected.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let faults: Vec<String> = self
+            .injected
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         writeln!(f, "  faults {}: {}", self.faults(), faults.join(", "))?;
         writeln!(
             f,
             "  duplicates {} and parked copies {} (slack bound {}), resent after a missing confirm {}, \
-             workers started {}, exited by themselves {}, peak worker RSS {:.1} MiB",
+             workers started {}, exited by themselves {}, stopped before start-up {}, \
+             peak worker RSS {:.1} MiB",
             self.account.duplicates,
             self.parked_copies,
             self.slack_bound,
             self.resent,
             self.workers_started,
             self.unexpected_exits,
+            self.stopped_before_start,
             self.peak_rss_kib as f64 / 1024.0
         )?;
+        if self.parked_by_backstop > 0 {
+            writeln!(
+                f,
+                "  parked by the delivery-limit backstop instead of their own reason: {}",
+                self.parked_by_backstop
+            )?;
+        }
         if self.passed() {
             write!(f, "  account holds")
         } else {

@@ -78,7 +78,10 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
     let args = ["--prefetch", &PREFETCH.to_string(), "--grace-period", "5s"];
     let mut run = match &target {
         Target::Shared(_) => lab.prepare("soak", tiers, &args).await?,
-        _ => lab.prepare_at("soak", urls.join(","), None, tiers, &args).await?,
+        _ => {
+            lab.prepare_at("soak", urls.join(","), None, tiers, &args)
+                .await?
+        }
     };
     let direct: Vec<String> = run.config.url.split(',').map(str::to_owned).collect();
     let mut proxies = Vec::new();
@@ -124,7 +127,13 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
             fault.hold
         );
     }
-    tend(&mut fleet, &mut run, started + options.duration, &mut problems).await;
+    tend(
+        &mut fleet,
+        &mut run,
+        started + options.duration,
+        &mut problems,
+    )
+    .await;
     let chaos = started.elapsed();
 
     // Faults off: network passes, nodes up, alarm cleared; then drain.
@@ -135,7 +144,9 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
         problems.push(format!("healing the broker after the chaos: {e}"));
     }
     let _ = stop.send(true);
-    let published: Published = publisher.await.map_err(|e| format!("the publisher died: {e}"))?;
+    let published: Published = publisher
+        .await
+        .map_err(|e| format!("the publisher died: {e}"))?;
     run.published = published.items.iter().map(|(id, _)| id.clone()).collect();
     let drain_started = Instant::now();
     let drain_deadline = drain_started + options.drain;
@@ -144,14 +155,24 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
             break;
         }
         if Instant::now() >= drain_deadline {
-            problems.push(format!("the work did not settle within {:?} after the chaos", options.drain));
+            problems.push(format!(
+                "the work did not settle within {:?} after the chaos",
+                options.drain
+            ));
             break;
         }
-        tend(&mut fleet, &mut run, Instant::now() + Duration::from_secs(1), &mut problems).await;
+        tend(
+            &mut fleet,
+            &mut run,
+            Instant::now() + Duration::from_secs(1),
+            &mut problems,
+        )
+        .await;
     }
     let drain = drain_started.elapsed();
     let peak_rss_kib = fleet.peak_rss_kib();
     let unexpected_exits = fleet.unexpected_exits;
+    let stopped_before_start = fleet.stopped_before_start;
     fleet.stop().await;
     let (account, parked) = run.account().await;
     let parked_copies = parked.len().saturating_sub(account.parked);
@@ -163,6 +184,8 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
         injected,
         resent: published.resent,
         parked_copies,
+        parked_by_backstop: 0,
+        stopped_before_start,
         unconfirmed: published.unconfirmed,
         peak_rss_kib,
         workers_started: run.spawned(),
@@ -174,9 +197,10 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
     check(&mut report, &published.items, &run.record(), &parked);
     if !report.passed() {
         lab.keep_files();
-        report
-            .problems
-            .push(format!("worker logs and the record file are kept in {}", lab.dir.display()));
+        report.problems.push(format!(
+            "worker logs and the record file are kept in {}",
+            lab.dir.display()
+        ));
     }
     Ok(report)
 }

@@ -42,7 +42,9 @@ impl Target {
         };
         Ok(match choice {
             BrokerChoice::PrivateNode => Target::Node(RabbitNode::start().await.map_err(no_node)?),
-            BrokerChoice::Cluster => Target::Cluster(RabbitCluster::start(3).await.map_err(no_node)?),
+            BrokerChoice::Cluster => {
+                Target::Cluster(RabbitCluster::start(3).await.map_err(no_node)?)
+            }
             BrokerChoice::Url(url) => Target::Shared(url.clone()),
         })
     }

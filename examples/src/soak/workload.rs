@@ -104,7 +104,12 @@ impl Workload {
         let id = format!("s-{}", self.next);
         self.next += 1;
         let kind = Kind::draw(&mut self.rng);
-        let job = |j: RecordJob| Body::Job(RecordJob { id: id.clone(), ..j });
+        let job = |j: RecordJob| {
+            Body::Job(RecordJob {
+                id: id.clone(),
+                ..j
+            })
+        };
         let sleep_ms = self.rng.random_range(0..=20);
         let body = match kind {
             Kind::Ok => job(RecordJob {

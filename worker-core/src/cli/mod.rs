@@ -354,13 +354,7 @@ impl App {
             let _runtime = runtime.enter();
             crate::worker::stop_signal()
         };
-        let finished = runtime.block_on(commands::execute(
-            self.setup,
-            cli,
-            stop,
-            &self.name,
-            bars,
-        ));
+        let finished = runtime.block_on(commands::execute(self.setup, cli, stop, &self.name, bars));
         // Whatever is still running (a lingering I/O task) must not keep a
         // stopped worker's process alive.
         runtime.shutdown_timeout(std::time::Duration::from_secs(2));
