@@ -41,6 +41,11 @@ pub struct SoakReport {
     /// Messages that had to be parked and were, by the delivery-limit
     /// backstop rather than with their own reason.
     pub parked_by_backstop: usize,
+    /// Slow messages that succeeded although they outlast their timeout:
+    /// a worker starved of CPU past both the timeout and the handler's
+    /// sleep finds the handler done first (tokio's `timeout` polls the
+    /// work before the deadline), and keeps the result.
+    pub slow_succeeded: usize,
     /// SIGTERMs that came before the worker installed its handlers.
     pub stopped_before_start: usize,
     /// Messages the publisher gave up on (never confirmed, not counted as published).
@@ -126,6 +131,7 @@ pub(super) fn check(
     for (id, kind) in published {
         let attempts = record.attempts(id);
         match kind.success_attempt() {
+            None if !attempts.is_empty() && *kind == Kind::Slow => report.slow_succeeded += 1,
             None if !attempts.is_empty() => {
                 problems.push(format!(
                     "{id} ({kind:?}) must never succeed, ran at {attempts:?}"
@@ -194,6 +200,13 @@ impl fmt::Display for SoakReport {
             self.stopped_before_start,
             self.peak_rss_kib as f64 / 1024.0
         )?;
+        if self.slow_succeeded > 0 {
+            writeln!(
+                f,
+                "  slow messages that finished before a starved worker saw their timeout: {}",
+                self.slow_succeeded
+            )?;
+        }
         if self.parked_by_backstop > 0 {
             writeln!(
                 f,

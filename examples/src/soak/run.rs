@@ -185,6 +185,7 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
         resent: published.resent,
         parked_copies,
         parked_by_backstop: 0,
+        slow_succeeded: 0,
         stopped_before_start,
         unconfirmed: published.unconfirmed,
         peak_rss_kib,
