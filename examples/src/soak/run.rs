@@ -150,8 +150,18 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
     run.published = published.items.iter().map(|(id, _)| id.clone()).collect();
     let drain_started = Instant::now();
     let drain_deadline = drain_started + options.drain;
+    let mut settled_checks = 0;
     loop {
-        if run.settled().await {
+        // Every id handled or parked (by id: parking may hold copies) and
+        // nothing ready in any queue, twice in a row a second apart (a copy
+        // whose ack a fault lost can still be in flight at the first look).
+        let (now, _) = run.account().await;
+        settled_checks = if now.queued == 0 && now.lost == 0 {
+            settled_checks + 1
+        } else {
+            0
+        };
+        if settled_checks >= 2 {
             break;
         }
         if Instant::now() >= drain_deadline {
