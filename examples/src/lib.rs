@@ -10,4 +10,5 @@
 
 pub mod bench;
 pub mod faults;
+pub mod soak;
 pub mod tasks;

@@ -135,6 +135,7 @@ async fn three_workers_enqueue_each_tick_once_through_a_sigkill_of_the_scheduler
         args: Vec::new(),
         log_dir: dir.clone(),
         tick_every: "1s".into(),
+        env: Vec::new(),
     };
     let mut workers: Vec<DemoProcess> = (0..3).map(|n| config.spawn(n).expect("spawn")).collect();
 

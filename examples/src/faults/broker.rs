@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use worker_core::{ConnectionConfig, Connector, EnqueueOptions, Publisher, Task};
+use worker_core::{ConnectionConfig, Connector, EnqueueOptions, Outgoing, Publisher, Task};
 
 use crate::tasks::record::{Record, RecordJob};
 
@@ -48,27 +48,51 @@ impl Drop for Vhost {
     }
 }
 
+/// The confirmed, persistent `demo.record` message of `job`, its id as message id.
+pub(crate) fn job_message(publisher: &Publisher, job: &RecordJob) -> Result<Outgoing, String> {
+    record_message(publisher, &job.id, job, None)
+}
+
+/// A `demo.record` message with id `id` whose body is `body` (undecodable on purpose).
+pub(crate) fn raw_message(
+    publisher: &Publisher,
+    id: &str,
+    body: &[u8],
+) -> Result<Outgoing, String> {
+    record_message(publisher, id, &(), Some(body))
+}
+
+fn record_message<P: serde::Serialize>(
+    publisher: &Publisher,
+    id: &str,
+    payload: &P,
+    body: Option<&[u8]>,
+) -> Result<Outgoing, String> {
+    let (_, mut message) = publisher
+        .task_message(
+            Record::NAME,
+            Record::QUEUE,
+            payload,
+            EnqueueOptions {
+                message_id: Some(id.to_owned()),
+                ..EnqueueOptions::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    if let Some(body) = body {
+        message.body = body.to_vec().into();
+    }
+    Ok(message)
+}
+
 /// Publishes fixture jobs with their id as message id, confirmed, in batches.
 pub(crate) async fn publish_jobs(url: &str, jobs: &[RecordJob]) -> Result<Vec<String>, String> {
     let publisher = Publisher::new(Connector::new(ConnectionConfig::new(url)));
-    let mut ids = Vec::with_capacity(jobs.len());
     for chunk in jobs.chunks(500) {
-        let mut messages = Vec::with_capacity(chunk.len());
-        for job in chunk {
-            let (id, message) = publisher
-                .task_message(
-                    Record::NAME,
-                    Record::QUEUE,
-                    job,
-                    EnqueueOptions {
-                        message_id: Some(job.id.clone()),
-                        ..EnqueueOptions::default()
-                    },
-                )
-                .map_err(|e| e.to_string())?;
-            ids.push(id);
-            messages.push(message);
-        }
+        let messages = chunk
+            .iter()
+            .map(|job| job_message(&publisher, job))
+            .collect::<Result<Vec<_>, _>>()?;
         publisher
             .publish_batch(messages)
             .await
@@ -77,28 +101,16 @@ pub(crate) async fn publish_jobs(url: &str, jobs: &[RecordJob]) -> Result<Vec<St
     if let Some(c) = publisher.connector() {
         c.close().await;
     }
-    Ok(ids)
+    Ok(jobs.iter().map(|job| job.id.clone()).collect())
 }
 
 /// Publishes raw bodies (undecodable on purpose) with the given ids.
 pub(crate) async fn publish_raw(url: &str, items: &[(String, Vec<u8>)]) -> Result<(), String> {
     let publisher = Publisher::new(Connector::new(ConnectionConfig::new(url)));
-    let mut messages = Vec::new();
-    for (id, body) in items {
-        let (_, mut message) = publisher
-            .task_message(
-                Record::NAME,
-                Record::QUEUE,
-                &(),
-                EnqueueOptions {
-                    message_id: Some(id.clone()),
-                    ..EnqueueOptions::default()
-                },
-            )
-            .map_err(|e| e.to_string())?;
-        message.body = body.clone().into();
-        messages.push(message);
-    }
+    let messages = items
+        .iter()
+        .map(|(id, body)| raw_message(&publisher, id, body))
+        .collect::<Result<Vec<_>, _>>()?;
     publisher
         .publish_batch(messages)
         .await

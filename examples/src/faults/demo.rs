@@ -24,6 +24,8 @@ pub struct DemoConfig {
     pub tick_every: String,
     /// Where the children's logs go.
     pub log_dir: PathBuf,
+    /// More environment variables for the children (`DEMO_RECORD_TIMEOUT`, ...).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running demo worker.
@@ -43,6 +45,7 @@ impl DemoConfig {
             .env("DEMO_RECORD_FILE", &self.record)
             .env("DEMO_RETRY_TIERS", &self.tiers)
             .env("DEMO_TICK_EVERY", &self.tick_every)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUST_LOG",
                 std::env::var("FAULTS_RUST_LOG").unwrap_or_else(|_| "warn,worker_core=info".into()),
@@ -73,6 +76,11 @@ impl DemoProcess {
             .await
             .ok()?
             .ok()
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Whether the process has exited (without waiting).

@@ -9,7 +9,7 @@
 //! RELIABILITY.md has the figures.
 
 mod account;
-mod broker;
+pub(crate) mod broker;
 mod demo;
 mod scenarios;
 

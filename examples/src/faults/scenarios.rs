@@ -25,6 +25,7 @@ pub struct Lab {
     /// A scratch directory for record files and logs, removed on drop unless
     /// a scenario failed.
     pub dir: PathBuf,
+    keep: bool,
 }
 
 /// One scenario's vhost, worker configuration and published messages.
@@ -50,7 +51,14 @@ impl Lab {
             demo_bin,
             base_url: worker_core::connection::default_url(),
             dir,
+            keep: false,
         }
+    }
+
+    /// Keeps the scratch directory (record files, worker logs) after the
+    /// lab is dropped, for a run that failed without panicking.
+    pub fn keep_files(&mut self) {
+        self.keep = true;
     }
 
     /// Prepares a scenario in a fresh vhost: declares the topology with the
@@ -80,6 +88,7 @@ impl Lab {
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             log_dir: dir.clone(),
             tick_every: "off".to_owned(),
+            env: Vec::new(),
         };
         let status = std::process::Command::new(&config.bin)
             .args(["topology", "declare"])
@@ -112,7 +121,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         // Keep the record files and worker logs when a scenario failed.
-        if !std::thread::panicking() {
+        if !self.keep && !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }

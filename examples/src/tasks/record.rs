@@ -8,9 +8,10 @@
 //! `DEMO_RECORD_FILE` (if set) and succeeds.
 //!
 //! Retries: 2 in-process attempts, delay tiers from `DEMO_RETRY_TIERS`
-//! (comma-separated durations, default `1s,5s`), 5 attempts in all. It is
-//! written by hand (not with `#[task]`) because its tiers come from the
-//! environment.
+//! (comma-separated durations, default `1s,5s`), 5 attempts in all. Each
+//! attempt may run for `DEMO_RECORD_TIMEOUT` (a duration; unset: no limit).
+//! It is written by hand (not with `#[task]`) because its tiers and timeout
+//! come from the environment.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -22,6 +23,8 @@ use worker_core::{parse_duration, RetryPolicy, Task, TaskContext, TaskError, Tas
 pub const RECORD_FILE_ENV: &str = "DEMO_RECORD_FILE";
 /// The environment variable with the delay tiers.
 pub const RETRY_TIERS_ENV: &str = "DEMO_RETRY_TIERS";
+/// The environment variable with the per-attempt timeout.
+pub const TIMEOUT_ENV: &str = "DEMO_RECORD_TIMEOUT";
 /// The default delay tiers.
 pub const DEFAULT_TIERS: &str = "1s,5s";
 
@@ -50,6 +53,13 @@ impl Record {
             tracing::error!("{RETRY_TIERS_ENV}: {e}; using {DEFAULT_TIERS}");
             Record::parse_tiers(DEFAULT_TIERS).unwrap_or_default()
         })
+    }
+
+    fn timeout() -> Option<Duration> {
+        let text = std::env::var(TIMEOUT_ENV).ok()?;
+        parse_duration(&text)
+            .map_err(|e| tracing::error!("{TIMEOUT_ENV}: {e}; running without a timeout"))
+            .ok()
     }
 
     fn append(&self, id: &str, attempt: u32) -> std::io::Result<()> {
@@ -82,6 +92,7 @@ impl Task for Record {
                 .in_process(2)
                 .tiers(Record::tiers())
                 .max_attempts(5),
+            timeout: Record::timeout(),
             ..TaskOptions::default()
         }
     }

@@ -349,13 +349,12 @@ impl App {
                 return ExitCode::from(exit::FAILURE);
             }
         };
-        let finished = runtime.block_on(commands::execute(
-            self.setup,
-            cli,
-            crate::worker::stop_signal(),
-            &self.name,
-            bars,
-        ));
+        // The signal handlers go in before anything starts (see stop_signal).
+        let stop = {
+            let _runtime = runtime.enter();
+            crate::worker::stop_signal()
+        };
+        let finished = runtime.block_on(commands::execute(self.setup, cli, stop, &self.name, bars));
         // Whatever is still running (a lingering I/O task) must not keep a
         // stopped worker's process alive.
         runtime.shutdown_timeout(std::time::Duration::from_secs(2));

@@ -1,0 +1,73 @@
+//! A short chaos soak on a private node of the broker version under test
+//! (the runner runs it once per version): two demo workers, the mixed
+//! workload, a fault every three to six seconds for 80 s (`SOAK_DURATION`
+//! changes it), then the drain and the exact account. `SOAK_SEED` replays
+//! a seed; a failing run prints the seed and the command that replays it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use examples::soak::{soak, BrokerChoice, FaultKind, SoakOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_soak_on_a_private_node_loses_nothing() {
+    let seed: u64 = std::env::var("SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    let duration = std::env::var("SOAK_DURATION")
+        .ok()
+        .and_then(|d| worker_core::parse_duration(&d).ok())
+        .unwrap_or(Duration::from_secs(80));
+    let broker = std::env::var("RABBIT_WORKER_TEST_BROKER").unwrap_or_else(|_| "3.10".into());
+    println!("soak seed {seed} on RabbitMQ {broker}");
+    let options = SoakOptions {
+        seed,
+        duration,
+        broker: BrokerChoice::PrivateNode,
+        rate: 50,
+        drain: Duration::from_secs(120),
+        demo_bin: PathBuf::from(env!("CARGO_BIN_EXE_demo-worker")),
+        replay: format!(
+            "SOAK_SEED={seed} cargo test -p examples --test soak -- --nocapture \
+             (RabbitMQ {broker}), or by hand: cargo run --release -p examples --bin soak -- \
+             --seed {seed} --duration {} --broker {broker}",
+            worker_core::format_duration(duration)
+        ),
+    };
+    let report = match soak(&options).await {
+        Ok(report) => report,
+        Err(e)
+            if e.contains("apt-get install rabbitmq-server")
+                && std::env::var("CI").as_deref() != Ok("true") =>
+        {
+            eprintln!("skipped: {e}");
+            return;
+        }
+        Err(e) => panic!("the soak could not run (seed {seed}): {e}"),
+    };
+    println!("{report}");
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.account.lost, 0, "{report}");
+    assert_eq!(report.account.queued, 0, "{report}");
+    assert!(report.account.published > 1_000, "{report}");
+    assert_eq!(
+        report.account.handled + report.account.parked,
+        report.account.published,
+        "{report}"
+    );
+    for kind in [
+        FaultKind::Kill,
+        FaultKind::Term,
+        FaultKind::CloseConnections,
+        FaultKind::NetCut,
+        FaultKind::NetStall,
+        FaultKind::NodeRestart,
+        FaultKind::MemoryAlarm,
+    ] {
+        assert!(
+            report.injected.get(&kind).copied().unwrap_or(0) > 0,
+            "{kind} was never injected: {report}"
+        );
+    }
+}
