@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use lapin::options::BasicGetOptions;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use worker_core::worker::WorkerConfig;
 use worker_core::{
     ConnectionConfig, Connector, Publisher, RetryPolicy, Task, TaskContext, TaskError, TaskOptions,
@@ -31,21 +32,43 @@ struct Item {
     id: u32,
 }
 
-/// Handler runs per message id.
-#[derive(Clone, Default)]
-struct Handled(Arc<Mutex<HashMap<u32, u32>>>);
+/// Handler runs per message id, and the gate that holds handlers once a
+/// fifth of the backlog is done, until the node has stopped: so the node
+/// always stops mid-backlog, however slow the machine is to stop it.
+#[derive(Clone)]
+struct Handled {
+    runs: Arc<Mutex<HashMap<u32, u32>>>,
+    open: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Handled {
+    fn default() -> Self {
+        Handled {
+            runs: Arc::default(),
+            open: Arc::new(watch::channel(false).0),
+        }
+    }
+}
 
 impl Handled {
     fn saw(&self, id: u32) {
-        *self.0.lock().unwrap().entry(id).or_default() += 1;
+        *self.runs.lock().unwrap().entry(id).or_default() += 1;
+    }
+
+    /// Waits, once a fifth of the backlog is handled, until the gate opens.
+    async fn pass_gate(&self) {
+        if self.distinct() >= PUBLISHED / 5 {
+            let mut open = self.open.subscribe();
+            let _ = open.wait_for(|open| *open).await;
+        }
     }
 
     fn distinct(&self) -> u32 {
-        self.0.lock().unwrap().len() as u32
+        self.runs.lock().unwrap().len() as u32
     }
 
     fn duplicates(&self) -> u32 {
-        self.0.lock().unwrap().values().map(|n| n - 1).sum()
+        self.runs.lock().unwrap().values().map(|n| n - 1).sum()
     }
 }
 
@@ -72,6 +95,7 @@ impl Task for Backlog {
     async fn run(&self, ctx: TaskContext, item: Item) -> Result<(), TaskError> {
         tokio::time::sleep(Duration::from_millis(4)).await;
         let handled = ctx.state::<Handled>().expect("Handled state");
+        handled.pass_gate().await;
         handled.saw(item.id);
         Ok(())
     }
@@ -190,6 +214,7 @@ async fn worker_survives_a_node_restart_mid_backlog() {
     let stop_at = Instant::now();
     node.stop().await.expect("node stopped");
     let at_stop = handled.distinct();
+    handled.open.send_replace(true);
     node.start_again().await.expect("node started again");
     let down_for = stop_at.elapsed();
 
@@ -204,7 +229,7 @@ async fn worker_survives_a_node_restart_mid_backlog() {
     let distinct = handled.distinct();
     let queued = take_ids(&url, Backlog::QUEUE).await;
     let parked = take_ids(&url, "node.backlog.parking").await;
-    let mut accounted: HashSet<u32> = handled.0.lock().unwrap().keys().copied().collect();
+    let mut accounted: HashSet<u32> = handled.runs.lock().unwrap().keys().copied().collect();
     accounted.extend(queued.iter().copied());
     accounted.extend(parked.iter().copied());
     let lost = PUBLISHED - accounted.len() as u32;
