@@ -264,6 +264,48 @@ async fn worker_reconnects_after_the_broker_drops_every_connection() {
     running.shutdown().await.expect("clean stop");
 }
 
+/// A connection lost while `start` declares the topology is not a reason
+/// to give up: `start` succeeds, and the worker declares and consumes once
+/// it has reconnected (found by the cluster soak, where a node stopped
+/// during a worker's start and the worker process exited).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_while_start_declares_does_not_fail_start() {
+    let broker = MemoryBroker::start().await;
+    broker.drop_connection_at_next_queue_declare();
+    let seen = Seen::default();
+    let running = Worker::new(Connector::new(ConnectionConfig::new(broker.url())))
+        .register(Deliver)
+        .state(seen.clone())
+        .config(WorkerConfig {
+            settle_wait: Duration::from_millis(10),
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_millis(200),
+            ..WorkerConfig::default()
+        })
+        .start()
+        .await
+        .expect("a lost connection during declaration is retried, not fatal");
+    eventually(
+        "the worker declares and consumes after reconnecting",
+        || {
+            let back = broker.consumer_count("mem.deliver") == 1;
+            async move { back }
+        },
+    )
+    .await;
+    let publisher = Publisher::new(Connector::new(ConnectionConfig::new(broker.url())));
+    publisher
+        .enqueue::<Deliver>(&Job::new("after", "ok"))
+        .await
+        .unwrap();
+    eventually("the job is handled", || {
+        let done = seen.done();
+        async move { done == ["after"] }
+    })
+    .await;
+    running.shutdown().await.expect("clean stop");
+}
+
 #[tokio::test]
 async fn quorum_delivery_limit_parks_a_crash_loop_with_x_death() {
     // The broker side of the framework's crash-loop backstop, without a worker:

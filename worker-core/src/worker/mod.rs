@@ -332,15 +332,18 @@ impl Worker {
         let specs: Vec<Arc<TaskSpec>> = self.registrations.iter().map(|r| r.spec.clone()).collect();
         // One attempt now, so that what retrying cannot fix (refused
         // access, a topology that differs) fails `start` at once. A broker
-        // that is not up yet is not such a failure: the supervisor keeps
-        // trying, and declares the topology when it first connects.
-        let declared = match self.connector.connection().await {
-            Ok(conn) => {
-                if self.config.declare_topology {
-                    declare_all(&conn, &specs, self.connector.capabilities()).await?;
-                }
-                true
+        // that is not up yet, or a connection lost while declaring, is not
+        // such a failure: the supervisor keeps trying, and declares the
+        // topology when it first connects.
+        let first_try = async {
+            let conn = self.connector.connection().await?;
+            if self.config.declare_topology {
+                declare_all(&conn, &specs, self.connector.capabilities()).await?;
             }
+            Ok::<_, Error>(())
+        };
+        let declared = match first_try.await {
+            Ok(()) => true,
             Err(e) if e.is_fatal() => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "RabbitMQ is not reachable yet; the worker keeps trying and starts consuming once it is");

@@ -336,6 +336,11 @@ impl State {
     }
 
     fn declare_queue(&mut self, conn: u64, ch: u16, d: queue::Declare) -> Result<(), AmqpError> {
+        if std::mem::take(&mut self.drop_at_declare) {
+            return Err(AmqpError::forced(
+                "broker forced connection closure with reason 'testkit'",
+            ));
+        }
         let mut name = d.queue.to_string();
         if name.is_empty() {
             if d.passive {

@@ -523,6 +523,13 @@ impl MemoryBroker {
         taken
     }
 
+    /// Arms a fault: the next `queue.declare` is not carried out but
+    /// closes its connection with 320 CONNECTION_FORCED, as when a node
+    /// goes away while a client declares its topology. One-shot.
+    pub fn drop_connection_at_next_queue_declare(&self) {
+        self.shared.lock().drop_at_declare = true;
+    }
+
     /// Closes every client connection with 320 CONNECTION_FORCED, like
     /// `rabbitmqctl close_all_connections`; their unacked deliveries go back
     /// to their queues. Returns how many were closed. Clients may connect

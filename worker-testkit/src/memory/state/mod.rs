@@ -94,6 +94,8 @@ pub(crate) struct State {
     /// While [`State::tick`] expires messages in order: the moment of the
     /// expiry it is carrying out.
     expiring_at: Option<u64>,
+    /// An armed fault: the next `queue.declare` closes its connection.
+    pub(crate) drop_at_declare: bool,
 }
 
 impl State {
@@ -118,6 +120,7 @@ impl State {
             dirty: BTreeSet::new(),
             expiring_at: None,
             names: 0,
+            drop_at_declare: false,
         }
     }
 
