@@ -26,7 +26,7 @@ async fn short_soak_on_a_private_node_loses_nothing() {
         duration,
         broker: BrokerChoice::PrivateNode,
         rate: 50,
-        drain: Duration::from_secs(120),
+        stall: Duration::from_secs(90),
         demo_bin: PathBuf::from(env!("CARGO_BIN_EXE_demo-worker")),
         replay: format!(
             "SOAK_SEED={seed} cargo test -p examples --test soak -- --nocapture \

@@ -23,7 +23,7 @@ use examples::soak::{soak, BrokerChoice, SoakOptions};
 /// Where `.ci/rabbitmq4` installs RabbitMQ 4.0.
 const RABBITMQ4_ROOT: &str = "/var/tmp/rabbit-worker-rabbitmq4";
 
-const USAGE: &str = "usage: soak [--seed N] [--duration 3m] [--broker 3.10|4.0|cluster | --url AMQP_URL] [--rate MSGS_PER_S] [--drain 3m]";
+const USAGE: &str = "usage: soak [--seed N] [--duration 3m] [--broker 3.10|4.0|cluster | --url AMQP_URL] [--rate MSGS_PER_S] [--stall 2m]";
 
 struct Args {
     seed: Option<u64>,
@@ -31,7 +31,7 @@ struct Args {
     broker: String,
     url: Option<String>,
     rate: u32,
-    drain: Duration,
+    stall: Duration,
 }
 
 fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -41,7 +41,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         broker: "3.10".into(),
         url: None,
         rate: 50,
-        drain: Duration::from_secs(180),
+        stall: Duration::from_secs(120),
     };
     while let Some(flag) = argv.next() {
         let mut value = || {
@@ -53,7 +53,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         match flag.as_str() {
             "--seed" => args.seed = Some(value()?.parse().map_err(|e| format!("--seed: {e}"))?),
             "--duration" => args.duration = duration(value()?)?,
-            "--drain" => args.drain = duration(value()?)?,
+            "--stall" => args.stall = duration(value()?)?,
             "--broker" => args.broker = value()?,
             "--url" => args.url = Some(value()?),
             "--rate" => args.rate = value()?.parse().map_err(|e| format!("--rate: {e}"))?,
@@ -97,7 +97,7 @@ fn main() -> ExitCode {
         duration: args.duration,
         broker,
         rate: args.rate,
-        drain: args.drain,
+        stall: args.stall,
         demo_bin: sibling_demo_worker(),
         replay: format!(
             "cargo run --release -p examples --bin soak -- --seed {seed} --duration {} {target} --rate {}",

@@ -188,6 +188,24 @@ impl Run {
         (queued, self.depth(PARKING).await)
     }
 
+    /// Each of the task's queues with its ready messages and consumers,
+    /// for a report of work that did not settle (`demo.record: 12 ready, 2
+    /// consumers; ...`).
+    pub async fn describe_queues(&self) -> String {
+        let mut parts = Vec::new();
+        for queue in [WORK, QUARANTINE, PARKING]
+            .into_iter()
+            .chain(self.tiers.iter().map(String::as_str))
+        {
+            parts.push(match ops::queue_depth(&self.connector, queue).await {
+                Ok(Some(d)) => format!("{queue}: {} ready, {} consumers", d.messages, d.consumers),
+                Ok(None) => format!("{queue}: missing"),
+                Err(e) => format!("{queue}: {e}"),
+            });
+        }
+        parts.join("; ")
+    }
+
     async fn depth(&self, queue: &str) -> usize {
         match ops::queue_depth(&self.connector, queue).await {
             Ok(depth) => depth.map_or(0, |d| d.messages as usize),

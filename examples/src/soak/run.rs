@@ -26,6 +26,8 @@ pub(super) const PREFETCH: usize = 50;
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// How often the fleet is checked (memory sampled, dead workers restarted).
 const CHECK_EVERY: Duration = Duration::from_millis(500);
+/// How often a long drain prints where it stands.
+const NOTE_EVERY: Duration = Duration::from_secs(30);
 
 /// How to run a soak.
 #[derive(Debug, Clone)]
@@ -38,8 +40,10 @@ pub struct SoakOptions {
     pub broker: BrokerChoice,
     /// Messages published per second during the chaos.
     pub rate: u32,
-    /// How long the fleet may take to finish the work after the chaos.
-    pub drain: Duration,
+    /// How long the drain after the chaos may go on without progress
+    /// (no message newly handled or parked) before the soak fails. A large
+    /// backlog that keeps shrinking is not a failure; work that stops is.
+    pub stall: Duration,
     /// The `demo-worker` executable.
     pub demo_bin: PathBuf,
     /// The command that replays this soak (printed when it fails).
@@ -149,7 +153,8 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
         .map_err(|e| format!("the publisher died: {e}"))?;
     run.published = published.items.iter().map(|(id, _)| id.clone()).collect();
     let drain_started = Instant::now();
-    let drain_deadline = drain_started + options.drain;
+    let mut last_progress = (Instant::now(), 0);
+    let mut next_note = Instant::now() + NOTE_EVERY;
     let mut settled_checks = 0;
     loop {
         // Every id handled or parked (by id: parking may hold copies) and
@@ -164,10 +169,26 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
         if settled_checks >= 2 {
             break;
         }
-        if Instant::now() >= drain_deadline {
+        let done = now.handled + now.parked;
+        if done > last_progress.1 {
+            last_progress = (Instant::now(), done);
+        }
+        if Instant::now() >= next_note {
+            println!(
+                "  draining for {:.0?}: {done} of {} handled or parked, {} queued",
+                drain_started.elapsed(),
+                now.published,
+                now.queued
+            );
+            next_note += NOTE_EVERY;
+        }
+        if last_progress.0.elapsed() >= options.stall {
             problems.push(format!(
-                "the work did not settle within {:?} after the chaos",
-                options.drain
+                "the drain made no progress for {:?} ({done} of {} handled or parked, {} queued; {})",
+                options.stall,
+                now.published,
+                now.queued,
+                run.describe_queues().await
             ));
             break;
         }
