@@ -108,6 +108,17 @@ impl Record {
         self.runs.len()
     }
 
+    /// Runs beyond `budget` per id, summed, and the most runs of one id.
+    pub fn beyond(&self, budget: usize) -> (usize, usize) {
+        let extra = self
+            .runs
+            .values()
+            .map(|r| r.len().saturating_sub(budget))
+            .sum();
+        let most = self.runs.values().map(Vec::len).max().unwrap_or(0);
+        (extra, most)
+    }
+
     /// Runs beyond the first, summed.
     pub fn duplicates(&self) -> usize {
         self.runs.values().map(|r| r.len().saturating_sub(1)).sum()
@@ -126,6 +137,8 @@ mod tests {
         let published: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
         let parked = vec![("c".to_owned(), "exhausted".to_owned())];
         let account = Account::settle(&published, &record, &parked, 1);
+        assert_eq!(record.beyond(1), (1, 2));
+        assert_eq!(record.beyond(2), (0, 2));
         assert_eq!(
             (
                 account.handled,

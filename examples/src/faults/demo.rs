@@ -35,6 +35,11 @@ pub struct DemoProcess {
 }
 
 impl DemoConfig {
+    /// `DEMO_RUNS_FILE`: every handler run, beside the record file.
+    pub fn runs_file(&self) -> PathBuf {
+        self.record.with_extension("runs.tsv")
+    }
+
     /// Starts `demo-worker run` with this configuration; output goes to `log_dir/worker-<n>.log`.
     pub fn spawn(&self, n: usize) -> std::io::Result<DemoProcess> {
         let log = std::fs::File::create(self.log_dir.join(format!("worker-{n}.log")))?;
@@ -43,6 +48,7 @@ impl DemoConfig {
             .args(&self.args)
             .env("AMQP_URL", &self.url)
             .env("DEMO_RECORD_FILE", &self.record)
+            .env("DEMO_RUNS_FILE", self.runs_file())
             .env("DEMO_RETRY_TIERS", &self.tiers)
             .env("DEMO_TICK_EVERY", &self.tick_every)
             .envs(self.env.iter().map(|(k, v)| (k, v)))

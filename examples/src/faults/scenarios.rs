@@ -169,6 +169,11 @@ impl Run {
         Record::read(&self.config.record)
     }
 
+    /// Every handler run so far (successful or not), by id.
+    pub fn runs(&self) -> Record {
+        Record::read(&self.config.runs_file())
+    }
+
     /// Waits until at least `n` distinct ids were handled.
     pub async fn wait_handled(&self, n: usize, limit: Duration) -> bool {
         broker::wait_for(limit, || async move { self.record().distinct() >= n }).await

@@ -56,6 +56,13 @@ pub struct SoakReport {
     pub workers_started: usize,
     /// Workers that exited without being told to.
     pub unexpected_exits: usize,
+    /// Handler runs (successful or not) beyond the attempt budget, summed
+    /// over messages: what faults cost in runs the budget did not see
+    /// (copies run twice, in-process retries of a delivery the broker
+    /// then returned and charged once).
+    pub runs_beyond_budget: usize,
+    /// The most handler runs of one message.
+    pub most_runs: usize,
     /// The most duplicates the faults can explain (the at-least-once slack).
     pub slack_bound: usize,
     /// Everything that went wrong; empty when the account holds.
@@ -103,6 +110,7 @@ pub(super) fn check(
     report: &mut SoakReport,
     published: &[(String, Kind)],
     record: &Record,
+    runs: &Record,
     parked: &[ParkedMessage],
 ) {
     let a = &report.account;
@@ -178,6 +186,16 @@ pub(super) fn check(
             a.duplicates, report.parked_copies, report.slack_bound
         ));
     }
+    (report.runs_beyond_budget, report.most_runs) = runs.beyond(ATTEMPT_BUDGET as usize);
+    if report.runs_beyond_budget > report.slack_bound {
+        problems.push(format!(
+            "{} handler runs beyond the attempt budget, more than the faults explain ({})",
+            report.runs_beyond_budget, report.slack_bound
+        ));
+    }
+    if report.most_runs == 0 && !published.is_empty() {
+        problems.push("no handler run was recorded".to_owned());
+    }
     if report.peak_rss_kib > RSS_BOUND_KIB {
         problems.push(format!(
             "a worker reached {} KiB resident, above the bound of {RSS_BOUND_KIB} KiB",
@@ -217,6 +235,11 @@ impl fmt::Display for SoakReport {
             self.unexpected_exits,
             self.stopped_before_start,
             self.peak_rss_kib as f64 / 1024.0
+        )?;
+        writeln!(
+            f,
+            "  handler runs beyond the attempt budget {} (slack bound {}), most runs of one message {}",
+            self.runs_beyond_budget, self.slack_bound, self.most_runs
         )?;
         if self.slow_succeeded > 0 {
             writeln!(

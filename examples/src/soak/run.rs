@@ -222,11 +222,19 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
         peak_rss_kib,
         workers_started: run.spawned(),
         unexpected_exits,
+        runs_beyond_budget: 0,
+        most_runs: 0,
         slack_bound: 0,
         problems,
         replay: options.replay.clone(),
     };
-    check(&mut report, &published.items, &run.record(), &parked);
+    check(
+        &mut report,
+        &published.items,
+        &run.record(),
+        &run.runs(),
+        &parked,
+    );
     if !report.passed() {
         lab.keep_files();
         report.problems.push(format!(

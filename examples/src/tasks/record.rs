@@ -5,7 +5,9 @@
 //! then aborts the process if `abort`, panics if `panic`, fails permanently if
 //! `permanent`, fails transiently while the attempt number is at most
 //! `fail`, and otherwise appends `<id>\t<attempt>\n` to the file named by
-//! `DEMO_RECORD_FILE` (if set) and succeeds.
+//! `DEMO_RECORD_FILE` (if set) and succeeds. Every run, whatever its
+//! outcome, first appends the same line to the file named by
+//! `DEMO_RUNS_FILE` (if set), so a test can count runs against the budget.
 //!
 //! Retries: 2 in-process attempts, delay tiers from `DEMO_RETRY_TIERS`
 //! (comma-separated durations, default `1s,5s`), 5 attempts in all. Each
@@ -21,6 +23,8 @@ use worker_core::{parse_duration, RetryPolicy, Task, TaskContext, TaskError, Tas
 
 /// The environment variable naming the record file.
 pub const RECORD_FILE_ENV: &str = "DEMO_RECORD_FILE";
+/// The environment variable naming the file of every handler run.
+pub const RUNS_FILE_ENV: &str = "DEMO_RUNS_FILE";
 /// The environment variable with the delay tiers.
 pub const RETRY_TIERS_ENV: &str = "DEMO_RETRY_TIERS";
 /// The environment variable with the per-attempt timeout.
@@ -32,9 +36,56 @@ pub const DEFAULT_TIERS: &str = "1s,5s";
 pub type RecordJob = worker_testkit::fixture::ScriptedJob;
 
 /// The `demo.record` task.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Record {
+    /// Successful runs.
+    record: Appender,
+    /// Every run.
+    runs: Appender,
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Record {
+            record: Appender::new(RECORD_FILE_ENV),
+            runs: Appender::new(RUNS_FILE_ENV),
+        }
+    }
+}
+
+/// Appends `<id>\t<attempt>` lines to the file an environment variable
+/// names (nothing when it is unset), opened on first use.
+#[derive(Debug)]
+struct Appender {
+    env: &'static str,
     file: Mutex<Option<std::fs::File>>,
+}
+
+impl Appender {
+    fn new(env: &'static str) -> Appender {
+        Appender {
+            env,
+            file: Mutex::new(None),
+        }
+    }
+
+    fn append(&self, id: &str, attempt: u32) -> std::io::Result<()> {
+        let Some(path) = std::env::var_os(self.env) else {
+            return Ok(());
+        };
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if file.is_none() {
+            *file = Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            );
+        }
+        let f = file.as_mut().expect("opened above");
+        f.write_all(format!("{id}\t{attempt}\n").as_bytes())?;
+        f.flush()
+    }
 }
 
 impl Record {
@@ -61,24 +112,6 @@ impl Record {
             .map_err(|e| tracing::error!("{TIMEOUT_ENV}: {e}; running without a timeout"))
             .ok()
     }
-
-    fn append(&self, id: &str, attempt: u32) -> std::io::Result<()> {
-        let Some(path) = std::env::var_os(RECORD_FILE_ENV) else {
-            return Ok(());
-        };
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if file.is_none() {
-            *file = Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            );
-        }
-        let f = file.as_mut().expect("opened above");
-        f.write_all(format!("{id}\t{attempt}\n").as_bytes())?;
-        f.flush()
-    }
 }
 
 impl Task for Record {
@@ -98,8 +131,9 @@ impl Task for Record {
     }
 
     async fn run(&self, ctx: TaskContext, job: RecordJob) -> Result<(), TaskError> {
+        self.runs.append(&job.id, ctx.attempt())?;
         job.act(ctx.attempt()).await?;
-        self.append(&job.id, ctx.attempt())?;
+        self.record.append(&job.id, ctx.attempt())?;
         Ok(())
     }
 }
