@@ -51,6 +51,8 @@ const BIN_DIR: &str = "/usr/lib/rabbitmq/bin";
 
 /// How long a node may take to boot.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long `rabbitmqctl stop` may take.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs the CLI of the broker under test, `rabbitmqctl ARGS`; its output,
 /// or what went wrong.
@@ -243,6 +245,7 @@ impl RabbitNode {
         let home = home.unwrap_or_else(|| dir.join("home"));
         std::fs::create_dir_all(&home)
             .map_err(|e| NodeError::new(format!("cannot create {}: {e}", home.display())))?;
+        ensure_cookie(&home)?;
         let mut node = RabbitNode {
             install,
             dir,
@@ -401,10 +404,15 @@ impl RabbitNode {
         if !self.running {
             return Ok(());
         }
-        let mut ctl = self.rabbitmqctl();
-        ctl.arg("stop")
-            .arg(self.install.inside(&self.dir.join("pid")));
-        let out = Self::run(ctl).await?;
+        let ctl = self.stop_command();
+        let out = tokio::time::timeout(STOP_TIMEOUT, Self::run(ctl))
+            .await
+            .map_err(|_| {
+                NodeError::new(format!(
+                    "rabbitmqctl stop did not return within {STOP_TIMEOUT:?} for {}",
+                    self.name
+                ))
+            })??;
         if !out.status.success() {
             return Err(NodeError::new(format!(
                 "rabbitmqctl stop failed for {}: {}",
@@ -454,6 +462,19 @@ impl RabbitNode {
         Ok(())
     }
 
+    /// `rabbitmqctl stop`, with the pid file when there is one (then it
+    /// also waits for the VM to exit; given a pid file that does not exist,
+    /// as when the node never came up, it would wait for it forever).
+    fn stop_command(&self) -> Command {
+        let mut ctl = self.rabbitmqctl();
+        ctl.arg("stop");
+        let pid_file = self.dir.join("pid");
+        if pid_file.exists() {
+            ctl.arg(self.install.inside(&pid_file));
+        }
+        ctl
+    }
+
     /// The Erlang VM's pid, from the pid file.
     ///
     /// # Errors
@@ -492,12 +513,9 @@ impl Drop for RabbitNode {
             // Stop before removing the directory: a node whose directory
             // was deleted keeps running.
             let pid = self.pid().ok();
-            let mut ctl = self.rabbitmqctl();
-            ctl.arg("stop")
-                .arg(self.install.inside(&self.dir.join("pid")))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            let stopped = ctl.status().map(|s| s.success()).unwrap_or(false);
+            let mut ctl = self.stop_command();
+            ctl.stdout(Stdio::null()).stderr(Stdio::null());
+            let stopped = status_within(ctl, STOP_TIMEOUT);
             if let Some(pid) = pid {
                 if !stopped || Self::alive(pid) {
                     let _ = Command::new("kill")
@@ -511,6 +529,55 @@ impl Drop for RabbitNode {
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `cmd` and says whether it succeeded within `limit` (killed if not).
+fn status_within(mut cmd: Command, limit: Duration) -> bool {
+    let Ok(mut child) = cmd.spawn() else {
+        return false;
+    };
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+/// Writes a fresh Erlang cookie into `home`, readable by its owner only,
+/// unless one is there. Done before any Erlang VM runs with that `HOME`:
+/// otherwise the node and the CLI started beside it both create it, and one
+/// can read it between the other's write and its `chmod`, then refuse it
+/// ("must be accessible by owner only") and exit.
+fn ensure_cookie(home: &Path) -> Result<(), NodeError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let path = home.join(".erlang.cookie");
+    let cookie: String = (0..20)
+        .map(|_| char::from(b'A' + rand::rng().random_range(0..26u8)))
+        .collect();
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(&path)
+    {
+        Ok(mut file) => file
+            .write_all(cookie.as_bytes())
+            .map_err(|e| NodeError::new(format!("cannot write {}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(NodeError::new(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -633,5 +700,77 @@ impl Drop for RabbitCluster {
         // Nodes first (each stops and removes its own directory), then the shared HOME.
         self.nodes.clear();
         let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tk-node-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_cookie_is_made_owner_only_before_any_vm_runs_and_kept_after() {
+        let home = scratch("cookie");
+        ensure_cookie(&home).unwrap();
+        let path = home.join(".erlang.cookie");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o400, "Erlang refuses a cookie others can read");
+        let cookie = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(cookie.len(), 20);
+        assert!(cookie.bytes().all(|b| b.is_ascii_uppercase()), "{cookie}");
+        ensure_cookie(&home).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            cookie,
+            "a cluster's nodes share the first node's cookie"
+        );
+        std::fs::remove_dir_all(home).unwrap();
+    }
+
+    #[test]
+    fn stopping_a_node_that_never_wrote_its_pid_file_does_not_wait_for_it() {
+        let dir = scratch("stop");
+        let node = RabbitNode {
+            install: Install { root: None },
+            dir: dir.clone(),
+            home: dir.join("home"),
+            name: "tk-test@localhost".into(),
+            amqp_port: 1,
+            dist_port: 2,
+            running: false,
+        };
+        let args = |cmd: Command| -> Vec<String> {
+            cmd.get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            args(node.stop_command()),
+            ["-n", "tk-test@localhost", "stop"]
+        );
+        std::fs::write(dir.join("pid"), "42").unwrap();
+        let pid_file = dir.join("pid").to_string_lossy().into_owned();
+        assert_eq!(
+            args(node.stop_command()),
+            ["-n", "tk-test@localhost", "stop", pid_file.as_str()]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_command_that_outlives_its_limit_is_killed() {
+        let mut sleep = Command::new("sleep");
+        sleep.arg("30");
+        let started = Instant::now();
+        assert!(!status_within(sleep, Duration::from_millis(200)));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(status_within(Command::new("true"), Duration::from_secs(10)));
     }
 }
