@@ -40,7 +40,7 @@ impl Task for Fragile {
     fn options(&self) -> TaskOptions {
         TaskOptions {
             retry: RetryPolicy::none(),
-            prefetch: 10,
+            prefetch: Some(10),
             concurrency: 2,
             breaker: Some(BreakerPolicy::in_a_row(3).cooldown(COOLDOWN)),
             ..TaskOptions::default()

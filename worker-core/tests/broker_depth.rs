@@ -23,7 +23,7 @@ const LONG_TIER: Duration = Duration::from_secs(3600);
 fn two_tiers() -> TaskOptions {
     TaskOptions {
         concurrency: 1,
-        prefetch: 1,
+        prefetch: Some(1),
         retry: RetryPolicy::none().tiers([SHORT_TIER, LONG_TIER]),
         ..TaskOptions::default()
     }

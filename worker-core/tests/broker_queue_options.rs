@@ -56,7 +56,7 @@ macro_rules! ordered_task {
 fn one_at_a_time(queue_type: QueueType, priority: u8) -> TaskOptions {
     TaskOptions {
         retry: RetryPolicy::none(),
-        prefetch: 1,
+        prefetch: Some(1),
         concurrency: 1,
         queue_type,
         priority: Some(priority),

@@ -26,7 +26,7 @@ scripted_task!(
     "it.worker.backlog",
     TaskOptions {
         concurrency: 8,
-        prefetch: 50,
+        prefetch: Some(50),
         ..quick(TaskOptions::default())
     }
 );
@@ -36,7 +36,7 @@ scripted_task!(
     "it.worker.busy",
     TaskOptions {
         concurrency: 1,
-        prefetch: 4,
+        prefetch: Some(4),
         ..quick(TaskOptions::default())
     }
 );

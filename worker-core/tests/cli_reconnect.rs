@@ -47,7 +47,7 @@ impl Task for Slow {
             // as attempts (x-delivery-count), so leave room for them.
             retry: RetryPolicy::none().max_attempts(10),
             concurrency: 2,
-            prefetch: 20,
+            prefetch: Some(20),
             ..TaskOptions::default()
         }
     }

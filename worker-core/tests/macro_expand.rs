@@ -285,7 +285,7 @@ fn payload_defaults_to_unit_and_classic_options_apply() {
     assert_eq!(options.retry.max_attempts, 1);
     assert_eq!(options.retry.in_process_attempts, 1);
     assert!(options.retry.tiers.is_empty());
-    assert_eq!(options.prefetch, 5000);
+    assert_eq!(options.prefetch, Some(5000));
     assert_eq!(options.concurrency, 2);
     assert_eq!(options.queue_type, QueueType::Classic);
     assert_eq!(options.max_body_bytes, 1024);

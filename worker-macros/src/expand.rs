@@ -485,7 +485,7 @@ fn option_statements(args: &TaskArgs, krate: &TokenStream) -> Vec<TokenStream> {
     }
     if let Some(n) = &args.prefetch {
         let n = Literal::u16_unsuffixed(n.value);
-        out.push(quote!(options.prefetch = #n;));
+        out.push(quote!(options.prefetch = ::core::option::Option::Some(#n);));
     }
     if let Some(n) = &args.concurrency {
         let n = Literal::u64_unsuffixed(n.value);

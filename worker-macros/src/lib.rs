@@ -110,7 +110,7 @@ use proc_macro::TokenStream;
 /// | `rate = "100/s"` | none | the most handler starts per second (`/s`) or minute (`/m`) **in one worker process**, evenly spaced; N processes start up to N times as many, so give each the fleet's limit divided by N. A delivery waiting for its start holds its prefetch slot |
 /// | `breaker = "50%/20"` | none | a circuit breaker: stop consuming the task's queue once at least 50% of the last 20 counted outcomes failed (`"5 in a row"`: the last 5 all failed). Transient failures, timeouts and panics count as failures; permanent failures and bad payloads count as neither. The messages stay in the broker; after the cool-down one probe runs, and success resumes consuming. The task must have its queue to itself |
 /// | `breaker_cooldown = "30s"` | `"30s"` | how long the breaker stays open before its probe (only with `breaker`) |
-/// | `prefetch = 50` | 100 | broker prefetch: 1..=2000 for quorum queues, 1..=65535 for classic |
+/// | `prefetch = 50` | twice `concurrency` | broker prefetch: 1..=2000 for quorum queues, 1..=65535 for classic. Above the concurrency, a handler that finishes finds its next delivery waiting; deliveries prefetched but not started when the worker stops go back to the broker, so tasks with long handlers may prefer `prefetch` equal to `concurrency` |
 /// | `concurrency = 8` | 100 | handlers of this task running at once (>= 1) |
 /// | `queue_type = "classic"` | `"quorum"` | `"quorum"` or `"classic"` |
 /// | `unclassified = "permanent"` | `"transient"` | how errors converted with `?` are treated: `"transient"` retries, `"permanent"` parks at once |

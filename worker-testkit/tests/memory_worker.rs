@@ -69,7 +69,7 @@ impl Task for Deliver {
                 .in_process(1)
                 .tiers([TIER])
                 .max_attempts(3),
-            prefetch: 10,
+            prefetch: Some(10),
             concurrency: 4,
             ..TaskOptions::default()
         }

@@ -86,7 +86,7 @@ impl Task for Backlog {
             // but the worker runs them alone in quarantine without charging
             // an attempt, so even max_attempts 1 parks none of them.
             retry: RetryPolicy::none(),
-            prefetch: 100,
+            prefetch: Some(100),
             concurrency: 8,
             ..TaskOptions::default()
         }

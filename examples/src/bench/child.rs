@@ -49,6 +49,11 @@ pub(crate) struct ChildSpec {
     /// Publish instead of consuming (the concurrent-enqueue scenario).
     #[serde(default)]
     pub(crate) enqueue: Option<EnqueueSpec>,
+    /// The framework's side runs `prefetch` handlers at once and leaves
+    /// the prefetch to the framework's default, as a task that sets only
+    /// `concurrency` does; the baseline keeps `prefetch` for both.
+    #[serde(default)]
+    pub(crate) default_prefetch: bool,
 }
 
 /// The no-op benchmark task, on the queue of slot `S`.
@@ -58,6 +63,8 @@ pub(crate) struct ChildSpec {
 pub(crate) struct FwTask<const S: usize> {
     pub(crate) counters: Arc<Counters>,
     pub(crate) prefetch: u16,
+    /// Leave the prefetch to the framework (concurrency `prefetch`).
+    pub(crate) default_prefetch: bool,
     /// Simulated I/O awaited in every run.
     pub(crate) work: Duration,
 }
@@ -68,7 +75,15 @@ impl<const S: usize> Task for FwTask<S> {
     const QUEUE: &'static str = SLOT_QUEUES[S];
 
     fn options(&self) -> TaskOptions {
-        task_options(self.prefetch)
+        let options = task_options(self.prefetch);
+        if self.default_prefetch {
+            TaskOptions {
+                prefetch: None,
+                ..options
+            }
+        } else {
+            options
+        }
     }
 
     async fn run(&self, ctx: TaskContext, job: BenchJob) -> Result<(), TaskError> {
@@ -151,6 +166,7 @@ async fn framework<const S: usize>(spec: &ChildSpec) -> Result<ChildResult, Benc
         FwTask::<S> {
             counters: counters.clone(),
             prefetch: spec.prefetch,
+            default_prefetch: spec.default_prefetch,
             work: Duration::from_millis(spec.work_ms),
         },
     );

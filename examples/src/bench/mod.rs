@@ -89,7 +89,7 @@ pub(crate) const TIER: Duration = Duration::from_millis(100);
 /// The options both sides' queues are declared with (and the framework task uses).
 pub(crate) fn task_options(prefetch: u16) -> TaskOptions {
     TaskOptions {
-        prefetch,
+        prefetch: Some(prefetch),
         concurrency: usize::from(prefetch.max(1)),
         retry: RetryPolicy::default().in_process(1).tiers([TIER]),
         ..TaskOptions::default()

@@ -86,6 +86,8 @@ pub(crate) struct Shape {
     pub(crate) work_ms: u64,
     /// The prefetch (and framework concurrency), if not the configured one.
     pub(crate) prefetch: Option<u16>,
+    /// The framework keeps its default prefetch for that concurrency.
+    pub(crate) default_prefetch: bool,
 }
 
 /// One run of the benchmark against one broker.
@@ -125,6 +127,7 @@ impl Bench<'_> {
             metrics: self.cfg.metrics,
             work_ms: shape.work_ms,
             enqueue: None,
+            default_prefetch: shape.default_prefetch,
         }
     }
 

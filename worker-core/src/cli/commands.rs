@@ -762,7 +762,7 @@ fn tasks_table(specs: &[Arc<TaskSpec>], periodic: &[crate::schedule::Periodic]) 
             s.name,
             s.queue,
             o.queue_type.as_str(),
-            o.prefetch,
+            o.resolved_prefetch(None, o.concurrency),
             o.concurrency,
             o.retry.max_attempts,
             if tiers.is_empty() { "-".to_owned() } else { tiers.join(",") },

@@ -232,6 +232,9 @@ impl std::fmt::Display for Rate {
     }
 }
 
+/// The highest prefetch RabbitMQ allows on a quorum queue's consumer.
+pub(crate) const QUORUM_PREFETCH_MAX: u16 = 2000;
+
 /// Everything about a task that is not its handler.
 ///
 /// Built once at registration; the runtime shares it between deliveries.
@@ -241,8 +244,10 @@ pub struct TaskOptions {
     pub retry: RetryPolicy,
     /// Longest a single attempt may run; `None` for no limit.
     pub timeout: Option<Duration>,
-    /// Broker prefetch for the task's consumer (1..=2000 for quorum queues).
-    pub prefetch: u16,
+    /// Broker prefetch for the task's consumer (1..=2000 for quorum
+    /// queues); `None` for [`TaskOptions::default_prefetch`] of the
+    /// concurrency.
+    pub prefetch: Option<u16>,
     /// Handlers of this task running at once.
     pub concurrency: usize,
     /// The queue type of the work queue.
@@ -273,7 +278,7 @@ impl Default for TaskOptions {
         TaskOptions {
             retry: RetryPolicy::default(),
             timeout: None,
-            prefetch: 100,
+            prefetch: None,
             concurrency: 100,
             queue_type: QueueType::Quorum,
             unclassified: FailureKind::Transient,
@@ -284,5 +289,71 @@ impl Default for TaskOptions {
             priority: None,
             limits: QueueLimits::default(),
         }
+    }
+}
+
+impl TaskOptions {
+    /// The prefetch a task gets when it sets none: twice its concurrency,
+    /// so that a handler that finishes finds its next delivery already in
+    /// the process instead of waiting a round trip to the broker for it
+    /// (at most 65535, the protocol's limit; the worker caps quorum queues
+    /// at 2000). Deliveries prefetched but not started when the worker
+    /// stops go back to the broker, so a task with long handlers may
+    /// prefer `prefetch = concurrency`.
+    ///
+    /// ```
+    /// assert_eq!(worker_core::TaskOptions::default_prefetch(100), 200);
+    /// assert_eq!(worker_core::TaskOptions::default_prefetch(0), 2);
+    /// ```
+    pub fn default_prefetch(concurrency: usize) -> u16 {
+        let doubled = concurrency.max(1).saturating_mul(2);
+        u16::try_from(doubled).unwrap_or(u16::MAX)
+    }
+
+    /// The prefetch a worker consumes this task's queue with: `chosen`
+    /// (the worker's override, else the task's own `prefetch`), else
+    /// [`default_prefetch`](TaskOptions::default_prefetch) of
+    /// `concurrency`; at least 1, and at most 2000 on a quorum queue
+    /// (RabbitMQ's limit there).
+    pub fn resolved_prefetch(&self, chosen: Option<u16>, concurrency: usize) -> u16 {
+        let prefetch = chosen
+            .or(self.prefetch)
+            .unwrap_or_else(|| TaskOptions::default_prefetch(concurrency))
+            .max(1);
+        match self.queue_type {
+            QueueType::Quorum => prefetch.min(QUORUM_PREFETCH_MAX),
+            QueueType::Classic => prefetch,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefetch_is_the_chosen_one_else_twice_the_concurrency_capped_on_quorum_queues() {
+        let quorum = TaskOptions::default();
+        assert_eq!(quorum.resolved_prefetch(None, 100), 200);
+        assert_eq!(quorum.resolved_prefetch(None, 4), 8);
+        assert_eq!(
+            quorum.resolved_prefetch(Some(7), 100),
+            7,
+            "an override wins"
+        );
+        assert_eq!(quorum.resolved_prefetch(None, 5000), 2000, "quorum cap");
+        assert_eq!(quorum.resolved_prefetch(Some(0), 10), 1);
+        let own = TaskOptions {
+            prefetch: Some(30),
+            ..TaskOptions::default()
+        };
+        assert_eq!(own.resolved_prefetch(None, 100), 30, "the task's own");
+        assert_eq!(own.resolved_prefetch(Some(9), 100), 9, "the override first");
+        let classic = TaskOptions {
+            queue_type: QueueType::Classic,
+            ..TaskOptions::default()
+        };
+        assert_eq!(classic.resolved_prefetch(None, 5000), 10_000);
+        assert_eq!(classic.resolved_prefetch(None, 40_000), u16::MAX);
     }
 }

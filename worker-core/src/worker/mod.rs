@@ -30,7 +30,7 @@ use crate::error::{redact_url, Error};
 use crate::middleware::{default_stack, BoxJobService, HandlerService, RetryLayer};
 use crate::publisher::Publisher;
 use crate::runtime::{Health, Runtime, Shutdown, ShutdownTrigger};
-use crate::task::{QueueType, StateMap, Task, BROKER_ACK_TIMEOUT};
+use crate::task::{StateMap, Task, BROKER_ACK_TIMEOUT};
 use crate::topology::declare_all;
 use crate::topology::TaskSpec;
 
@@ -411,14 +411,15 @@ impl Worker {
                 }
             }
             let o = &r.spec.options;
-            let mut prefetch = self.prefetch_override.unwrap_or(o.prefetch).max(1);
-            if o.queue_type == QueueType::Quorum && prefetch > 2000 {
+            let concurrency = self.concurrency_override.unwrap_or(o.concurrency);
+            let prefetch = o.resolved_prefetch(self.prefetch_override, concurrency);
+            let asked = self.prefetch_override.or(o.prefetch).unwrap_or(0);
+            if asked > prefetch {
                 tracing::warn!(
                     task = r.spec.name,
-                    prefetch,
+                    prefetch = asked,
                     "quorum queues cap prefetch at 2000; using 2000"
                 );
-                prefetch = 2000;
             }
             let handler = match &self.wrap {
                 Some(wrap) => wrap(r.handler.clone()),
@@ -430,7 +431,7 @@ impl Worker {
                 .or_insert_with(|| QueueGroup {
                     queue: r.spec.queue.clone(),
                     prefetch,
-                    concurrency: self.concurrency_override.unwrap_or(o.concurrency),
+                    concurrency,
                     tasks: Arc::new(Tasks::empty()),
                     breaker: self.breakers.get(&r.spec),
                 });
