@@ -53,7 +53,7 @@ fn main() {
         o.breaker,
         Some(worker_core::BreakerPolicy::share(50, 20).cooldown(Duration::from_secs(2)))
     );
-    assert_eq!(o.prefetch, 20);
+    assert_eq!(o.prefetch, Some(20));
     assert_eq!(o.concurrency, 4);
     assert_eq!(o.queue_type, QueueType::Quorum);
     assert_eq!(o.unclassified, FailureKind::Permanent);
@@ -64,7 +64,7 @@ fn main() {
     let o = Bulk.options();
     assert_eq!(o.retry.max_attempts, 1);
     assert!(o.retry.tiers.is_empty());
-    assert_eq!(o.prefetch, 5000);
+    assert_eq!(o.prefetch, Some(5000));
     assert_eq!(o.queue_type, QueueType::Classic);
     assert_eq!(o.unclassified, FailureKind::Transient);
     assert_eq!(o.timeout, Some(Duration::from_millis(1500)));
