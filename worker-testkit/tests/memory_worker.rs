@@ -207,11 +207,9 @@ async fn worker_handles_parks_and_redelivers_through_a_clock_driven_tier() {
     assert_eq!(broker.queue_depth(queue), 0, "nothing returned on stop");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn worker_reconnects_after_the_broker_drops_every_connection() {
-    let broker = MemoryBroker::start().await;
-    let seen = Seen::default();
-    let running = Worker::new(Connector::new(ConnectionConfig::new(broker.url())))
+/// A worker of [`Deliver`] on `broker` that reconnects within 200 ms.
+fn reconnecting_worker(broker: &MemoryBroker, seen: &Seen) -> Worker {
+    Worker::new(Connector::new(ConnectionConfig::new(broker.url())))
         .register(Deliver)
         .state(seen.clone())
         .config(WorkerConfig {
@@ -221,6 +219,13 @@ async fn worker_reconnects_after_the_broker_drops_every_connection() {
             reconnect_max: Duration::from_millis(200),
             ..WorkerConfig::default()
         })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_reconnects_after_the_broker_drops_every_connection() {
+    let broker = MemoryBroker::start().await;
+    let seen = Seen::default();
+    let running = reconnecting_worker(&broker, &seen)
         .start()
         .await
         .expect("started");
@@ -273,15 +278,7 @@ async fn a_connection_lost_while_start_declares_does_not_fail_start() {
     let broker = MemoryBroker::start().await;
     broker.drop_connection_at_next_queue_declare();
     let seen = Seen::default();
-    let running = Worker::new(Connector::new(ConnectionConfig::new(broker.url())))
-        .register(Deliver)
-        .state(seen.clone())
-        .config(WorkerConfig {
-            settle_wait: Duration::from_millis(10),
-            reconnect_min: Duration::from_millis(50),
-            reconnect_max: Duration::from_millis(200),
-            ..WorkerConfig::default()
-        })
+    let running = reconnecting_worker(&broker, &seen)
         .start()
         .await
         .expect("a lost connection during declaration is retried, not fatal");
