@@ -107,6 +107,22 @@ pub enum Side {
     LapinNaive,
 }
 
+impl Side {
+    /// The sides to run in repetition `rep`, the framework and the lapin
+    /// baseline (and the naive baseline when asked), rotated by `rep` so
+    /// that each goes first equally often: a run right after another can
+    /// find the broker busier (or warmer) than the first one did.
+    pub(crate) fn in_turn(rep: usize, naive: bool) -> Vec<Side> {
+        let mut sides = vec![Side::Framework, Side::Lapin];
+        if naive {
+            sides.push(Side::LapinNaive);
+        }
+        let n = sides.len();
+        sides.rotate_left(rep % n);
+        sides
+    }
+}
+
 /// A group of figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -628,4 +644,20 @@ async fn scenarios(bench: &mut Bench<'_>) -> Result<(), BenchError> {
         bench.bodies().await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Side;
+
+    #[test]
+    fn each_side_goes_first_in_turn() {
+        assert_eq!(Side::in_turn(0, false), [Side::Framework, Side::Lapin]);
+        assert_eq!(Side::in_turn(1, false), [Side::Lapin, Side::Framework]);
+        assert_eq!(Side::in_turn(2, false), [Side::Framework, Side::Lapin]);
+        assert_eq!(
+            Side::in_turn(1, true),
+            [Side::Lapin, Side::LapinNaive, Side::Framework]
+        );
+    }
 }

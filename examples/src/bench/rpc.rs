@@ -357,7 +357,7 @@ impl Bench<'_> {
             let mut p99 = Figure::new(format!("{label}: round trip p99"), "ms", false);
             let mut rate = Figure::new(format!("{label}: calls/s"), "calls/s", true);
             for rep in 0..self.cfg.reps {
-                for side in [Side::Framework, Side::Lapin] {
+                for side in Side::in_turn(rep, false) {
                     let queue = match side {
                         Side::Framework => self.fw.queue.to_string(),
                         _ => self.base.queue.to_string(),

@@ -202,14 +202,6 @@ impl Bench<'_> {
         Ok(achieved)
     }
 
-    fn sides(&self, naive: bool) -> Vec<Side> {
-        let mut sides = vec![Side::Framework, Side::Lapin];
-        if naive {
-            sides.push(Side::LapinNaive);
-        }
-        sides
-    }
-
     /// Drain throughput and CPU per message, from the same runs.
     pub(crate) async fn drain(&mut self, rate: bool, cpu: bool) -> Result<(), BenchError> {
         let n = self.cfg.messages;
@@ -219,7 +211,7 @@ impl Bench<'_> {
         let mut tput_naive = Figure::naive(format!("drain {n} msgs vs naive loop"), "msg/s", true);
         let mut cpu_naive = Figure::naive("CPU per message vs naive loop".to_owned(), "us", false);
         for rep in 0..self.cfg.reps {
-            for side in self.sides(naive) {
+            for side in Side::in_turn(rep, naive) {
                 let r = self
                     .consume("drain", side, Mode::Clean, n, None, Shape::default())
                     .await?;
@@ -275,7 +267,7 @@ impl Bench<'_> {
         let mut p99 = Figure::new(format!("{label}: p99"), "ms", false);
         let mut max = Figure::new(format!("{label}: max"), "ms", false);
         for rep in 0..self.cfg.reps {
-            for side in self.sides(false) {
+            for side in Side::in_turn(rep, false) {
                 let r = self
                     .consume(
                         "latency",
@@ -310,7 +302,7 @@ impl Bench<'_> {
         for size in self.cfg.memory_sizes.clone() {
             let mut fig = Figure::new(format!("peak RSS draining {size} backlog"), "MiB", false);
             for rep in 0..self.cfg.reps {
-                for side in self.sides(false) {
+                for side in Side::in_turn(rep, false) {
                     let r = self
                         .consume("memory", side, Mode::Clean, size, None, Shape::default())
                         .await?;
@@ -339,7 +331,7 @@ impl Bench<'_> {
         ] {
             let mut fig = Figure::new(format!("{n} msgs, {label}"), "msg/s", true);
             for rep in 0..self.cfg.reps {
-                for side in self.sides(false) {
+                for side in Side::in_turn(rep, false) {
                     let r = self
                         .consume("failure", side, mode, n, None, Shape::default())
                         .await?;

@@ -52,7 +52,7 @@ impl Bench<'_> {
             ..Shape::default()
         };
         for rep in 0..self.cfg.reps {
-            for side in [Side::Framework, Side::Lapin] {
+            for side in Side::in_turn(rep, false) {
                 let r = self
                     .consume("io", side, Mode::Clean, n, None, shape)
                     .await?;
@@ -92,7 +92,7 @@ impl Bench<'_> {
         let mut cpu = Figure::new(format!("{label}: publisher CPU per message"), "us", false)
             .against("lapin pipelined");
         for rep in 0..self.cfg.reps {
-            for side in [Side::Framework, Side::Lapin] {
+            for side in Side::in_turn(rep, false) {
                 let spec = ChildSpec {
                     enqueue: Some(publishing.clone()),
                     ..self.child_spec(side, Mode::Clean, n, Shape::default())
@@ -140,7 +140,7 @@ impl Bench<'_> {
                 ..Shape::default()
             };
             for rep in 0..self.cfg.reps {
-                for side in [Side::Framework, Side::Lapin] {
+                for side in Side::in_turn(rep, false) {
                     let r = self
                         .consume("bodies", side, Mode::Clean, n, None, shape)
                         .await?;
