@@ -94,7 +94,7 @@ pub const METRICS: &[Metric] = &[
         name: OUTCOMES,
         kind: MetricKind::Counter,
         labels: &["task", "queue", "outcome"],
-        help: "what became of each delivery, once per delivery: `ack`, `discard`, `redeliver`, `park`, `quarantine`, `requeue`, `dead-letter`; and `retry` once per in-process retry",
+        help: "what became of each delivery, once per delivery: `ack`, `discard`, `redeliver`, `park`, `quarantine`, `requeue`, `return`, `dead-letter`; and `retry` once per in-process retry",
     },
     Metric {
         name: HANDLER_SECONDS,

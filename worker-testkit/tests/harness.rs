@@ -11,6 +11,7 @@ use common::{retry_options, secs, Scripted, Work};
 use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
 use worker_core::middleware::{BoxJobService, DeliveryLimitLayer};
+use worker_core::worker::Settlement;
 use worker_core::{Job, Outcome, Task, TaskContext, TaskError, TaskOptions};
 use worker_testkit::{DeliveryBuilder, Harness, RunEnd};
 
@@ -348,7 +349,7 @@ async fn rate_paces_handler_starts_in_one_process() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_delivery_waiting_for_its_rate_slot_goes_back_at_shutdown() {
+async fn a_delivery_waiting_for_its_rate_slot_goes_back_uncharged_at_shutdown() {
     let harness = Harness::new(Paced);
     harness.run_payload(&1).await;
     let trigger = harness.shutdown_trigger();
@@ -359,6 +360,9 @@ async fn a_delivery_waiting_for_its_rate_slot_goes_back_at_shutdown() {
     let started = tokio::time::Instant::now();
     let report = harness.run_payload(&2).await;
     assert_eq!(report.handler_runs(), 0, "{report}");
-    assert!(matches!(report.outcome(), Outcome::Requeue), "{report}");
+    // Its handler never started: back with a nack, which charges no
+    // attempt, as a clean stop returns what it prefetched (a reject would).
+    assert!(matches!(report.outcome(), Outcome::NotStarted), "{report}");
+    assert_eq!(report.settlement(), Settlement::Return, "{report}");
     assert_eq!(started.elapsed(), std::time::Duration::from_millis(100));
 }

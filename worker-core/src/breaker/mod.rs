@@ -343,3 +343,35 @@ impl Breakers {
         by_task.iter().map(|(task, b)| (*task, b.state())).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(kind: FailureKind, cause: FailureCause) -> Outcome {
+        Outcome::Failed(crate::middleware::Failure::new(kind, cause, "x", 1))
+    }
+
+    #[test]
+    fn only_what_says_a_dependency_is_broken_counts_as_a_failure() {
+        let cases = [
+            (Outcome::Succeeded, Verdict::Success),
+            (Outcome::Discarded("dup".into()), Verdict::Success),
+            (
+                failed(FailureKind::Transient, FailureCause::Timeout),
+                Verdict::Failure,
+            ),
+            (Outcome::Requeue, Verdict::Failure),
+            (
+                failed(FailureKind::Permanent, FailureCause::Handler),
+                Verdict::Neither,
+            ),
+            // A delivery given back because the worker stopped before its
+            // handler started says nothing about the task's dependencies.
+            (Outcome::NotStarted, Verdict::Neither),
+        ];
+        for (outcome, verdict) in cases {
+            assert_eq!(Verdict::of(&outcome), verdict, "{}", outcome.as_str());
+        }
+    }
+}

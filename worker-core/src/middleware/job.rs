@@ -330,6 +330,10 @@ pub enum Outcome {
     /// `reject(requeue = true)`, which every broker version counts toward
     /// the delivery limit.
     Requeue,
+    /// The handler never started (the worker stopped first): give the
+    /// delivery back uncharged, `nack(requeue = true)`, as a clean stop
+    /// returns what it prefetched.
+    NotStarted,
 }
 
 impl Outcome {
@@ -343,6 +347,7 @@ impl Outcome {
             Outcome::Parked { .. } => "park",
             Outcome::Quarantined { .. } => "quarantine",
             Outcome::Requeue => "requeue",
+            Outcome::NotStarted => "return",
         }
     }
 }

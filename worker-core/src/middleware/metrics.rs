@@ -4,7 +4,7 @@
 //! - `rabbit_worker_deliveries_total`: deliveries taken;
 //! - `rabbit_worker_outcomes_total`: what became of each delivery, once per
 //!   delivery: `ack`, `discard`, `redeliver`, `park`, `quarantine`,
-//!   `requeue`, `dead-letter`; and `retry`, once per in-process retry (an
+//!   `requeue`, `return`, `dead-letter`; and `retry`, once per in-process retry (an
 //!   attempt that failed and runs again in this process, counted by
 //!   [`RetryLayer`](super::RetryLayer));
 //! - `rabbit_worker_handler_seconds`: time from taking a delivery to its outcome;

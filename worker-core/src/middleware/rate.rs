@@ -11,7 +11,7 @@
 //! with `prefetch = 100` and `rate = "2/s"`, the last delivery taken waits
 //! about 50 s. Keep the prefetch near what the rate starts in a few
 //! seconds. A stopping worker stops waiting at once and gives the delivery
-//! back to the broker ([`Outcome::Requeue`]); its handler did not start.
+//! back to the broker uncharged ([`Outcome::NotStarted`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -85,7 +85,7 @@ impl<S: JobService> Service<Job> for RateLimit<S> {
                     () = tokio::time::sleep_until(at) => {}
                     () = runtime.shutdown.triggered() => {
                         tracing::debug!(task = job.spec().name, "stopping: returning a delivery that waited for its rate slot");
-                        return Ok(Outcome::Requeue);
+                        return Ok(Outcome::NotStarted);
                     }
                 }
             }

@@ -34,6 +34,7 @@ impl Settlement {
             | Outcome::Parked { .. }
             | Outcome::Quarantined { .. } => Settlement::Ack,
             Outcome::Requeue => Settlement::Requeue,
+            Outcome::NotStarted => Settlement::Return,
             Outcome::Failed(_) => Settlement::DeadLetter,
         }
     }
