@@ -233,3 +233,34 @@ fn readme_lists_every_exit_code() {
         "README.md's exit code table against the constants of cli/exit.rs"
     );
 }
+
+/// The rows of the options table in the `#[task]` documentation.
+fn documented_options() -> Vec<String> {
+    let lib = read("worker-macros/src/lib.rs");
+    let options = &lib[lib
+        .find("/// # Options")
+        .expect("the macro documents its options")..];
+    options
+        .lines()
+        .skip_while(|l| !l.starts_with("/// | option |"))
+        .take_while(|l| l.starts_with("/// |"))
+        .skip(2)
+        .map(|l| l.trim_start_matches("/// ").to_owned())
+        .collect()
+}
+
+#[test]
+fn readme_lists_every_task_option_as_the_macro_documents_it() {
+    let expected = documented_options();
+    assert!(expected.len() > 25, "read the options table: {expected:?}");
+    let found: Vec<String> = table("Task options")
+        .iter()
+        .map(|cells| format!("| {} |", cells.join(" | ")))
+        .collect();
+    assert_eq!(
+        found,
+        expected,
+        "README.md's task options table differs from the #[task] documentation in worker-macros/src/lib.rs; the rows should read:\n\n{}\n",
+        expected.join("\n")
+    );
+}

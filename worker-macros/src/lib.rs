@@ -125,6 +125,10 @@ use proc_macro::TokenStream;
 /// | `routing_keys = ["order.created", "order.*.paid"]` | the queue name (direct) | binding keys or patterns; needed for topic; not for fanout or headers |
 /// | `match_headers = { "format" = "pdf" }` | none | headers exchanges only (and needed there): header values to match |
 /// | `match_all = false` | `true` | headers exchanges only: all headers must match (`x-match: all`) or any (`any`) |
+/// | `every = "5m"` | none | a periodic task: one message (the payload type's `Default`) every interval, in whole seconds (at least `1s`), ticks aligned to the Unix epoch; exactly one worker process enqueues each tick; not together with `cron` |
+/// | `cron = "0 30 9 * * Mon-Fri"` | none | a periodic task on a cron schedule: 5 fields, or 6 with seconds first (croner's syntax); not together with `every` |
+/// | `tz = "Europe/Paris"` | UTC | the IANA time zone `cron` is read in (only with `cron`) |
+/// | `missed = "skip"` | `"fire"` | with `every` or `cron`, after no process scheduled for a while: `"fire"` enqueues the missed ticks late (the 100 most recent), `"skip"` goes on with the next one |
 /// | `crate = "my_app::worker_core"` | `"::worker_core"` | the path to `worker_core`, when it is re-exported under another name |
 ///
 /// Durations are a whole number and a unit: `250ms`, `30s`, `5m`, `1h`,

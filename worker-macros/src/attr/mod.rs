@@ -389,6 +389,16 @@ mod tests {
     use quote::quote;
 
     use super::test_support::errors_of;
+    use super::Key;
+
+    #[test]
+    fn the_documentation_has_a_row_for_every_option() {
+        let doc = include_str!("../lib.rs");
+        for key in Key::ALL {
+            let row = format!("/// | `{key} = ");
+            assert!(doc.contains(&row), "lib.rs documents no `{key}` option");
+        }
+    }
 
     #[test]
     fn recovers_after_a_bad_pair_and_reports_the_next() {
