@@ -115,8 +115,19 @@ async fn an_open_breaker_leaves_the_backlog_in_the_broker_until_the_probe_succee
     let breaker = worker.breakers().get(&spec).expect("Fragile has a breaker");
     let mut state = breaker.subscribe();
     let publisher = worker.publisher().clone();
+    let breakers = worker.breakers();
     let running = worker.start().await.expect("the worker starts");
     let mut readiness = running.readiness();
+    // The worker's /readyz, as `run --http` serves it, for `status --worker`.
+    let http = worker_core::http::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        readiness.clone(),
+        breakers,
+    )
+    .await
+    .expect("the probe endpoint binds");
+    let worker_url = format!("http://{}", http.local_addr());
     support::readiness_becomes(&mut readiness, true, "the worker consumes").await;
     let conn = support::connect().await;
 
@@ -150,6 +161,10 @@ async fn an_open_breaker_leaves_the_backlog_in_the_broker_until_the_probe_succee
         *readiness.borrow(),
         "an open breaker leaves the worker ready"
     );
+    // `status --worker URL` says so: the broker alone cannot.
+    let asked = worker_core::ops::breakers::read_all(std::slice::from_ref(&worker_url)).await;
+    assert_eq!(asked[0].state_of(FRAGILE), Some("open"), "{asked:?}");
+    assert_eq!(asked[0].state_of(STEADY), None, "Steady has no breaker");
 
     // The downstream is back: after the cool-down the probe succeeds, the
     // breaker closes and the backlog drains.
@@ -164,6 +179,8 @@ async fn an_open_breaker_leaves_the_backlog_in_the_broker_until_the_probe_succee
         world.fragile.lock().unwrap().len() >= 20
     })
     .await;
+    let asked = worker_core::ops::breakers::read_all(&[worker_url]).await;
+    assert_eq!(asked[0].state_of(FRAGILE), Some("closed"), "{asked:?}");
     running.shutdown().await.expect("a clean stop");
 
     // Every message accounted for: the backlog handled once each, on its

@@ -285,7 +285,17 @@ fn topology_status_and_tasks() {
     let cli = parse(&["topology", "check", "--json"]);
     assert!(matches!(cli.command, Command::Topology(TopologyCommand::Check(c)) if c.json));
     let cli = parse(&["status"]);
-    assert!(matches!(cli.command, Command::Status(s) if !s.json));
+    assert!(matches!(cli.command, Command::Status(s) if !s.json && s.workers.is_empty()));
+    let cli = parse(&[
+        "status",
+        "--worker",
+        "http://a:9464,b:9464",
+        "--worker",
+        "c:1",
+    ]);
+    assert!(
+        matches!(cli.command, Command::Status(s) if s.workers == ["http://a:9464", "b:9464", "c:1"])
+    );
     let cli = parse(&["tasks"]);
     assert!(matches!(cli.command, Command::Tasks));
     let e = parse_err(&["topology", "fix"]);

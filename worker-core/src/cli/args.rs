@@ -379,6 +379,11 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also ask this worker process (its `run --http` address,
+    /// http://HOST:PORT) where its circuit breakers stand; repeat it or
+    /// separate addresses with commas.
+    #[arg(long = "worker", value_name = "URL", value_delimiter = ',')]
+    pub workers: Vec<String>,
 }
 
 /// A `--json` flag alone.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::args::{
     Cli, Command, DashboardArgs, DashboardOptions, EnqueueArgs, GlobalArgs, ParkedCommand,
     ParkedDeleteArgs, ParkedListArgs, ParkedPurgeArgs, ParkedReplayArgs, ParkedShowArgs, RunArgs,
-    TopologyCommand,
+    StatusArgs, TopologyCommand,
 };
 use super::progress::Bars;
 use super::{enqueue_file, exit, Finished, Setup};
@@ -74,7 +74,7 @@ async fn run_command(
             check(&connector, &specs, args.json).await
         }
         Command::Status(args) => {
-            status_command(&connector, &specs, worker.periodic_entries(), args.json).await
+            status_command(&connector, &specs, worker.periodic_entries(), &args).await
         }
         Command::Tasks => Ok(Finished::ok(tasks_table(&specs, worker.periodic_entries()))),
     };
@@ -658,9 +658,11 @@ async fn status_command(
     connector: &Connector,
     specs: &[Arc<TaskSpec>],
     periodic: &[crate::schedule::Periodic],
-    json: bool,
+    args: &StatusArgs,
 ) -> Outcome {
-    let status = status::status(connector, specs).await?;
+    let json = args.json;
+    let mut status = status::status(connector, specs).await?;
+    status.workers = crate::ops::breakers::read_all(&args.workers).await;
     let scheduler = if periodic.is_empty() {
         None
     } else {

@@ -1,6 +1,7 @@
 //! Operations on a running system, usable without the CLI: what is parked
-//! and replaying it ([`parked`]), queue depths ([`status`]), and whether the
-//! broker's queues match what the code declares ([`topology`]).
+//! and replaying it ([`parked`]), queue depths ([`status`]), whether the
+//! broker's queues match what the code declares ([`topology`]), and the
+//! circuit breakers of running workers ([`breakers`]).
 //!
 //! Everything here talks to the broker through a [`Connector`] and the
 //! registered tasks' [`TaskSpec`]s, the same ones the worker uses, so the
@@ -19,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod breakers;
 pub mod parked;
 pub mod progress;
 pub mod status;

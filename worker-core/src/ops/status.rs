@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use lapin::Connection;
 
+use super::breakers::WorkerBreakers;
 use super::topology::{redeclare, Verdict};
 use super::{inspect_queue, QueueDepth};
 use crate::broker::{Capabilities, DeliveryLimit};
@@ -107,6 +108,10 @@ pub struct Status {
     pub broker: Capabilities,
     /// One entry per task.
     pub tasks: Vec<TaskStatus>,
+    /// What the worker processes asked about their breakers answered
+    /// ([`breakers::read_all`](super::breakers::read_all)); empty unless
+    /// filled in.
+    pub workers: Vec<WorkerBreakers>,
 }
 
 impl Status {
@@ -116,6 +121,7 @@ impl Status {
             "broker": self.broker.to_string(),
             "version": self.broker.version().map(|v| v.to_string()),
             "tasks": self.tasks.iter().map(TaskStatus::to_json).collect::<Vec<_>>(),
+            "workers": self.workers.iter().map(WorkerBreakers::to_json).collect::<Vec<_>>(),
         })
     }
 }
@@ -154,6 +160,7 @@ pub async fn status(connector: &Connector, specs: &[Arc<TaskSpec>]) -> Result<St
     Ok(Status {
         broker: caps,
         tasks,
+        workers: Vec::new(),
     })
 }
 
@@ -265,16 +272,39 @@ pub fn render_table(status: &Status) -> String {
     }
     for row in rows {
         if let Some(breaker) = row.breaker {
-            let paused = row.work.depth.is_some_and(|d| d.consumers == 0);
-            let note = if paused {
-                ": no consumer now, maybe paused by an open breaker (each worker's /readyz says)"
-            } else {
-                ""
-            };
-            let _ = writeln!(out, "{}: circuit breaker \"{breaker}\"{note}", row.task);
+            let _ = writeln!(
+                out,
+                "{}: circuit breaker \"{breaker}\"{}",
+                row.task,
+                breaker_note(row, &status.workers)
+            );
+        }
+    }
+    for w in &status.workers {
+        if let Err(e) = &w.answer {
+            let _ = writeln!(out, "worker {}: not asked: {e}", w.worker);
         }
     }
     out
+}
+
+/// What the workers say of `row`'s breaker (`: open on A; closed on B`),
+/// or, when none was asked, a hint for a queue left without consumers.
+fn breaker_note(row: &TaskStatus, workers: &[WorkerBreakers]) -> String {
+    let states: Vec<String> = workers
+        .iter()
+        .filter_map(|w| Some(format!("{} on {}", w.state_of(row.task)?, w.worker)))
+        .collect();
+    if !states.is_empty() {
+        return format!(": {}", states.join("; "));
+    }
+    let paused = row.work.depth.is_some_and(|d| d.consumers == 0);
+    if paused && workers.is_empty() {
+        ": no consumer now, maybe paused by an open breaker (`status --worker URL` asks a worker)"
+            .to_owned()
+    } else {
+        String::new()
+    }
 }
 
 #[cfg(test)]
@@ -320,9 +350,10 @@ mod tests {
             },
             breaker: Some(crate::BreakerPolicy::share(50, 20)),
         }];
-        let status = Status {
+        let mut status = Status {
             broker: Capabilities::of(Version::new(4, 0, 5)),
             tasks: rows,
+            workers: Vec::new(),
         };
         let table = render_table(&status);
         let lines: Vec<&str> = table.lines().collect();
@@ -342,5 +373,33 @@ mod tests {
         assert_eq!(json["tasks"][0]["parked"]["messages"], 3);
         assert_eq!(json["tasks"][0]["parked"]["delivery_limit"], "unlimited");
         assert_eq!(json["tasks"][0]["breaker"], "50%/20");
+
+        // Asked, the workers say where the breaker stands.
+        status.workers = vec![
+            WorkerBreakers {
+                worker: "http://a:9464".into(),
+                answer: Ok(super::super::breakers::Readyz {
+                    ready: true,
+                    breakers: vec![("send_email".into(), "open".into())],
+                }),
+            },
+            WorkerBreakers {
+                worker: "b:9464".into(),
+                answer: Err("cannot connect: refused".into()),
+            },
+        ];
+        let table = render_table(&status);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            &lines[3..],
+            [
+                "send_email: circuit breaker \"50%/20\": open on http://a:9464",
+                "worker b:9464: not asked: cannot connect: refused"
+            ],
+            "{table}"
+        );
+        let json = status.to_json();
+        assert_eq!(json["workers"][0]["breakers"][0]["state"], "open");
+        assert_eq!(json["workers"][1]["error"], "cannot connect: refused");
     }
 }
