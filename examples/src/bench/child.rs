@@ -89,7 +89,7 @@ impl<const S: usize> Task for FwTask<S> {
     async fn run(&self, ctx: TaskContext, job: BenchJob) -> Result<(), TaskError> {
         let fails = self.counters.run_started(&job, ctx.attempt());
         if !self.work.is_zero() {
-            tokio::time::sleep(self.work).await;
+            self.counters.simulate_io(self.work).await;
         }
         if fails {
             return Err(match self.counters.mode() {
@@ -313,7 +313,7 @@ impl LapinSide {
         let side = self.clone();
         tokio::spawn(async move {
             side.counters.run_started(&job, attempt);
-            tokio::time::sleep(side.work).await;
+            side.counters.simulate_io(side.work).await;
             side.counters.resolve(job.seq);
             let _ = acker.ack(BasicAckOptions::default()).await;
             drop(permit);

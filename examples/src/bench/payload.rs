@@ -169,6 +169,9 @@ pub(crate) struct Counters {
     strays: AtomicU64,
     bits: Vec<AtomicU64>,
     latencies: Vec<AtomicU64>,
+    /// Time the simulated I/O took, summed over its runs, and the runs.
+    io_ns: AtomicU64,
+    io_runs: AtomicU64,
     start: OnceLock<Mark>,
     end: OnceLock<Mark>,
     done: Notify,
@@ -191,6 +194,8 @@ impl Counters {
             strays: AtomicU64::new(0),
             bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
             latencies: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            io_ns: AtomicU64::new(0),
+            io_runs: AtomicU64::new(0),
             start: OnceLock::new(),
             end: OnceLock::new(),
             done: Notify::new(),
@@ -219,6 +224,17 @@ impl Counters {
             }
         }
         self.mode.fails(job.seq, attempt)
+    }
+
+    /// The simulated I/O of one handler run: a tokio sleep of `work`,
+    /// timed, since the timer fires later than asked (it rounds up to
+    /// whole milliseconds, and wakes with the runtime's driver).
+    pub(crate) async fn simulate_io(&self, work: Duration) {
+        let started = Instant::now();
+        tokio::time::sleep(work).await;
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.io_ns.fetch_add(took, Ordering::Relaxed);
+        self.io_runs.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Called when a handler run ends a message for good.
@@ -295,6 +311,15 @@ impl Counters {
             cpu_s,
             peak_rss_kb: procfs::peak_rss_kb(),
             latency,
+            io_ms: {
+                let runs = self.io_runs.load(Ordering::Relaxed);
+                let ns = self.io_ns.load(Ordering::Relaxed);
+                if runs == 0 {
+                    0.0
+                } else {
+                    ns as f64 / runs as f64 / 1e6
+                }
+            },
         }
     }
 }
@@ -352,6 +377,9 @@ pub(crate) struct ChildResult {
     pub(crate) peak_rss_kb: u64,
     /// Latency percentiles, in latency mode.
     pub(crate) latency: Option<LatencyStats>,
+    /// How long the simulated I/O of a run took on average, in ms (0
+    /// without simulated I/O).
+    pub(crate) io_ms: f64,
 }
 
 impl ChildResult {
@@ -370,6 +398,7 @@ impl ChildResult {
             cpu_s,
             peak_rss_kb: procfs::peak_rss_kb(),
             latency: None,
+            io_ms: 0.0,
         }
     }
 
