@@ -150,6 +150,7 @@ impl Bench<'_> {
             let mut tput = Figure::new(format!("{label}: throughput"), "msg/s", true);
             let mut mib_s = Figure::new(format!("{label}: bytes"), "MiB/s", true);
             let mut rss = Figure::new(format!("{label}: peak RSS"), "MiB", false);
+            let mut cpu = Figure::new(format!("{label}: CPU per message"), "us", false);
             let shape = Shape {
                 body_bytes: bytes,
                 ..Shape::default()
@@ -162,17 +163,19 @@ impl Bench<'_> {
                     let mib = r.rate() * bytes as f64 / f64::from(1 << 20);
                     let peak = r.peak_rss_kb as f64 / 1024.0;
                     eprintln!(
-                        "  bodies {label} rep {}/{} {side:?}: {:.0} msg/s, {mib:.0} MiB/s, peak RSS {peak:.1} MiB",
+                        "  bodies {label} rep {}/{} {side:?}: {:.0} msg/s, {mib:.0} MiB/s, peak RSS {peak:.1} MiB, {:.0} us CPU/msg",
                         rep + 1,
                         self.cfg.reps,
-                        r.rate()
+                        r.rate(),
+                        r.cpu_us_per_msg()
                     );
                     tput.push(side, r.rate());
                     mib_s.push(side, mib);
                     rss.push(side, peak);
+                    cpu.push(side, r.cpu_us_per_msg());
                 }
             }
-            self.figures.extend([tput, mib_s, rss]);
+            self.figures.extend([tput, mib_s, rss, cpu]);
         }
         Ok(())
     }
