@@ -346,7 +346,7 @@ impl Worker {
             Ok(()) => true,
             Err(e) if e.is_fatal() => return Err(e),
             Err(e) => {
-                tracing::warn!(error = %e, "RabbitMQ is not reachable yet; the worker keeps trying and starts consuming once it is");
+                tracing::warn!(error = %e, "could not connect to RabbitMQ and declare the topology yet; the worker keeps trying, and declares and starts consuming once connected");
                 false
             }
         };
