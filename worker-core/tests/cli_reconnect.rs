@@ -14,6 +14,7 @@ use worker_core::worker::WorkerConfig;
 use worker_core::{
     ConnectionConfig, Publisher, RetryPolicy, Task, TaskContext, TaskError, TaskOptions, Worker,
 };
+use worker_testkit::wait::eventually;
 
 const QUEUE: &str = "cli.reconnect.backlog";
 const MESSAGES: usize = 600;
@@ -75,17 +76,6 @@ fn rabbitmqctl(args: &[&str]) -> Option<String> {
     }
 }
 
-async fn eventually<F: FnMut() -> bool>(limit: Duration, what: &str, mut cond: F) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_reconnects_mid_backlog_and_loses_nothing() {
     let _ = tracing_subscriber::fmt()
@@ -122,7 +112,7 @@ async fn worker_reconnects_mid_backlog_and_loses_nothing() {
     let running = worker.start().await.unwrap();
     let before = connector.connection().await.unwrap();
     eventually(Duration::from_secs(30), "50 handled", || {
-        done.distinct() >= 50
+        std::future::ready(done.distinct() >= 50)
     })
     .await;
 
@@ -134,7 +124,7 @@ async fn worker_reconnects_mid_backlog_and_loses_nothing() {
     );
 
     eventually(Duration::from_secs(60), "the whole backlog handled", || {
-        done.distinct() == MESSAGES
+        std::future::ready(done.distinct() == MESSAGES)
     })
     .await;
     let after = connector.connection().await.unwrap();

@@ -1,7 +1,7 @@
 //! Test kit for `worker-core` tasks: unit tests need no broker, flow tests
 //! can use an in-memory one, fault tests a private RabbitMQ node.
 //!
-//! Five pieces:
+//! Six pieces:
 //!
 //! - [`mock`]: a recording mock of the broker channel
 //!   ([`Transport`](worker_core::transport::Transport)). `mock::pair()`
@@ -25,6 +25,8 @@
 //!   kill under a running worker.
 //! - [`raw`]: messages lapin cannot send (headers nested thousands of
 //!   levels deep), published as raw AMQP frames.
+//! - [`wait`]: await an effect with a deadline
+//!   ([`wait::eventually`]) instead of sleeping for a guessed time.
 //!
 //! Tests run on tokio's paused clock (`#[tokio::test(start_paused = true)]`),
 //! so backoff sleeps, delay tiers and timeouts of any length finish at once
@@ -117,6 +119,7 @@ pub mod memory;
 pub mod mock;
 pub mod node;
 pub mod raw;
+pub mod wait;
 
 mod delivery;
 mod harness;

@@ -2,7 +2,6 @@
 //! broker's manual clock, so a delay of days is checked in milliseconds,
 //! and the real worker runs the task once it is due, not a second before.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -12,6 +11,10 @@ use worker_core::{
     ConnectionConfig, Connector, DeathReason, Publisher, Task, TaskContext, TaskError, Worker,
 };
 use worker_testkit::memory::MemoryBroker;
+use worker_testkit::wait::eventually;
+
+/// How long a test waits for the worker to act on the memory broker.
+const WAIT: Duration = Duration::from_secs(10);
 
 /// Payloads the handler ran, in order.
 #[derive(Clone, Default)]
@@ -42,21 +45,6 @@ impl Task for Later {
     }
 }
 
-async fn eventually<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Ready messages across the ladder's rung queues.
 fn in_ladder(broker: &MemoryBroker) -> usize {
     (0..ladder::LEVELS)
@@ -76,7 +64,7 @@ async fn a_delayed_task_waits_in_the_ladder_on_the_broker_clock_and_runs_once_du
             ..WorkerConfig::default()
         });
     let running = worker.start().await.expect("the worker starts");
-    eventually("the worker consumes", || {
+    eventually(WAIT, "the worker consumes", || {
         let n = broker.consumer_count(Later::QUEUE);
         async move { n == 1 }
     })
@@ -97,7 +85,7 @@ async fn a_delayed_task_waits_in_the_ladder_on_the_broker_clock_and_runs_once_du
         .enqueue_in::<Later>(&"now".to_owned(), Duration::ZERO)
         .await
         .expect("a zero delay goes straight through");
-    eventually("the undelayed one runs at once", || {
+    eventually(WAIT, "the undelayed one runs at once", || {
         let all = ran.all();
         async move { all == ["now"] }
     })
@@ -112,7 +100,7 @@ async fn a_delayed_task_waits_in_the_ladder_on_the_broker_clock_and_runs_once_du
     assert_eq!(in_ladder(&broker), 2, "a second early, still waiting");
     assert_eq!(broker.queue_depth(Later::QUEUE), 0);
     broker.clock().advance(Duration::from_secs(1));
-    eventually("100 s later it runs", || {
+    eventually(WAIT, "100 s later it runs", || {
         let all = ran.all();
         async move { all == ["now", "hundred"] }
     })
@@ -121,7 +109,7 @@ async fn a_delayed_task_waits_in_the_ladder_on_the_broker_clock_and_runs_once_du
     // One advance over the whole remaining delay: each rung's wait starts
     // when the one before it ended, so it arrives within the advance.
     broker.clock().advance(days - Duration::from_secs(100));
-    eventually("two days later the other runs", || {
+    eventually(WAIT, "two days later the other runs", || {
         let all = ran.all();
         async move { all == ["now", "hundred", "days"] }
     })

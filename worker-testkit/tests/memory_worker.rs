@@ -2,7 +2,6 @@
 //! through a delay tier whose TTL runs on the broker's manual clock.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +12,10 @@ use worker_core::{
     TaskOptions, Worker,
 };
 use worker_testkit::memory::MemoryBroker;
+use worker_testkit::wait::eventually;
+
+/// How long a test waits for the worker to act on the memory broker.
+const WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Job {
@@ -96,21 +99,6 @@ impl Task for Deliver {
     }
 }
 
-async fn eventually<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_handles_parks_and_redelivers_through_a_clock_driven_tier() {
     let broker = MemoryBroker::start().await;
@@ -133,7 +121,7 @@ async fn worker_handles_parks_and_redelivers_through_a_clock_driven_tier() {
         "mem.deliver.parking",
     );
     assert!(broker.has_queue(queue) && broker.has_queue(tier) && broker.has_queue(parking));
-    eventually("the worker consumes", || {
+    eventually(WAIT, "the worker consumes", || {
         let n = broker.consumer_count(queue);
         async move { n == 1 }
     })
@@ -151,6 +139,7 @@ async fn worker_handles_parks_and_redelivers_through_a_clock_driven_tier() {
     }
 
     eventually(
+        WAIT,
         "ok jobs handled, poison parked, flaky waiting in the tier",
         || {
             let done = seen.done();
@@ -187,12 +176,12 @@ async fn worker_handles_parks_and_redelivers_through_a_clock_driven_tier() {
     assert_eq!(seen.attempts("flaky"), [1]);
 
     broker.clock().advance(Duration::from_secs(1));
-    eventually("flaky handled on its second attempt", || {
+    eventually(WAIT, "flaky handled on its second attempt", || {
         let attempts = seen.attempts("flaky");
         async move { attempts == [1, 2] }
     })
     .await;
-    eventually("every queue settled", || {
+    eventually(WAIT, "every queue settled", || {
         let settled = broker.queue_depth(queue) == 0
             && broker.unacked_count(queue) == 0
             && broker.queue_depth(tier) == 0;
@@ -234,14 +223,14 @@ async fn worker_reconnects_after_the_broker_drops_every_connection() {
         .enqueue::<Deliver>(&Job::new("before", "ok"))
         .await
         .unwrap();
-    eventually("first job handled", || {
+    eventually(WAIT, "first job handled", || {
         let done = seen.done();
         async move { done == ["before"] }
     })
     .await;
 
     // Once the broker has the ack, nothing comes back after the drop.
-    eventually("the ack reached the broker", || {
+    eventually(WAIT, "the ack reached the broker", || {
         let n = broker.unacked_count("mem.deliver");
         async move { n == 0 }
     })
@@ -252,7 +241,7 @@ async fn worker_reconnects_after_the_broker_drops_every_connection() {
         "the worker's and the publisher's"
     );
     assert_eq!(broker.connection_count(), 0);
-    eventually("the worker consumes again", || {
+    eventually(WAIT, "the worker consumes again", || {
         let back = broker.consumer_count("mem.deliver") == 1;
         async move { back }
     })
@@ -261,7 +250,7 @@ async fn worker_reconnects_after_the_broker_drops_every_connection() {
         .enqueue::<Deliver>(&Job::new("after", "ok"))
         .await
         .expect("the publisher reconnects too");
-    eventually("second job handled", || {
+    eventually(WAIT, "second job handled", || {
         let done = seen.done();
         async move { done == ["after", "before"] }
     })
@@ -283,6 +272,7 @@ async fn a_connection_lost_while_start_declares_does_not_fail_start() {
         .await
         .expect("a lost connection during declaration is retried, not fatal");
     eventually(
+        WAIT,
         "the worker declares and consumes after reconnecting",
         || {
             let back = broker.consumer_count("mem.deliver") == 1;
@@ -295,7 +285,7 @@ async fn a_connection_lost_while_start_declares_does_not_fail_start() {
         .enqueue::<Deliver>(&Job::new("after", "ok"))
         .await
         .unwrap();
-    eventually("the job is handled", || {
+    eventually(WAIT, "the job is handled", || {
         let done = seen.done();
         async move { done == ["after"] }
     })
@@ -358,7 +348,7 @@ async fn quorum_delivery_limit_parks_a_crash_loop_with_x_death() {
             .await
             .unwrap();
     }
-    eventually("dead-lettered after two deliveries", || {
+    eventually(WAIT, "dead-lettered after two deliveries", || {
         let n = broker.queue_depth("crash.parking");
         async move { n == 1 }
     })
@@ -419,7 +409,7 @@ async fn a_real_clock_broker_expires_by_wall_time() {
         .unwrap();
     assert!(confirm.await.unwrap().is_ack());
     assert_eq!(broker.queue_depth("soon"), 1);
-    eventually("expired by wall time", || {
+    eventually(WAIT, "expired by wall time", || {
         let moved = broker.queue_depth("soon") == 0 && broker.queue_depth("later") == 1;
         async move { moved }
     })
@@ -489,7 +479,7 @@ async fn an_open_breaker_cancels_the_consumer_and_a_probe_resumes_it() {
     let publisher = worker.publisher().clone();
     let running = worker.start().await.expect("the worker starts");
     let queue = Guarded::QUEUE;
-    eventually("the worker consumes", || {
+    eventually(WAIT, "the worker consumes", || {
         let n = broker.consumer_count(queue);
         async move { n == 1 }
     })
@@ -498,7 +488,7 @@ async fn an_open_breaker_cancels_the_consumer_and_a_probe_resumes_it() {
     for id in ["trip-1", "trip-2"] {
         publisher.enqueue::<Guarded>(&id.to_owned()).await.unwrap();
     }
-    eventually("the breaker opens and cancels the consumer", || {
+    eventually(WAIT, "the breaker opens and cancels the consumer", || {
         let paused = breaker.state() == BreakerState::Open && broker.consumer_count(queue) == 0;
         async move { paused }
     })
@@ -523,6 +513,7 @@ async fn an_open_breaker_cancels_the_consumer_and_a_probe_resumes_it() {
 
     down.0.store(false, std::sync::atomic::Ordering::SeqCst);
     eventually(
+        WAIT,
         "the probe closed the breaker and the backlog drained",
         || {
             let done = seen.done().len() == 5 && broker.consumer_count(queue) == 1;

@@ -11,7 +11,6 @@
 //! `CI=true`, where that is a failure.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,7 @@ use worker_core::{
     Worker,
 };
 use worker_testkit::node::RabbitNode;
+use worker_testkit::wait::holds_within;
 
 const PUBLISHED: u32 = 3000;
 
@@ -98,23 +98,6 @@ impl Task for Backlog {
         handled.pass_gate().await;
         handled.saw(item.id);
         Ok(())
-    }
-}
-
-async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond().await {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -203,7 +186,7 @@ async fn worker_survives_a_node_restart_mid_backlog() {
 
     let running = worker.start().await.expect("worker started");
     assert!(
-        eventually(Duration::from_secs(20), || {
+        holds_within(Duration::from_secs(20), || {
             let n = handled.distinct();
             async move { n >= PUBLISHED / 5 }
         })
@@ -218,7 +201,7 @@ async fn worker_survives_a_node_restart_mid_backlog() {
     node.start_again().await.expect("node started again");
     let down_for = stop_at.elapsed();
 
-    let finished = eventually(Duration::from_secs(30), || {
+    let finished = holds_within(Duration::from_secs(30), || {
         let n = handled.distinct();
         let url = url.clone();
         async move { n == PUBLISHED && depth(&url, Backlog::QUEUE).await == Some(0) }
@@ -286,7 +269,7 @@ async fn worker_survives_a_node_restart_mid_backlog() {
         c.close().await;
     }
     assert!(
-        eventually(Duration::from_secs(10), || {
+        holds_within(Duration::from_secs(10), || {
             let n = late.distinct();
             async move { n == 1 }
         })

@@ -118,19 +118,10 @@ pub(crate) async fn publish_raw(url: &str, items: &[(String, Vec<u8>)]) -> Resul
 }
 
 /// Awaits `cond`, polling every 100 ms, for at most `limit`; says whether it held.
-pub(crate) async fn wait_for<F, Fut>(limit: Duration, mut cond: F) -> bool
+pub(crate) async fn wait_for<F, Fut>(limit: Duration, cond: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if cond().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    worker_testkit::wait::holds_within_every(limit, Duration::from_millis(100), cond).await
 }

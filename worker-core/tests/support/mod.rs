@@ -2,7 +2,6 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +10,11 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 use worker_core::connection::default_url;
 use worker_core::{TaskContext, TaskError};
+
+/// Awaits a condition with a deadline (the testkit's one helper; not
+/// every test binary that includes this module uses it).
+#[allow(unused_imports)]
+pub use worker_testkit::wait::eventually;
 
 /// Connects to the test broker or fails with a message that says what to do.
 pub async fn connect() -> Connection {
@@ -117,24 +121,6 @@ pub async fn drain(conn: &Connection, queue: &str) -> Vec<lapin::message::BasicG
         out.push(m);
     }
     out
-}
-
-/// Awaits `cond` becoming true, polling every 20 ms, failing after `limit`.
-pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if cond().await {
-            return;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {limit:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Waits until the worker's readiness is `ready` (every consumer confirmed,
