@@ -11,6 +11,7 @@ use worker_core::rpc::DIRECT_REPLY_TO;
 use worker_core::worker::RunningWorker;
 use worker_core::{task, CallError, ConnectionConfig, Connector, RpcClient, TaskError, Worker};
 use worker_testkit::memory::MemoryBroker;
+use worker_testkit::wait::eventually;
 
 #[task(queue = "mem.rpc.double", in_process = 1, max_attempts = 1)]
 async fn double(n: i64) -> Result<i64, TaskError> {
@@ -106,13 +107,10 @@ async fn a_mandatory_reply_is_returned_even_when_delivered_as_on_rabbitmq() {
         )
         .await
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while broker.queue_depth("mem.rpc.probe") == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    eventually(Duration::from_secs(5), "the request arrives", || {
+        std::future::ready(broker.queue_depth("mem.rpc.probe") > 0)
     })
-    .await
-    .expect("the request arrives");
+    .await;
     let request = &broker.messages("mem.rpc.probe")[0];
     let address = request.properties.reply_to().clone().unwrap();
     assert!(
@@ -196,13 +194,10 @@ async fn a_call_in_flight_when_the_broker_drops_its_clients_fails_and_the_next_c
                 .await
         }
     });
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while broker.queue_depth("mem.rpc.double") == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    eventually(Duration::from_secs(5), "the request arrives", || {
+        std::future::ready(broker.queue_depth("mem.rpc.double") > 0)
     })
-    .await
-    .expect("the request arrives");
+    .await;
     assert!(broker.close_all_connections() > 0);
     let err = tokio::time::timeout(Duration::from_secs(10), call)
         .await

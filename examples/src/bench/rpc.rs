@@ -208,18 +208,17 @@ impl LapinServer {
     /// connection could overtake the last acks and the broker would
     /// requeue those requests (seen in CI: 15 left in the queue).
     async fn settle(&self, n: u64, prefetch: u16) -> Result<(), BenchError> {
-        let acked = tokio::time::timeout(CALL_LIMIT, async {
-            while self.acked.load(Ordering::Relaxed) < n {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+        let acked = worker_testkit::wait::holds_within(CALL_LIMIT, || {
+            std::future::ready(self.acked.load(Ordering::Relaxed) >= n)
         })
         .await;
-        acked.map_err(|_| {
-            format!(
+        if !acked {
+            return Err(format!(
                 "the lapin server acked {} of {n} requests",
                 self.acked.load(Ordering::Relaxed)
             )
-        })?;
+            .into());
+        }
         self.consume
             .basic_qos(prefetch, BasicQosOptions::default())
             .await?;

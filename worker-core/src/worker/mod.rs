@@ -412,9 +412,9 @@ impl Worker {
             }
             let o = &r.spec.options;
             let concurrency = self.concurrency_override.unwrap_or(o.concurrency);
-            let prefetch = o.resolved_prefetch(self.prefetch_override, concurrency);
-            let asked = self.prefetch_override.or(o.prefetch).unwrap_or(0);
-            if asked > prefetch {
+            let asked = self.prefetch_override.or(o.prefetch);
+            let prefetch = o.resolved_prefetch(asked, concurrency);
+            if let Some(asked) = asked.filter(|a| *a > prefetch) {
                 tracing::warn!(
                     task = r.spec.name,
                     prefetch = asked,
