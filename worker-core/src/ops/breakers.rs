@@ -25,7 +25,7 @@ const MAX_BODY: usize = 64 << 10;
 /// What one worker process said, or why it could not be asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerBreakers {
-    /// The worker's HTTP address, as given.
+    /// The worker's HTTP address, as given, with any password masked.
     pub worker: String,
     /// Its readiness and breakers, or what went wrong.
     pub answer: Result<Readyz, String>,
@@ -76,7 +76,7 @@ pub async fn read_all(workers: &[String]) -> Vec<WorkerBreakers> {
             Err(_) => Err(format!("no answer within {}s", TIMEOUT.as_secs())),
         };
         out.push(WorkerBreakers {
-            worker: worker.clone(),
+            worker: crate::error::redact_url(worker),
             answer,
         });
     }
@@ -138,7 +138,9 @@ fn authority(worker: &str) -> Result<String, String> {
     if authority.port().is_none() {
         return Err("no port: give http://HOST:PORT, the worker's --http address".to_owned());
     }
-    Ok(authority.to_string())
+    // `/readyz` needs no credentials: any given are left out.
+    let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+    Ok(host_port.to_owned())
 }
 
 /// The `breaker <task>: <state>` lines of a `/readyz` body.
@@ -171,6 +173,7 @@ mod tests {
     fn takes_an_address_with_or_without_its_scheme() {
         assert_eq!(authority("http://10.0.0.5:9464/").unwrap(), "10.0.0.5:9464");
         assert_eq!(authority("localhost:9464").unwrap(), "localhost:9464");
+        assert_eq!(authority("http://u:p@[::1]:9464").unwrap(), "[::1]:9464");
         assert!(authority("https://a:1").unwrap_err().contains("plain http"));
         assert!(authority("http://a").unwrap_err().contains("no port"));
         assert!(authority("a b").is_err());
@@ -193,5 +196,9 @@ mod tests {
             "{got:?}"
         );
         assert_eq!(got[0].state_of("any"), None);
+        // An address given with credentials is never printed with them.
+        let got = read_all(&[format!("http://ops:hunter2@127.0.0.1:{port}")]).await;
+        assert_eq!(got[0].worker, format!("http://ops:***@127.0.0.1:{port}"));
+        assert!(!format!("{:?}", got[0].to_json()).contains("hunter2"));
     }
 }
