@@ -529,3 +529,52 @@ async fn an_open_breaker_cancels_the_consumer_and_a_probe_resumes_it() {
     );
     running.shutdown().await.unwrap();
 }
+
+/// A header table nested 15,000 levels, sent as raw frames: the memory
+/// broker bounds it as it reads the frame (it would overflow its parser
+/// otherwise), the worker's connection guard bounds it again, and the
+/// message is parked as `undecodable` while the next one is handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_nested_thousands_deep_is_parked_on_the_memory_broker() {
+    let broker = MemoryBroker::start().await;
+    let seen = Seen::default();
+    let running = Worker::new(Connector::new(ConnectionConfig::new(broker.url())))
+        .register(Deliver)
+        .state(seen.clone())
+        .start()
+        .await
+        .expect("the worker starts on the memory broker");
+    let body = serde_json::to_vec(&Job::new("deep", "ok")).unwrap();
+    let headers = worker_testkit::raw::nested_table(15_000);
+    let deep = worker_testkit::raw::RawMessage {
+        queue: Deliver::QUEUE,
+        kind: Deliver::NAME,
+        message_id: "deep",
+        headers: &headers,
+        body: &body,
+    };
+    worker_testkit::raw::publish_raw(&broker.url(), &deep)
+        .await
+        .expect("the memory broker takes the deep header");
+    Publisher::new(Connector::new(ConnectionConfig::new(broker.url())))
+        .enqueue::<Deliver>(&Job::new("after", "ok"))
+        .await
+        .unwrap();
+    let parking = "mem.deliver.parking";
+    eventually(
+        WAIT,
+        "the deep message parked, the next one handled",
+        || {
+            let (done, parked) = (seen.done(), broker.queue_depth(parking));
+            async move { done == ["after"] && parked == 1 }
+        },
+    )
+    .await;
+    let parked = &broker.messages(parking)[0];
+    assert_eq!(
+        parked.header_str("rw-park-reason").as_deref(),
+        Some("undecodable")
+    );
+    assert!(seen.attempts("deep").is_empty(), "the handler never ran");
+    running.shutdown().await.unwrap();
+}

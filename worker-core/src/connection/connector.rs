@@ -162,8 +162,6 @@ impl Connector {
 
     async fn open(&self) -> Result<Connection, Error> {
         let config = &self.inner.config;
-        let runtime = lapin::runtime::default_runtime()
-            .map_err(|e| Error::Config(format!("no async runtime for lapin: {e}")))?;
         let tls = config
             .tls
             .as_ref()
@@ -174,12 +172,7 @@ impl Connector {
             let uri = config.effective_uri(url)?;
             let props = ConnectionProperties::default()
                 .with_connection_name(config.connection_name.as_str().into());
-            let attempt = Connection::connect_uri_with_config(
-                uri.clone(),
-                props,
-                tls.clone(),
-                runtime.clone(),
-            );
+            let attempt = super::guard::connect(uri.clone(), props, tls.clone());
             match tokio::time::timeout(config.connect_timeout, attempt).await {
                 Ok(Ok(conn)) => {
                     let version = probe_version(&uri, &tls, config.connect_timeout).await;

@@ -34,10 +34,12 @@
 //! The module is split by concern: [`ConnectionConfig`] with URL handling
 //! and warnings (`config`), [`Secret`] (`secret`), [`TlsConfig`] (`tls`),
 //! [`ConnectionSettings`] from flags and the environment (`settings`) and
-//! the [`Connector`] (`connector`). Everything is re-exported here.
+//! the [`Connector`] (`connector`). Everything is re-exported here but
+//! the header-depth [`guard`] under every connection the worker opens.
 
 mod config;
 mod connector;
+pub mod guard;
 mod secret;
 mod settings;
 mod tls;

@@ -8,12 +8,13 @@ use super::Headers;
 /// deeper header is parked as `undecodable` before its handler runs, and
 /// [`Headers::get`] and [`Headers::iter`] skip such a value.
 ///
-/// lapin's parser (patched, see `vendor/README.md`) keeps anything past
-/// 128 levels as raw bytes; staying below that means a value cut short by
-/// the parser is always caught here.
+/// The connection's guard ([`crate::connection::guard`]) turns anything past
+/// [`MAX_TABLE_NESTING`](crate::connection::guard::MAX_TABLE_NESTING) levels
+/// into raw bytes before lapin parses it; staying below that means a value
+/// cut short by the guard is always caught here.
 pub const MAX_HEADER_DEPTH: usize = 64;
 
-const _: () = assert!(MAX_HEADER_DEPTH < lapin::types::parsing::MAX_NESTING_DEPTH);
+const _: () = assert!(MAX_HEADER_DEPTH < crate::connection::guard::MAX_TABLE_NESTING);
 
 /// Whether `value` nests tables or arrays more than `budget` levels deep
 /// (a table or array is one level). Looks at most `budget + 1` levels down.

@@ -13,6 +13,9 @@ use tokio::sync::mpsc;
 /// The largest frame the broker offers (RabbitMQ's default).
 pub(crate) const FRAME_MAX: u32 = 131_072;
 
+/// The frame type of a content header.
+const CONTENT_HEADER: u8 = 2;
+
 /// The protocol header of AMQP 0-9-1.
 pub(crate) const PROTOCOL_HEADER: [u8; 8] = *b"AMQP\x00\x00\x09\x01";
 
@@ -103,6 +106,12 @@ impl FrameReader {
                 501,
                 "FRAME_ERROR - frame does not end with 0xCE".to_owned(),
             ));
+        }
+        if head[0] == CONTENT_HEADER {
+            // A client may send a header table nested thousands deep; the
+            // parser would recurse through all of it (RabbitMQ takes it).
+            let payload_end = raw.len() - 1;
+            worker_core::connection::guard::bound_header_depth(&mut raw[7..payload_end]);
         }
         match parse_frame(raw.as_slice()) {
             Ok((_, frame)) => Ok(frame),
