@@ -49,6 +49,9 @@
 //!   `enqueue` injects `traceparent`, the worker continues the trace in
 //!   each delivery's span.
 
+// docs.rs (`--cfg docsrs`, nightly) marks what each feature gates.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod backoff;
 pub mod breaker;
 pub mod broker;

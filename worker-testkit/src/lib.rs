@@ -114,6 +114,9 @@
 //! # }
 //! ```
 
+// docs.rs (`--cfg docsrs`, nightly) marks what each feature gates.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod fixture;
 pub mod memory;
 pub mod mock;

@@ -50,8 +50,9 @@ impl<T: Task> Harness<T> {
     }
 
     /// Offers `delivery` as the worker's consumer would take it, through
-    /// the task's circuit breaker (see the [module docs](self)). A task
-    /// without a breaker always runs it.
+    /// the task's circuit breaker ([`worker_core::breaker`]): closed, it
+    /// runs; open, it is [`Offer::Held`]; after the cool-down the first
+    /// offer runs as the probe. A task without a breaker always runs it.
     ///
     /// # Panics
     ///

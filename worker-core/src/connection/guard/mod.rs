@@ -17,7 +17,7 @@
 //!
 //! The guard sits under TLS, not over it: for `amqps://` the worker does the
 //! TLS handshake itself, wraps the decrypted stream in the guard and hands
-//! lapin a plain stream ([`connect`]). It needs nothing from lapin's
+//! lapin a plain stream. It needs nothing from lapin's
 //! dependencies beyond their published versions.
 //!
 //! [`bound_header_depth`] is the rewrite on one content-header payload, for
