@@ -6,21 +6,22 @@
 //! The options are parsed in `attr/parse.rs` and checked in `attr/check.rs`
 //! (the model both share is in `attr/mod.rs`); the generated code is in
 //! `expand.rs`.
-//! Durations are checked with `worker-core`'s own `duration.rs`, compiled
-//! into this crate as well, so the attribute accepts exactly what the
-//! runtime accepts.
+//! Durations and breaker rules are checked with `worker-core`'s own
+//! `duration.rs` and `breaker/parse.rs`, compiled into this crate as well
+//! (through the symlinks in `src/shared`, which `cargo package` turns into
+//! copies), so the attribute accepts exactly what the runtime accepts.
 
 mod attr;
 mod expand;
 
 // `format_duration` is not needed here, and the module is private.
 #[allow(dead_code, unreachable_pub)]
-#[path = "../../worker-core/src/duration.rs"]
+#[path = "shared/duration.rs"]
 mod duration;
 
 // The circuit breaker's rule, read as the runtime reads it.
 #[allow(dead_code, unreachable_pub)]
-#[path = "../../worker-core/src/breaker/parse.rs"]
+#[path = "shared/breaker_rule.rs"]
 mod breaker_rule;
 
 use proc_macro::TokenStream;

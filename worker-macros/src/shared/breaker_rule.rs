@@ -1,0 +1,1 @@
+../../../worker-core/src/breaker/parse.rs

@@ -1,0 +1,1 @@
+../../../worker-core/src/duration.rs
