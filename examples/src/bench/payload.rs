@@ -111,8 +111,8 @@ impl Mode {
     pub(crate) fn fails(self, seq: u64, attempt: u32) -> bool {
         match self {
             Mode::Clean => false,
-            Mode::Redeliver => seq % 10 == 0 && attempt == 1,
-            Mode::Park => seq % 100 == 0,
+            Mode::Redeliver => seq.is_multiple_of(10) && attempt == 1,
+            Mode::Park => seq.is_multiple_of(100),
         }
     }
 
