@@ -10,7 +10,12 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The crates users depend on.
-const LIBRARIES: &[&str] = &["worker-core", "worker-macros", "worker-testkit"];
+const LIBRARIES: &[&str] = &[
+    "worker-core",
+    "worker-macros",
+    "worker-testkit",
+    "worker-operator",
+];
 
 fn metadata() -> Value {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -48,7 +53,13 @@ fn every_library_crate_has_what_publishing_needs() {
     let meta = metadata();
     for name in LIBRARIES {
         let p = package(&meta, name);
-        for field in ["description", "license", "repository", "readme", "rust_version"] {
+        for field in [
+            "description",
+            "license",
+            "repository",
+            "readme",
+            "rust_version",
+        ] {
             assert!(
                 p[field].as_str().is_some_and(|v| !v.is_empty()),
                 "{name} has no {field}"

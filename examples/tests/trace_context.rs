@@ -11,8 +11,8 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
-use worker_core::ops::parked::replay_copy;
 use worker_core::{Publisher, Task, TaskContext, TaskError, TaskOptions, Worker};
+use worker_operator::ops::parked::replay_copy;
 use worker_testkit::{DeliveryBuilder, Harness};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

@@ -108,17 +108,25 @@ pub enum Error {
 }
 
 /// AMQP reply code 403: the broker refused the login (or an operation).
-pub(crate) const ACCESS_REFUSED: u16 = 403;
+// For worker-operator, through `crate::__operator`.
+#[doc(hidden)]
+pub const ACCESS_REFUSED: u16 = 403;
 /// AMQP reply code 404: no such queue (or exchange).
-pub(crate) const NOT_FOUND: u16 = 404;
+// For worker-operator, through `crate::__operator`.
+#[doc(hidden)]
+pub const NOT_FOUND: u16 = 404;
 /// AMQP reply code 406: a declaration differs from what exists, or a
 /// message was refused.
-pub(crate) const PRECONDITION_FAILED: u16 = 406;
+// For worker-operator, through `crate::__operator`.
+#[doc(hidden)]
+pub const PRECONDITION_FAILED: u16 = 406;
 /// AMQP reply code 530: the user may not use the vhost.
 pub(crate) const NOT_ALLOWED: u16 = 530;
 
 /// The broker's reply code of a protocol error (`404`, `406`, ...).
-pub(crate) fn reply_code(e: &lapin::Error) -> Option<u16> {
+// For worker-operator, through `crate::__operator`.
+#[doc(hidden)]
+pub fn reply_code(e: &lapin::Error) -> Option<u16> {
     match e.kind() {
         lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
         _ => None,
@@ -126,7 +134,9 @@ pub(crate) fn reply_code(e: &lapin::Error) -> Option<u16> {
 }
 
 /// The broker's reply text of a protocol error, or lapin's message.
-pub(crate) fn reply_text(e: &lapin::Error) -> String {
+// For worker-operator, through `crate::__operator`.
+#[doc(hidden)]
+pub fn reply_text(e: &lapin::Error) -> String {
     match e.kind() {
         lapin::ErrorKind::ProtocolError(amqp) => amqp.get_message().to_string(),
         _ => e.to_string(),
@@ -144,7 +154,9 @@ const VHOST_HINT: &str = "grant the user access to the vhost: rabbitmqctl set_pe
 const UNREACHABLE_HINT: &str = "Is the broker running and is AMQP_URL right?";
 
 /// What to check when the broker's TLS certificate is not accepted.
-pub(crate) const CERTIFICATE_HINT: &str = "The broker's TLS certificate was not accepted: give the CA that signed it (TlsConfig, or AMQP_TLS_CA_FILE) and connect by a host name the certificate names";
+// For worker-operator, through `crate::__operator`.
+#[doc(hidden)]
+pub const CERTIFICATE_HINT: &str = "The broker's TLS certificate was not accepted: give the CA that signed it (TlsConfig, or AMQP_TLS_CA_FILE) and connect by a host name the certificate names";
 
 impl Error {
     /// Classifies a failed connection attempt by the broker's reply code: a
@@ -205,7 +217,10 @@ impl Error {
         )
     }
 
-    pub(crate) fn broker(operation: impl Into<String>, source: lapin::Error) -> Self {
+    /// A failed broker operation: [`Error::Broker`] with what was being
+    /// done (`"channel.open"`, `"queue.purge emails.parking"`, ...) and
+    /// lapin's error.
+    pub fn broker(operation: impl Into<String>, source: lapin::Error) -> Self {
         Error::Broker {
             operation: operation.into(),
             source,

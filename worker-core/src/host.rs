@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 /// This host's name (from `HOSTNAME`, `/etc/hostname`, or "unknown"), read once.
-pub(crate) fn hostname() -> &'static str {
+pub fn hostname() -> &'static str {
     static NAME: OnceLock<String> = OnceLock::new();
     NAME.get_or_init(|| {
         std::env::var("HOSTNAME")

@@ -13,10 +13,10 @@
 //!    to return a value to a caller, see [`rpc`]). [`TaskError`] says what a
 //!    failure means (transient, permanent, retry after, discard);
 //!    [`TaskOptions`] and [`RetryPolicy`] hold what the attribute sets.
-//! 2. **Run it**: `cli::App::new("name").register(MyTask).run()` gives a
-//!    worker binary with `run`, `enqueue`, `parked`, `topology` and
-//!    `status` (feature `operator`); or build a [`Worker`] yourself and
-//!    call [`Worker::run`].
+//! 2. **Run it**: `worker_operator::App::new("name").register(MyTask).run()`
+//!    (the `worker-operator` crate) gives a worker binary with `run`,
+//!    `enqueue`, `parked`, `topology` and `status`; or build a [`Worker`]
+//!    yourself and call [`Worker::run`].
 //! 3. **Enqueue**: [`Publisher::enqueue`] (confirmed), or
 //!    [`TaskContext::enqueue`] from inside a handler.
 //! 4. **Test it**: `worker_testkit::Harness` runs a delivery through this
@@ -36,14 +36,13 @@
 //! messages), [`publisher`] (confirmed publishing), [`rpc`] (request/reply
 //! over direct reply-to) and [`topology`] (queues and bindings).
 //!
+//! The operator surface, the command line, operations on parked messages
+//! and queues, the HTTP endpoint for metrics and probes and the web
+//! dashboard, is the `worker-operator` crate, built on this one: this
+//! crate compiles without clap, axum, hyper or askama.
+//!
 //! # Features
 //!
-//! - `operator` (default): the operator surface over the library, the
-//!   command line (`cli`), operations on parked messages, queue depths and
-//!   topology (`ops`), and the HTTP endpoint for metrics and probes
-//!   (`http`). It depends on the library, never the other way round; with
-//!   `default-features = false` none of it, nor clap, tracing-subscriber,
-//!   the Prometheus exporter or the HTTP stack, is compiled.
 //! - `msgpack`: the MessagePack codec.
 //! - `otel`: W3C trace context across the queue ([`trace_context`]):
 //!   `enqueue` injects `traceparent`, the worker continues the trace in
@@ -55,23 +54,15 @@
 pub mod backoff;
 pub mod breaker;
 pub mod broker;
-#[cfg(feature = "operator")]
-pub mod cli;
 pub mod codec;
 pub mod connection;
-#[cfg(feature = "operator")]
-pub mod dashboard;
 mod duration;
 pub mod error;
 pub mod headers;
 mod host;
-#[cfg(feature = "operator")]
-pub mod http;
 pub mod message;
 pub mod metric_names;
 pub mod middleware;
-#[cfg(feature = "operator")]
-pub mod ops;
 pub mod publisher;
 pub mod rpc;
 mod runtime;
@@ -110,8 +101,30 @@ pub mod __testkit {
     pub use crate::worker::dispatch::{check_state, dispatch, Tasks};
 }
 
-/// The README's Rust examples, compiled as doc tests so they cannot rot.
-/// They use the command line, so they need the `operator` feature.
-#[cfg(all(doctest, feature = "operator"))]
-#[doc = include_str!("../../README.md")]
-struct ReadmeExamples;
+/// Internals of this crate that `worker-operator` builds its operator
+/// surface on: reply codes of broker errors, declaring one planned queue,
+/// lapin conversions. For worker-operator only: not part of the API,
+/// hidden from the docs, with no stability promise.
+#[doc(hidden)]
+pub mod __operator {
+    pub use crate::error::{
+        reply_code, reply_text, ACCESS_REFUSED, CERTIFICATE_HINT, NOT_FOUND, PRECONDITION_FAILED,
+    };
+    pub use crate::host::hostname;
+    pub use crate::topology::{declare_queue, lapin_kind, open_channel};
+
+    /// A replayed copy's trace context: `trace_context::replay_context`
+    /// with the `otel` feature of this crate, nothing without it (so a
+    /// replay follows this crate's features, whatever else is built).
+    pub fn replay_context(headers: &mut crate::Headers) {
+        #[cfg(feature = "otel")]
+        crate::trace_context::replay_context(headers);
+        #[cfg(not(feature = "otel"))]
+        let _ = headers;
+    }
+
+    /// A delivery of lapin's as this crate's [`Delivery`](crate::Delivery).
+    pub fn delivery_from_lapin(d: lapin::message::Delivery) -> crate::Delivery {
+        crate::Delivery::from_lapin(d)
+    }
+}

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use worker_core::broker::{Capabilities, QUORUM_HIGH_PRIORITY};
-use worker_core::ops::parked;
 use worker_core::topology::{declare_all, TaskSpec};
 use worker_core::{
     EnqueueOptions, Error, Overflow, Publisher, QueueLimits, QueueType, RetryPolicy, Task,
@@ -249,9 +248,11 @@ async fn a_full_queue_with_reject_publish_fails_the_enqueue() {
     );
 }
 
-/// The parked messages of a task: (body, reason), oldest first.
+/// The parked messages of a task: (body, reason), oldest first, taken
+/// from its parking queue. The reason as `parked list` shows it: the
+/// worker's `rw-park-reason`, or `dead-lettered: <reason>` from the
+/// broker's `x-death` for a message the broker parked itself.
 async fn parked_reasons(queue: &str, expected: usize) -> Vec<(String, String)> {
-    let connector = Publisher::from_env().connector().unwrap().clone();
     let parking = format!("{queue}.parking");
     let conn = &support::connect().await;
     support::eventually(Duration::from_secs(10), "the message was parked", || {
@@ -259,21 +260,21 @@ async fn parked_reasons(queue: &str, expected: usize) -> Vec<(String, String)> {
         async move { support::depth(conn, &parking).await as usize == expected }
     })
     .await;
-    let listing = parked::list(
-        &connector,
-        &parking,
-        &parked::Filter::default(),
-        parked::Page::first(10),
-    )
-    .await
-    .unwrap();
-    listing
-        .messages
+    support::drain(conn, &parking)
+        .await
         .iter()
         .map(|m| {
+            let props = &m.delivery.properties;
+            let reason = support::header_str(props, worker_core::headers::PARK_REASON)
+                .or_else(|| {
+                    support::x_death(props)
+                        .first()
+                        .map(|(_, reason)| format!("dead-lettered: {reason}"))
+                })
+                .unwrap_or_else(|| "unknown".to_owned());
             (
-                String::from_utf8_lossy(&m.body).into_owned(),
-                m.reason.clone(),
+                String::from_utf8_lossy(&m.delivery.data).into_owned(),
+                reason,
             )
         })
         .collect()

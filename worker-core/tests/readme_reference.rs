@@ -1,7 +1,7 @@
 //! The README's reference section against the code: every metric (from
 //! `metric_names::METRICS`, the one list the code records through), every
-//! `rw-` header of `headers/names.rs` and every exit code of `cli/exit.rs`,
-//! neither more nor less. Needs no broker.
+//! `rw-` header of `headers/names.rs` and every exit code of
+//! worker-operator's `cli/exit.rs`, neither more nor less. Needs no broker.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -109,7 +109,9 @@ fn readme_names_no_metric_that_does_not_exist() {
     }
 }
 
-/// Source files of worker-core, without their `#[cfg(test)]` modules.
+/// Source files of worker-core and of worker-operator (which records
+/// `replayed` and reads metrics for the dashboard through the same
+/// constants), without their `#[cfg(test)]` modules.
 fn sources() -> Vec<(PathBuf, String)> {
     fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
         for entry in std::fs::read_dir(dir).unwrap() {
@@ -125,6 +127,7 @@ fn sources() -> Vec<(PathBuf, String)> {
     }
     let mut out = Vec::new();
     walk(&root().join("worker-core/src"), &mut out);
+    walk(&root().join("worker-operator/src"), &mut out);
     assert!(out.len() > 20, "found the sources");
     out
 }
@@ -213,7 +216,7 @@ fn readme_lists_every_header_the_framework_writes() {
 
 #[test]
 fn readme_lists_every_exit_code() {
-    let exit = read("worker-core/src/cli/exit.rs");
+    let exit = read("worker-operator/src/cli/exit.rs");
     let in_code: BTreeSet<(String, String)> = exit
         .lines()
         .filter_map(|l| l.strip_prefix("pub const "))

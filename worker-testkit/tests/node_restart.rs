@@ -128,7 +128,7 @@ async fn take_ids(url: &str, queue: &str) -> Vec<u32> {
 /// Ready messages in `queue`, by a fresh connection (`None` if unreachable).
 async fn depth(url: &str, queue: &str) -> Option<u32> {
     let connector = Connector::new(ConnectionConfig::new(url));
-    let depth = worker_core::ops::queue_depth(&connector, queue)
+    let depth = worker_operator::ops::queue_depth(&connector, queue)
         .await
         .ok()
         .flatten();

@@ -160,7 +160,7 @@ async fn framework<const S: usize>(spec: &ChildSpec) -> Result<ChildResult, Benc
     let counters = Arc::new(Counters::new(spec.expected, spec.mode, spec.latency));
     if spec.metrics {
         // What `run --http` installs: every metric is recorded for real.
-        worker_core::http::prometheus()?;
+        worker_operator::http::prometheus()?;
     }
     let worker = Worker::new(Connector::new(ConnectionConfig::new(spec.url.clone()))).register(
         FwTask::<S> {

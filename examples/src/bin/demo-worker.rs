@@ -26,10 +26,10 @@ fn main() -> ExitCode {
         Ok(entry) => entry,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(worker_core::cli::exit::CONFIG);
+            return ExitCode::from(worker_operator::cli::exit::CONFIG);
         }
     };
-    worker_core::cli::App::new("demo-worker")
+    worker_operator::cli::App::new("demo-worker")
         .about("The framework's demo worker: example tasks behind the worker CLI")
         .run_help(format!(
             "demo.record retries: {} in-process attempts, then the delay tiers in \

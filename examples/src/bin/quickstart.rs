@@ -16,7 +16,8 @@ use std::time::Duration;
 use examples::tasks::email::{Email, SendEmail};
 use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
-use worker_core::{ops, Outcome, Task, Worker};
+use worker_core::{Outcome, Task, Worker};
+use worker_operator::ops;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use worker_core::ops::{self, parked::ParkedMessage};
 use worker_core::{ConnectionConfig, Connector};
+use worker_operator::ops::{self, parked::ParkedMessage};
 
 use super::account::{Account, Record};
 use super::broker::{self, Vhost};

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::Duration;
 
-use worker_core::ops::parked::ParkedMessage;
+use worker_operator::ops::parked::ParkedMessage;
 
 use super::run::PREFETCH;
 use super::schedule::FaultKind;

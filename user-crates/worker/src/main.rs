@@ -3,7 +3,7 @@
 use user_worker::{Add, Greet};
 
 fn main() -> std::process::ExitCode {
-    worker_core::cli::App::new("user-worker")
+    worker_operator::App::new("user-worker")
         .register(Greet)
         .register(Add)
         .run()

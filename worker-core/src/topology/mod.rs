@@ -368,7 +368,9 @@ pub async fn declare_all(
 }
 
 /// lapin's name for an exchange kind.
-pub(crate) fn lapin_kind(kind: ExchangeKind) -> lapin::ExchangeKind {
+// For worker-operator, through `crate::__operator`.
+#[doc(hidden)]
+pub fn lapin_kind(kind: ExchangeKind) -> lapin::ExchangeKind {
     match kind {
         ExchangeKind::Direct => lapin::ExchangeKind::Direct,
         ExchangeKind::Topic => lapin::ExchangeKind::Topic,
@@ -378,13 +380,18 @@ pub(crate) fn lapin_kind(kind: ExchangeKind) -> lapin::ExchangeKind {
 }
 
 /// Opens a channel for declarations.
-pub(crate) async fn open_channel(conn: &Connection) -> Result<Channel, Error> {
+// For worker-operator, through `crate::__operator`.
+#[doc(hidden)]
+pub async fn open_channel(conn: &Connection) -> Result<Channel, Error> {
     conn.create_channel()
         .await
         .map_err(|e| Error::broker("channel.open", e))
 }
 
-pub(crate) async fn declare_queue(channel: &Channel, queue: &QueuePlan) -> Result<(), Error> {
+/// Declares one queue of a plan, with its arguments as the worker sends them.
+// For worker-operator, through `crate::__operator`.
+#[doc(hidden)]
+pub async fn declare_queue(channel: &Channel, queue: &QueuePlan) -> Result<(), Error> {
     declare_named(channel, &queue.name, &queue.arguments).await
 }
 
