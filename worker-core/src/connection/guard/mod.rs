@@ -28,5 +28,7 @@ mod scan;
 mod stream;
 
 pub(crate) use reactor::connect;
+#[cfg(test)]
+pub(crate) use scan::bound_field_table;
 pub use scan::{bound_header_depth, MAX_TABLE_NESTING};
 pub(crate) use stream::HeaderDepthGuard;

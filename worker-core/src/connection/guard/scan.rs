@@ -43,6 +43,12 @@ pub fn bound_header_depth(payload: &mut [u8]) -> bool {
     bound_table(payload, start)
 }
 
+/// [`bound_header_depth`] on a bare field table (size prefix included).
+#[cfg(test)]
+pub(crate) fn bound_field_table(table: &mut [u8]) -> bool {
+    bound_table(table, 0)
+}
+
 /// Where the header table starts in a content-header payload, if it has one.
 fn headers_offset(payload: &[u8]) -> Option<usize> {
     let class = u16::from_be_bytes([*payload.first()?, *payload.get(1)?]);
