@@ -1,24 +1,36 @@
-//! Against a private RabbitMQ node started by this test (see
-//! shared/RABBITMQ.md): TLS with a CA made here (hostname verification,
-//! a client certificate used for EXTERNAL login), and a memory alarm
-//! (`connection.blocked`) that pauses publishing instead of failing it.
+//! Against a private RabbitMQ node started by this test
+//! ([`RabbitNode`], see shared/RABBITMQ.md): TLS with a CA made here
+//! (hostname verification, a client certificate used for EXTERNAL login),
+//! and a memory alarm (`connection.blocked`) that pauses publishing instead
+//! of failing it.
 //!
-//! Needs `/usr/lib/rabbitmq/bin/rabbitmq-server` and `openssl`; without them
+//! The node runs from the broker version under test: the runner
+//! (`scripts/test-on-each-broker`) sets `RABBITMQ_SERVER_ROOT` per version
+//! (a chroot for 4.0), and the test checks the node's announced version
+//! against `RABBIT_WORKER_TEST_BROKER`.
+//!
+//! Needs `rabbitmq-server` (under that root) and `openssl`; without them
 //! the test is skipped, or fails under `CI=true`.
 
-use std::path::{Path, PathBuf};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use worker_core::connection::{Connector, TlsConfig};
 use worker_core::{ConnectionConfig, Publisher, TaskError, Worker};
 use worker_operator::cli::{exit, App, Finished};
+use worker_testkit::node::{NodeError, RabbitNode};
 
-const NODE: &str = "rw-cli-private@localhost";
-const AMQP_PORT: u16 = 5781;
-const TLS_PORT: u16 = 5782;
-const DIST_PORT: u16 = 25781;
-const SBIN: &str = "/usr/lib/rabbitmq/bin";
+/// The files `make_certs` writes that the server reads (the client's too,
+/// for the tests' client side).
+const CERT_FILES: [&str; 5] = [
+    "ca.pem",
+    "server.pem",
+    "server.key",
+    "client.pem",
+    "client.key",
+];
 
 fn unavailable(why: &str) -> bool {
     let message = format!("private-node test cannot run: {why}");
@@ -43,85 +55,43 @@ fn run(cmd: &mut Command) -> Result<String, String> {
     }
 }
 
-/// A private node; stopped and removed on drop.
-struct PrivateNode {
-    dir: PathBuf,
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
-impl PrivateNode {
-    fn ctl(&self) -> Command {
-        let mut cmd = Command::new(format!("{SBIN}/rabbitmqctl"));
-        cmd.env("HOME", self.dir.join("home")).args(["-n", NODE]);
-        cmd
+/// A private node of the version under test (the runner's
+/// `RABBITMQ_SERVER_ROOT`), with a TLS listener on `tls_port` using the
+/// certificates in `certs` (copied into the node's own directory, where a
+/// chrooted server can read them) and EXTERNAL login by client certificate.
+async fn start_node(certs: &Path, tls_port: u16) -> Result<RabbitNode, NodeError> {
+    let mut builder = RabbitNode::builder()
+        .config(format!("listeners.ssl.default = {tls_port}"))
+        .config("ssl_options.cacertfile = {dir}/ca.pem")
+        .config("ssl_options.certfile = {dir}/server.pem")
+        .config("ssl_options.keyfile = {dir}/server.key")
+        .config("ssl_options.verify = verify_peer")
+        .config("ssl_options.fail_if_no_peer_cert = false")
+        .config("ssl_cert_login_from = common_name")
+        .config("auth_mechanisms.1 = PLAIN")
+        .config("auth_mechanisms.2 = AMQPLAIN")
+        .config("auth_mechanisms.3 = EXTERNAL")
+        .plugin("rabbitmq_auth_mechanism_ssl");
+    for name in CERT_FILES {
+        let contents = std::fs::read(certs.join(name)).expect("a certificate made here");
+        builder = builder.file(name, contents);
     }
-
-    fn ctl_run(&self, args: &[&str]) -> Result<String, String> {
-        run(self.ctl().args(args))
-    }
-
-    fn diagnostics(&self, args: &[&str]) -> Result<String, String> {
-        run(Command::new(format!("{SBIN}/rabbitmq-diagnostics"))
-            .env("HOME", self.dir.join("home"))
-            .args(["-n", NODE])
-            .args(args))
-    }
-
-    fn start(dir: PathBuf) -> Result<PrivateNode, String> {
-        for sub in ["home", "mnesia", "log"] {
-            std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
-        }
-        let d = dir.display();
-        let conf = format!(
-            "listeners.tcp.default = {AMQP_PORT}\n\
-             listeners.ssl.default = {TLS_PORT}\n\
-             loopback_users = none\n\
-             ssl_options.cacertfile = {d}/ca.pem\n\
-             ssl_options.certfile = {d}/server.pem\n\
-             ssl_options.keyfile = {d}/server.key\n\
-             ssl_options.verify = verify_peer\n\
-             ssl_options.fail_if_no_peer_cert = false\n\
-             ssl_cert_login_from = common_name\n\
-             auth_mechanisms.1 = PLAIN\n\
-             auth_mechanisms.2 = AMQPLAIN\n\
-             auth_mechanisms.3 = EXTERNAL\n"
-        );
-        std::fs::write(dir.join("rabbitmq.conf"), conf).map_err(|e| e.to_string())?;
-        std::fs::write(
-            dir.join("enabled_plugins"),
-            "[rabbitmq_auth_mechanism_ssl].\n",
-        )
-        .map_err(|e| e.to_string())?;
-        let node = PrivateNode { dir: dir.clone() };
-        run(Command::new(format!("{SBIN}/rabbitmq-server"))
-            .arg("-detached")
-            .env("HOME", dir.join("home"))
-            .env("RABBITMQ_NODENAME", NODE)
-            .env("RABBITMQ_NODE_PORT", AMQP_PORT.to_string())
-            .env("RABBITMQ_DIST_PORT", DIST_PORT.to_string())
-            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
-            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
-            .env("RABBITMQ_LOG_BASE", dir.join("log"))
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
-            .env("RABBITMQ_PID_FILE", dir.join("pid")))?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(90);
-        loop {
-            match node.ctl_run(&["await_startup"]) {
-                Ok(_) => break,
-                Err(e) if std::time::Instant::now() > deadline => {
-                    return Err(format!("node did not start: {e}"))
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(500)),
-            }
-        }
-        Ok(node)
-    }
+    builder.start().await
 }
 
-impl Drop for PrivateNode {
-    fn drop(&mut self) {
-        let _ = self.ctl_run(&["stop"]);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+fn ctl_run(node: &RabbitNode, args: &[&str]) -> Result<String, String> {
+    run(node.rabbitmqctl().args(args))
+}
+
+fn diagnostics(node: &RabbitNode, args: &[&str]) -> Result<String, String> {
+    run(node.rabbitmq_diagnostics().args(args))
 }
 
 /// CA, server certificate for `localhost` only, client certificate for CN=guest.
@@ -200,28 +170,47 @@ async fn cli(args: &[&str]) -> Finished {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_flow_control_on_a_private_node() {
-    if !Path::new(&format!("{SBIN}/rabbitmq-server")).exists() {
-        unavailable("no /usr/lib/rabbitmq/bin/rabbitmq-server (apt-get install rabbitmq-server)");
-        return;
-    }
     if run(Command::new("openssl").arg("version")).is_err() {
         unavailable("no openssl command");
         return;
     }
-    // A fixed directory: a node left running by an interrupted run shares
-    // its Erlang cookie and can be stopped before this run starts its own.
-    let dir = std::env::temp_dir().join("rw-cli-private-node");
-    if dir.exists() {
-        drop(PrivateNode { dir: dir.clone() });
+    let certs = std::env::temp_dir().join(format!("rw-cli-private-certs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&certs);
+    std::fs::create_dir_all(&certs).unwrap();
+    make_certs(&certs).unwrap();
+    let tls_port = free_port();
+    let node = match start_node(&certs, tls_port).await {
+        Ok(node) => node,
+        Err(e) if e.is_not_installed() => {
+            let _ = std::fs::remove_dir_all(&certs);
+            unavailable(&e.to_string());
+            return;
+        }
+        Err(e) => panic!("cannot start a private RabbitMQ node: {e}"),
+    };
+    std::fs::remove_dir_all(&certs).unwrap();
+    // The private node is the version under test (the runner's choice).
+    if let Ok(label) = std::env::var("RABBIT_WORKER_TEST_BROKER") {
+        let uri: lapin::uri::AMQPUri = node.url().parse().unwrap();
+        let version = worker_core::broker::probe_version(
+            &uri,
+            &lapin::tcp::OwnedTLSConfig::default(),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("the private node announces its version");
+        assert!(
+            version.to_string().starts_with(&format!("{label}.")),
+            "private node is RabbitMQ {version}, the run is for {label}"
+        );
     }
-    std::fs::create_dir_all(&dir).unwrap();
-    make_certs(&dir).unwrap();
-    let node = PrivateNode::start(dir.clone()).unwrap_or_else(|e| panic!("{e}"));
+    // The certificates as the client sees them (the host's paths).
+    let dir = node.dir().to_owned();
     let ca = dir.join("ca.pem");
     let ca_arg = ca.to_str().unwrap().to_owned();
 
     // --- TLS ---------------------------------------------------------------
-    let good = format!("amqps://guest:guest@localhost:{TLS_PORT}/%2f");
+    let good = format!("amqps://guest:guest@localhost:{tls_port}/%2f");
     let tls = TlsConfig::from_files(Some(&ca), None, None).unwrap();
     let connector = Connector::new(ConnectionConfig::new(&good).with_tls(tls.clone()));
     let conn = connector.connection().await.expect("TLS with the test CA");
@@ -256,7 +245,7 @@ async fn tls_and_flow_control_on_a_private_node() {
         assert!(out.stderr.contains("--tls-ca-file"), "{args:?}: {out:?}");
     }
     // The certificate names localhost only: 127.0.0.1 fails hostname verification.
-    let by_ip = format!("amqps://guest:guest@127.0.0.1:{TLS_PORT}/%2f");
+    let by_ip = format!("amqps://guest:guest@127.0.0.1:{tls_port}/%2f");
     let out = cli(&["status", "--url", &by_ip, "--tls-ca-file", &ca_arg]).await;
     assert_eq!(out.code, exit::UNAVAILABLE, "{out:?}");
     assert!(
@@ -269,7 +258,7 @@ async fn tls_and_flow_control_on_a_private_node() {
     );
 
     // A client certificate (CN=guest) logs in with EXTERNAL: no password at all.
-    let external = format!("amqps://localhost:{TLS_PORT}/%2f?auth_mechanism=external");
+    let external = format!("amqps://localhost:{tls_port}/%2f?auth_mechanism=external");
     let with_cert = TlsConfig::from_files(
         Some(&ca),
         Some(&dir.join("client.pem")),
@@ -289,7 +278,7 @@ async fn tls_and_flow_control_on_a_private_node() {
     );
 
     // --- connection.blocked --------------------------------------------------
-    let plain = format!("amqp://guest:guest@127.0.0.1:{AMQP_PORT}/%2f");
+    let plain = node.url();
     let connector = Connector::new(ConnectionConfig::new(&plain));
     // A confirm timeout far shorter than the alarm below: time spent
     // blocked must not count against it.
@@ -306,11 +295,10 @@ async fn tls_and_flow_control_on_a_private_node() {
         .unwrap();
     assert!(!connector.is_blocked());
 
-    node.ctl_run(&["set_vm_memory_high_watermark", "absolute", "1MB"])
-        .unwrap();
+    ctl_run(&node, &["set_vm_memory_high_watermark", "absolute", "1MB"]).unwrap();
     // Wait for the alarm itself (the memory monitor checks periodically).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while node.diagnostics(&["check_local_alarms"]).is_ok() {
+    while diagnostics(&node, &["check_local_alarms"]).is_ok() {
         assert!(
             std::time::Instant::now() < deadline,
             "the memory alarm never went off"
@@ -349,8 +337,7 @@ async fn tls_and_flow_control_on_a_private_node() {
     );
     assert!(!cli_publish.is_finished(), "enqueue pauses while blocked");
 
-    node.ctl_run(&["set_vm_memory_high_watermark", "0.4"])
-        .unwrap();
+    ctl_run(&node, &["set_vm_memory_high_watermark", "0.4"]).unwrap();
     blocked_publish
         .await
         .unwrap()

@@ -17,6 +17,9 @@
 //! crash. Dropping the node stops it, then removes its directory (a node
 //! whose directory was deleted would keep running).
 //!
+//! [`RabbitNode::builder`] adds to the defaults: more `rabbitmq.conf`
+//! lines, enabled plugins, files (certificates) in the node's directory.
+//!
 //! Starting a node takes a few seconds: start one per test binary, not one
 //! per test.
 //!
@@ -203,6 +206,68 @@ fn free_dist_port() -> Result<u16, NodeError> {
     ))
 }
 
+/// What a private node starts with besides the defaults (its AMQP
+/// listener and `loopback_users = none`): more `rabbitmq.conf` lines,
+/// plugins to enable, and files to put in its directory before it boots
+/// (certificates, say). From [`RabbitNode::builder`].
+///
+/// In a configuration line, `{dir}` stands for the node's directory as the
+/// server sees it: under a `RABBITMQ_SERVER_ROOT` chroot that is the path
+/// inside the root, not the host's ([`RabbitNode::dir`] is the host's).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), worker_testkit::node::NodeError> {
+/// use worker_testkit::node::RabbitNode;
+///
+/// let node = RabbitNode::builder()
+///     .file("ca.pem", std::fs::read("ca.pem").unwrap())
+///     .config("ssl_options.cacertfile = {dir}/ca.pem")
+///     .plugin("rabbitmq_auth_mechanism_ssl")
+///     .start()
+///     .await?;
+/// # let _ = node; Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct RabbitNodeBuilder {
+    config: Vec<String>,
+    plugins: Vec<String>,
+    files: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl RabbitNodeBuilder {
+    /// Adds a line to `rabbitmq.conf` (`{dir}`: the node's directory as the
+    /// server sees it).
+    #[must_use]
+    pub fn config(mut self, line: impl Into<String>) -> Self {
+        self.config.push(line.into());
+        self
+    }
+
+    /// Enables plugin `name` (as `rabbitmq_auth_mechanism_ssl`).
+    #[must_use]
+    pub fn plugin(mut self, name: impl Into<String>) -> Self {
+        self.plugins.push(name.into());
+        self
+    }
+
+    /// Writes `contents` to `name` (a path relative to the node's
+    /// directory) before the node boots.
+    #[must_use]
+    pub fn file(mut self, name: impl Into<PathBuf>, contents: impl Into<Vec<u8>>) -> Self {
+        self.files.push((name.into(), contents.into()));
+        self
+    }
+
+    /// Creates the node's directory, with the additions, and boots it.
+    ///
+    /// # Errors
+    ///
+    /// As [`RabbitNode::start`], or when a file cannot be written.
+    pub async fn start(&self) -> Result<RabbitNode, NodeError> {
+        RabbitNode::start_with_home(None, self).await
+    }
+}
+
 impl RabbitNode {
     /// Creates the node's directory and boots it.
     ///
@@ -212,12 +277,21 @@ impl RabbitNode {
     /// `apt-get install rabbitmq-server`), or the node does not come up (the
     /// message ends with the tail of its log).
     pub async fn start() -> Result<RabbitNode, NodeError> {
-        RabbitNode::start_with_home(None).await
+        RabbitNode::start_with_home(None, &RabbitNodeBuilder::default()).await
+    }
+
+    /// A node with more than the defaults: extra `rabbitmq.conf` lines,
+    /// enabled plugins, files in its directory (see [`RabbitNodeBuilder`]).
+    pub fn builder() -> RabbitNodeBuilder {
+        RabbitNodeBuilder::default()
     }
 
     /// Like [`start`](RabbitNode::start), with `HOME` (and so the Erlang
     /// cookie) in `home` when given: nodes that share it can form a cluster.
-    async fn start_with_home(home: Option<PathBuf>) -> Result<RabbitNode, NodeError> {
+    async fn start_with_home(
+        home: Option<PathBuf>,
+        extra: &RabbitNodeBuilder,
+    ) -> Result<RabbitNode, NodeError> {
         let install = Install::from_env();
         let server = install.script("rabbitmq-server");
         if !server.exists() {
@@ -235,13 +309,37 @@ impl RabbitNode {
                 NodeError::new(format!("cannot create {}: {e}", dir.join(sub).display()))
             })?;
         }
-        let config = format!("listeners.tcp.default = {amqp_port}\nloopback_users = none\n");
-        let write = |name: &str, text: &str| {
-            std::fs::write(dir.join(name), text)
-                .map_err(|e| NodeError::new(format!("cannot write {name}: {e}")))
+        let write = |name: &Path, text: &[u8]| {
+            let path = dir.join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    NodeError::new(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+            std::fs::write(&path, text)
+                .map_err(|e| NodeError::new(format!("cannot write {}: {e}", path.display())))
         };
-        write("rabbitmq.conf", &config)?;
-        write("enabled_plugins", "[].\n")?;
+        for (name, contents) in &extra.files {
+            if !name
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(NodeError::new(format!(
+                    "{} is not a path inside the node's directory",
+                    name.display()
+                )));
+            }
+            write(name, contents)?;
+        }
+        let mut config = format!("listeners.tcp.default = {amqp_port}\nloopback_users = none\n");
+        let seen = install.inside(&dir);
+        for line in &extra.config {
+            config.push_str(&line.replace("{dir}", &seen.to_string_lossy()));
+            config.push('\n');
+        }
+        write(Path::new("rabbitmq.conf"), config.as_bytes())?;
+        let plugins = format!("[{}].\n", extra.plugins.join(","));
+        write(Path::new("enabled_plugins"), plugins.as_bytes())?;
         let home = home.unwrap_or_else(|| dir.join("home"));
         std::fs::create_dir_all(&home)
             .map_err(|e| NodeError::new(format!("cannot create {}: {e}", home.display())))?;
@@ -307,6 +405,15 @@ impl RabbitNode {
     /// shares the node's Erlang cookie); add the arguments and run it.
     pub fn rabbitmqctl(&self) -> Command {
         let mut cmd = self.install.command("rabbitmqctl");
+        self.env(&mut cmd);
+        cmd.arg("-n").arg(&self.name);
+        cmd
+    }
+
+    /// A `rabbitmq-diagnostics -n <node>` command, as
+    /// [`rabbitmqctl`](RabbitNode::rabbitmqctl).
+    pub fn rabbitmq_diagnostics(&self) -> Command {
+        let mut cmd = self.install.command("rabbitmq-diagnostics");
         self.env(&mut cmd);
         cmd.arg("-n").arg(&self.name);
         cmd
@@ -620,9 +727,10 @@ impl RabbitCluster {
             home: home.clone(),
         };
         for _ in 0..size.max(1) {
-            cluster
-                .nodes
-                .push(RabbitNode::start_with_home(Some(home.clone())).await?);
+            cluster.nodes.push(
+                RabbitNode::start_with_home(Some(home.clone()), &RabbitNodeBuilder::default())
+                    .await?,
+            );
         }
         let first = cluster.nodes[0].name().to_owned();
         for node in &cluster.nodes[1..] {
