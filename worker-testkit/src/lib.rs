@@ -118,7 +118,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod fixture;
-pub mod memory;
+/// The in-memory broker, from [`worker_devbroker`] (its own crate, so that
+/// the development broker's binary and the quickstart use it too).
+pub use worker_devbroker as memory;
 pub mod mock;
 pub mod node;
 pub mod raw;

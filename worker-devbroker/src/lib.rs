@@ -1,4 +1,20 @@
-//! An in-memory broker that speaks AMQP 0-9-1 on a loopback port.
+//! An in-memory broker that speaks AMQP 0-9-1 on a loopback port, modelled
+//! on RabbitMQ: in-memory, not durable, for development and tests.
+//!
+//! Two uses:
+//!
+//! - **Development**: the `rabbit-worker-devbroker` binary serves it on
+//!   `127.0.0.1:5672` (port configurable) until stopped, so a worker, its
+//!   command line, the dashboard and any AMQP 0-9-1 client (pika included)
+//!   run with nothing installed. It refuses to listen beyond loopback
+//!   unless told to (`--allow-remote`), and keeps nothing across restarts.
+//!   `cargo install worker-devbroker` installs it.
+//! - **Tests**: [`MemoryBroker::start`] below, with a clock the test moves
+//!   (worker-testkit re-exports this crate as `worker_testkit::memory`).
+//!
+//! It is not RabbitMQ: no persistence, no clustering, no users or virtual
+//! hosts beyond `/` (the lists below say what is and is not modelled). Use
+//! RabbitMQ for anything that must keep its messages.
 //!
 //! [`MemoryBroker::start`] listens on `127.0.0.1:<free port>`; the unchanged
 //! worker, the publisher and plain lapin connect to it by
@@ -14,7 +30,7 @@
 //! use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 //! use lapin::types::{AMQPValue, FieldTable};
 //! use lapin::{BasicProperties, Connection, ConnectionProperties};
-//! use worker_testkit::memory::MemoryBroker;
+//! use worker_devbroker::MemoryBroker;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -188,7 +204,14 @@ mod wire;
 
 pub use clock::Clock;
 
+/// The `product` this broker announces in `connection.start`.
+pub const PRODUCT: &str = "rabbit-worker devbroker";
+/// What it is, announced as `information` in `connection.start` and on the
+/// development broker's first line.
+pub const INFORMATION: &str = "in-memory, not durable, for development and tests";
+
 use bytes::Bytes;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -247,7 +270,7 @@ pub struct StoredMessage {
     pub body: Vec<u8>,
     /// The properties (headers included) as a consumer would get them,
     /// without the `x-delivery-count` a quorum queue adds on delivery.
-    pub properties: lapin::BasicProperties,
+    pub properties: BasicProperties,
     /// The exchange it was published, or dead-lettered, to.
     pub exchange: String,
     /// The routing key it was published, or dead-lettered, with.
@@ -358,10 +381,29 @@ impl MemoryBroker {
         MemoryBroker::with_clock(Clock::new(false), DEFAULT_VERSION).await
     }
 
+    /// Serves a broker with the wall clock on `addr` (the development
+    /// broker's way: a fixed port, the rules of RabbitMQ `version`).
+    ///
+    /// # Errors
+    ///
+    /// When `addr` cannot be bound (the port is taken, say).
+    pub async fn serve_on(addr: SocketAddr, version: Version) -> std::io::Result<MemoryBroker> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(MemoryBroker::on_listener(
+            listener,
+            Clock::new(false),
+            version,
+        ))
+    }
+
     async fn with_clock(clock: Clock, version: Version) -> MemoryBroker {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("the memory broker needs a free loopback port");
+        MemoryBroker::on_listener(listener, clock, version)
+    }
+
+    fn on_listener(listener: TcpListener, clock: Clock, version: Version) -> MemoryBroker {
         let port = listener.local_addr().expect("bound address").port();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(clock.clone(), version)),

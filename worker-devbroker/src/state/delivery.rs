@@ -9,10 +9,10 @@ use amq_protocol::types::AMQPValue;
 use worker_core::broker::Capabilities;
 
 use super::{Conn, Settle, State, Unacked};
-use crate::memory::error::{no_queue, AmqpError};
-use crate::memory::message::Reason;
-use crate::memory::queue::{Entry, Queue};
-use crate::memory::wire::{content_frames, ss, Out};
+use crate::error::{no_queue, AmqpError};
+use crate::message::Reason;
+use crate::queue::{Entry, Queue};
+use crate::wire::{content_frames, ss, Out};
 
 impl State {
     pub(crate) fn remove_consumer(&mut self, conn: u64, ch: u16, tag: &str, queue: &str) {

@@ -5,10 +5,10 @@ use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{basic, AMQPClass};
 
 use super::State;
-use crate::memory::message::{dead_letter_copy, is_cycle, Message, Reason};
-use crate::memory::queue::{Entry, Overflow, Queue};
-use crate::memory::routing::Dest;
-use crate::memory::wire::ss;
+use crate::message::{dead_letter_copy, is_cycle, Message, Reason};
+use crate::queue::{Entry, Overflow, Queue};
+use crate::routing::Dest;
+use crate::wire::ss;
 
 impl State {
     /// Deletes a queue: its consumers are cancelled (`basic.cancel`), its

@@ -9,8 +9,8 @@ use amq_protocol::protocol::{channel, connection, AMQPClass};
 use tokio::sync::{mpsc, Notify};
 
 use super::{ChannelState, Conn, State};
-use crate::memory::error::AmqpError;
-use crate::memory::wire::{ss, Out};
+use crate::error::AmqpError;
+use crate::wire::{ss, Out};
 
 impl State {
     pub(crate) fn open_connection(

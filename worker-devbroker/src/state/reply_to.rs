@@ -13,9 +13,9 @@ use amq_protocol::protocol::{basic, AMQPClass, BasicProperties};
 use worker_core::rpc::DIRECT_REPLY_TO;
 
 use super::State;
-use crate::memory::error::AmqpError;
-use crate::memory::message::Message;
-use crate::memory::wire::{content_frames, ss, Out};
+use crate::error::AmqpError;
+use crate::message::Message;
+use crate::wire::{content_frames, ss, Out};
 
 /// The prefix of every reply address.
 fn address_prefix() -> String {

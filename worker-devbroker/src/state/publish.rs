@@ -9,10 +9,10 @@ use amq_protocol::protocol::{basic, AMQPClass, BasicProperties};
 use amq_protocol::types::FieldTable;
 
 use super::State;
-use crate::memory::error::{no_exchange, AmqpError};
-use crate::memory::message::{header_routes, Message};
-use crate::memory::routing::Dest;
-use crate::memory::wire::content_frames;
+use crate::error::{no_exchange, AmqpError};
+use crate::message::{header_routes, Message};
+use crate::routing::Dest;
+use crate::wire::content_frames;
 
 impl State {
     /// The queues a message with these keys and headers reaches from `exchange`.

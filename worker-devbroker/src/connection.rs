@@ -58,13 +58,10 @@ fn server_properties(version: Version) -> FieldTable {
     let mut props = FieldTable::default();
     let text = |s: &str| AMQPValue::LongString(LongString::from(s.as_bytes()));
     props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
-    props.insert("product".into(), text("worker-testkit memory broker"));
+    props.insert("product".into(), text(crate::PRODUCT));
     props.insert("version".into(), text(&version.to_string()));
     props.insert("platform".into(), text("Rust"));
-    props.insert(
-        "information".into(),
-        text("An in-memory AMQP 0-9-1 broker for tests; see worker_testkit::memory"),
-    );
+    props.insert("information".into(), text(crate::INFORMATION));
     props
 }
 

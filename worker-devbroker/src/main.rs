@@ -1,0 +1,108 @@
+//! `rabbit-worker-devbroker`: the in-memory broker on a fixed port, for
+//! development with nothing installed.
+//!
+//! ```text
+//! rabbit-worker-devbroker                    # 127.0.0.1:5672, modelled on RabbitMQ 4.0
+//! rabbit-worker-devbroker --port 5673 --as 3.10
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use clap::Parser;
+use worker_core::broker::Version;
+use worker_devbroker::{MemoryBroker, INFORMATION, PRODUCT};
+
+/// An AMQP 0-9-1 broker in memory, modelled on RabbitMQ: in-memory, not
+/// durable, for development and tests. Any user name and password are
+/// accepted; only the virtual host `/` exists. Everything is forgotten when
+/// it stops.
+#[derive(Debug, Parser)]
+#[command(name = "rabbit-worker-devbroker", version)]
+struct Args {
+    /// The port to listen on.
+    #[arg(long, env = "DEVBROKER_PORT", default_value_t = 5672)]
+    port: u16,
+    /// The address to listen on; anything but a loopback address needs
+    /// --allow-remote.
+    #[arg(long, env = "DEVBROKER_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    bind: IpAddr,
+    /// Listen on a non-loopback address: anyone who can reach it can read
+    /// and publish every message, with any credentials.
+    #[arg(long)]
+    allow_remote: bool,
+    /// The RabbitMQ version whose rules to follow where versions differ
+    /// (3.10 or 4.0).
+    #[arg(long = "as", value_name = "VERSION", default_value = "4.0", value_parser = parse_version)]
+    version: Version,
+}
+
+fn parse_version(text: &str) -> Result<Version, String> {
+    match text {
+        "3.10" | "3.10.8" => Ok(Version::new(3, 10, 8)),
+        "4.0" | "4.0.5" => Ok(Version::new(4, 0, 5)),
+        other => Err(format!(
+            "{other:?} is not a modelled version: use 3.10 or 4.0"
+        )),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    if !args.bind.is_loopback() && !args.allow_remote {
+        eprintln!(
+            "error: {} is not a loopback address; the development broker accepts any \
+             credentials, so it listens beyond this machine only with --allow-remote",
+            args.bind
+        );
+        return ExitCode::from(2);
+    }
+    let addr = SocketAddr::new(args.bind, args.port);
+    let broker = match MemoryBroker::serve_on(addr, args.version).await {
+        Ok(broker) => broker,
+        Err(e) => {
+            eprintln!(
+                "error: cannot listen on {addr}: {e}; is RabbitMQ (or another broker) \
+                 already there? Choose another port with --port"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let host = match args.bind {
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) => ip.to_string(),
+    };
+    println!(
+        "{PRODUCT} ({INFORMATION}), modelled on RabbitMQ {}: \
+         amqp://guest:guest@{host}:{}/%2f; Ctrl-C stops it and forgets every message",
+        args.version,
+        broker.port()
+    );
+    wait_for_stop().await;
+    println!("{PRODUCT} stopped");
+    ExitCode::SUCCESS
+}
+
+/// Ctrl-C or SIGTERM.
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
