@@ -65,6 +65,9 @@ fn server_properties(version: Version) -> FieldTable {
     props
 }
 
+/// How long a closed connection waits for the client to close its socket.
+const CLIENT_HANG_UP: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs the connection until the client leaves or is closed.
 pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, id: u64) {
     let _ = stream.set_nodelay(true);
@@ -99,6 +102,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, id: u64) {
         match frame {
             Ok(frame) => {
                 if let Flow::Stop = session.frame(frame) {
+                    // close-ok is on its way: let the client hang up first
+                    // (it reads a socket closed under it as an error).
+                    let hang_up = async { while reader.next().await.is_ok() {} };
+                    let _ = tokio::time::timeout(CLIENT_HANG_UP, hang_up).await;
                     break;
                 }
             }

@@ -6,6 +6,7 @@
 //! rabbit-worker-devbroker --port 5673 --as 3.10
 //! ```
 
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
@@ -34,7 +35,7 @@ struct Args {
     /// The RabbitMQ version whose rules to follow where versions differ
     /// (3.10 or 4.0).
     #[arg(long = "as", value_name = "VERSION", default_value = "4.0", value_parser = parse_version)]
-    version: Version,
+    model: Version,
 }
 
 fn parse_version(text: &str) -> Result<Version, String> {
@@ -59,7 +60,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let addr = SocketAddr::new(args.bind, args.port);
-    let broker = match MemoryBroker::serve_on(addr, args.version).await {
+    let broker = match MemoryBroker::serve_on(addr, args.model).await {
         Ok(broker) => broker,
         Err(e) => {
             eprintln!(
@@ -73,14 +74,17 @@ async fn main() -> ExitCode {
         IpAddr::V6(ip) => format!("[{ip}]"),
         IpAddr::V4(ip) => ip.to_string(),
     };
-    println!(
+    // Written, not printed: a closed stdout (a pipe whose reader left)
+    // must not stop the broker.
+    let _ = writeln!(
+        std::io::stdout(),
         "{PRODUCT} ({INFORMATION}), modelled on RabbitMQ {}: \
          amqp://guest:guest@{host}:{}/%2f; Ctrl-C stops it and forgets every message",
-        args.version,
+        args.model,
         broker.port()
     );
     wait_for_stop().await;
-    println!("{PRODUCT} stopped");
+    let _ = writeln!(std::io::stdout(), "{PRODUCT} stopped");
     ExitCode::SUCCESS
 }
 

@@ -1,4 +1,4 @@
-//! An end-to-end run that exits by itself: enqueue three emails, run a
+//! An end-to-end run that exits by itself: enqueue four emails, run a
 //! worker until they are dealt with, show what was parked.
 //!
 //! ```text
@@ -6,7 +6,14 @@
 //! ```
 //!
 //! One email goes through at once, one fails twice at the provider and is
-//! retried in process, one has no valid recipient and is parked.
+//! retried in process, one fails three times and waits a second in the
+//! broker's 1 s delay tier before it goes out, one has no valid recipient
+//! and is parked.
+//!
+//! The broker: `AMQP_URL` when set (a broker that does not answer there is
+//! an error), else RabbitMQ at the default address when one answers, else
+//! the embedded in-memory broker (`worker-devbroker`, on the wall clock),
+//! said in the first line of output.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,8 +23,54 @@ use std::time::Duration;
 use examples::tasks::email::{Email, SendEmail};
 use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
+use worker_core::connection::{ConnectionConfig, Connector, DEFAULT_URL};
 use worker_core::{Outcome, Task, Worker};
+use worker_devbroker::MemoryBroker;
 use worker_operator::ops;
+
+/// Where the story runs.
+enum Broker {
+    /// RabbitMQ (or whatever `AMQP_URL` names).
+    External,
+    /// The embedded broker, kept alive for the run.
+    Embedded(MemoryBroker),
+}
+
+impl Broker {
+    /// `AMQP_URL` if set; RabbitMQ at the default address if it answers;
+    /// else the embedded broker.
+    async fn choose() -> Broker {
+        if std::env::var_os("AMQP_URL").is_some_and(|url| !url.is_empty()) {
+            return Broker::External;
+        }
+        let answers = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(("127.0.0.1", 5672)),
+        )
+        .await
+        .is_ok_and(|stream| stream.is_ok());
+        if answers {
+            return Broker::External;
+        }
+        let broker = MemoryBroker::start_with_real_clock().await;
+        println!(
+            "No RabbitMQ at {} and AMQP_URL is unset: running on the embedded \
+             in-memory broker ({}); set AMQP_URL or start RabbitMQ to use a real one.\n",
+            worker_core::redact_url(DEFAULT_URL),
+            worker_devbroker::INFORMATION
+        );
+        Broker::Embedded(broker)
+    }
+
+    fn worker(&self) -> Worker {
+        match self {
+            Broker::External => Worker::from_env(),
+            Broker::Embedded(broker) => {
+                Worker::new(Connector::new(ConnectionConfig::new(broker.url())))
+            }
+        }
+    }
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -44,7 +97,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // we know when all the work is done.
     let sent = Arc::new(AtomicUsize::new(0));
     let counter = sent.clone();
-    let worker = Worker::from_env()
+    let broker = Broker::choose().await;
+    let worker = broker
+        .worker()
         .register(SendEmail)
         .wrap_handlers(move |handler| {
             let counter = counter.clone();
@@ -75,6 +130,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             provider_failures: 2,
         },
         Email {
+            to: "alan@example.com".into(),
+            subject: "Your report".into(),
+            provider_failures: 3,
+        },
+        Email {
             to: "nobody".into(),
             subject: "Undeliverable".into(),
             provider_failures: 0,
@@ -95,7 +155,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         let parked = ops::queue_depth(&connector, &spec.parking)
             .await?
             .map_or(0, |d| d.messages);
-        if sent.load(Ordering::SeqCst) == 2 && parked > parked_before {
+        if sent.load(Ordering::SeqCst) == 3 && parked > parked_before {
             break;
         }
         if tokio::time::Instant::now() > deadline {
@@ -104,7 +164,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     running.shutdown().await?;
-    println!("\n2 emails sent (one after two provider failures), 1 parked");
+    println!(
+        "\n3 emails sent (one after two provider failures retried in process, one after \
+         three and a second in the 1 s delay tier), 1 parked"
+    );
 
     let listing = ops::parked::list(
         &connector,
@@ -120,10 +183,17 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     for message in &listing.messages {
         println!("  {}", message.summary());
     }
-    println!(
-        "\nList them any time with: cargo run -p examples --bin demo-worker -- parked list {}",
-        SendEmail::NAME
-    );
+    // Close before the embedded broker goes away with `broker`.
     connector.close().await;
+    match broker {
+        Broker::External => println!(
+            "\nList them any time with: cargo run -p examples --bin demo-worker -- parked list {}",
+            SendEmail::NAME
+        ),
+        Broker::Embedded(_) => println!(
+            "\nThe embedded broker forgets them when this program exits. For a broker that \
+             stays up: cargo run -p worker-devbroker (in memory), or RabbitMQ."
+        ),
+    }
     Ok(())
 }
