@@ -5,10 +5,10 @@
 //! run. The framework reads the broker's version from the `connection.start`
 //! server properties ([`probe_version`]) and asks [`Capabilities`] what is right for
 //! it, instead of scattering version checks. Each fact below names its
-//! source: "seen" facts were observed on RabbitMQ 3.10.8 and 4.0.5 by the
-//! broker tests (`worker-core/tests/broker_versions.rs` pins them on both);
-//! 4.3 facts come from RabbitMQ 4.3's published release notes, since 4.3
-//! cannot be installed on the machines this project is tested on.
+//! source: "seen" facts were observed on RabbitMQ 3.10.8, 4.0.5 and 4.3.6
+//! by the broker tests (`worker-core/tests/broker_versions.rs` pins them on
+//! all three); the few facts about versions between them (4.1, 4.2) come
+//! from RabbitMQ's release notes and say so.
 
 mod probe;
 
@@ -55,10 +55,15 @@ impl fmt::Display for Version {
     }
 }
 
-/// The lowest message priority a quorum queue with priorities (RabbitMQ
-/// 4.0+) serves as high: 0 to 4 are normal, 5 and above high. Source:
-/// RabbitMQ 4.0 release notes; seen on 4.0.5.
+/// The lowest message priority a quorum queue with two priority levels
+/// (RabbitMQ 4.0 to 4.2) serves as high: 0 to 4 are normal, 5 and above
+/// high. Source: RabbitMQ 4.0 release notes; seen on 4.0.5.
 pub const QUORUM_HIGH_PRIORITY: u8 = 5;
+
+/// The highest priority level of a quorum queue with strict priorities
+/// (RabbitMQ 4.3+): 32 levels, 0 to 31; a message with a higher priority is
+/// served as 31. Seen on 4.3.6.
+pub const QUORUM_TOP_PRIORITY: u8 = 31;
 
 /// The oldest version the framework supports.
 pub const OLDEST_SUPPORTED: Version = Version::new(3, 10, 0);
@@ -122,9 +127,11 @@ impl Capabilities {
     /// The delivery limit of a quorum queue declared without
     /// `x-delivery-limit` (and without a policy setting one).
     ///
-    /// Seen: none on 3.10.8 (30 returns kept the message); 20 on 4.0.5 (the
-    /// 21st delivery never came). Source: RabbitMQ 4.0 release notes,
-    /// "quorum queues now have a default delivery limit of 20".
+    /// Seen: none on 3.10.8 (30 returns kept the message); 20 on 4.0.5 and
+    /// 4.3.6 (the 21st delivery never came). Source: RabbitMQ 4.0 release
+    /// notes, "quorum queues now have a default delivery limit of 20". On
+    /// 4.3 only counted returns reach it (see
+    /// [`Capabilities::nack_requeue_counts`]).
     pub fn default_delivery_limit(&self) -> DeliveryLimit {
         if self.at_least(4, 0) {
             DeliveryLimit::Returns(20)
@@ -147,9 +154,10 @@ impl Capabilities {
     /// The deliveries a quorum queue with `x-delivery-limit = limit` allows
     /// before it dead-letters a message with reason `delivery_limit`.
     ///
-    /// Seen: `limit + 1` on both 3.10.8 and 4.0.5 (a limit of 2 delivered a
-    /// message three times), whether returned by nack, reject or a closed
-    /// channel.
+    /// Seen: `limit + 1` on 3.10.8, 4.0.5 and 4.3.6 (a limit of 2 delivered
+    /// a message three times), for every return that counts (see
+    /// [`Capabilities::nack_requeue_counts`]): reject, a closed channel or
+    /// connection, and before 4.3 nack.
     pub fn deliveries_allowed(&self, limit: u32) -> u32 {
         limit.saturating_add(1)
     }
@@ -174,34 +182,68 @@ impl Capabilities {
     }
 
     /// Whether `basic.nack(requeue = true)` raises a quorum message's
-    /// delivery count (and so counts toward its delivery limit).
+    /// `x-delivery-count` (and so counts toward its delivery limit).
     ///
-    /// Seen: it does on 3.10.8 and 4.0.5. Source: RabbitMQ 4.3 release
-    /// notes: from 4.3 `basic.nack` requeues are not counted (and a nack
-    /// with `multiple` never is), while `basic.reject(requeue = true)` is.
+    /// Seen: it does on 3.10.8 and 4.0.5; on 4.3.6 it does not (the message
+    /// came back eight times through a limit of 2, `x-delivery-count`
+    /// absent, `x-acquired-count` 1 to 7). Source: RabbitMQ 4.3 release
+    /// notes ("quorum queues now allow unlimited explicit message returns").
     pub fn nack_requeue_counts(&self) -> bool {
         !self.at_least(4, 3)
     }
 
     /// Whether `basic.reject(requeue = true)` counts toward the delivery
-    /// limit: on every supported version (seen on 3.10.8 and 4.0.5; 4.3
-    /// release notes).
+    /// limit: on every supported version (seen on 3.10.8, 4.0.5 and 4.3.6).
     pub fn reject_requeue_counts(&self) -> bool {
         true
     }
 
-    /// Whether `basic.qos` with `global = true` is accepted. Source:
-    /// RabbitMQ 4.3 release notes (refused from 4.3). The framework only
-    /// uses per-consumer prefetch.
+    /// Whether a delivery returned because its channel or connection closed
+    /// (a crashed worker) counts toward the delivery limit: on every
+    /// supported version (seen on 3.10.8, 4.0.5 and 4.3.6, for `basic.get`
+    /// and `basic.consume` alike). So a message that kills its worker is
+    /// stopped by the work queue's `x-delivery-limit` everywhere.
+    pub fn connection_loss_counts(&self) -> bool {
+        true
+    }
+
+    /// Whether quorum deliveries carry `x-acquired-count`, the number of
+    /// times the message was returned for any reason (nack included),
+    /// beside `x-delivery-count`, which from 4.3 counts only failed
+    /// deliveries (reject, connection loss). Seen on 4.3.6; absent on
+    /// 3.10.8 and 4.0.5. Like `x-delivery-count` it is absent on a first
+    /// delivery.
+    pub fn acquired_count_header(&self) -> bool {
+        self.at_least(4, 3)
+    }
+
+    /// Whether `basic.qos` with `global = true` is honoured as a limit
+    /// shared by the channel's consumers. Seen: it is on 3.10.8 and 4.0.5;
+    /// on 4.3.6 it is accepted (`qos-ok`) but applied per consumer, as if
+    /// `global` were false (the deprecated feature `global_qos` is denied
+    /// by default from 4.3). The framework only uses per-consumer prefetch.
     pub fn global_qos(&self) -> bool {
         !self.at_least(4, 3)
     }
 
     /// Whether transient (non-durable) non-exclusive queues may be
-    /// declared. Source: RabbitMQ 4.3 release notes (refused from 4.3). The
-    /// framework declares every queue durable.
+    /// declared. Seen: yes on 3.10.8, 4.0.5 and 4.3.6 (4.3.6 ships the
+    /// deprecated feature `transient_nonexcl_queues` as permitted by
+    /// default, although 4.3.0's release notes announced it denied). The
+    /// framework declares every queue durable either way.
     pub fn transient_shared_queues(&self) -> bool {
-        !self.at_least(4, 3)
+        true
+    }
+
+    /// Whether a `mandatory` publish to a direct reply-to address comes
+    /// back with `basic.return` (`NO_ROUTE`). Seen: always on 3.10.8 and
+    /// 4.0.5, even when the reply was delivered to a waiting caller; never
+    /// on 4.3.6, neither when delivered nor when the caller is gone (source:
+    /// RabbitMQ 4.2 release notes: such a publish counts as routed). So
+    /// replies are published without `mandatory`, and `basic.return`
+    /// cannot tell a replier that its caller is gone on any version.
+    pub fn mandatory_direct_reply_returned(&self) -> bool {
+        !self.at_least(4, 2)
     }
 
     /// Whether dead-lettering sets `x-last-death-reason`, `-queue` and
@@ -230,19 +272,51 @@ impl Capabilities {
         !self.at_least(4, 0)
     }
 
-    /// Whether quorum queues honour message priorities.
-    ///
-    /// Source: RabbitMQ 4.0 release notes (two priority levels on quorum
-    /// queues, no argument needed). Seen on 4.0.5: messages with priority
-    /// [`QUORUM_HIGH_PRIORITY`] or more are served before the others, but
-    /// not strictly: two high ones, then one normal one, while both wait
-    /// (so normal messages never starve). Seen on 3.10.8: the priority
-    /// property is ignored (first in, first out). On both, declaring a
-    /// quorum queue with `x-max-priority` is refused (406, "invalid arg").
-    /// A task with `priority` on a quorum queue is refused at declaration
-    /// on a broker without them (see `topology::declare`).
+    /// Whether quorum queues honour message priorities (see
+    /// [`Capabilities::quorum_priority_levels`]). A task with `priority` on
+    /// a quorum queue is refused at declaration on a broker without them
+    /// (see `topology::check_options`).
     pub fn quorum_priorities(&self) -> bool {
-        self.at_least(4, 0)
+        self.quorum_priority_levels() > 1
+    }
+
+    /// How many priority levels a quorum queue has (no argument needed; on
+    /// every version declaring a quorum queue with `x-max-priority` is
+    /// refused, 406 "invalid arg").
+    ///
+    /// - 1 on 3.10.8: the priority property is ignored (first in, first out).
+    /// - 2 on 4.0.5 (RabbitMQ 4.0 release notes): priority
+    ///   [`QUORUM_HIGH_PRIORITY`] or more is high, served before normal
+    ///   messages but not strictly (two high ones, then one normal one,
+    ///   while both wait).
+    /// - 32 on 4.3.6 (RabbitMQ 4.3 release notes): strict priorities 0 to
+    ///   [`QUORUM_TOP_PRIORITY`], highest first, first in, first out within
+    ///   a level; a higher priority is served as 31.
+    pub fn quorum_priority_levels(&self) -> u8 {
+        if self.at_least(4, 3) {
+            QUORUM_TOP_PRIORITY + 1
+        } else if self.at_least(4, 0) {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// The level a message with `priority` is served at in a quorum queue
+    /// (0 is the lowest; see [`Capabilities::quorum_priority_levels`]).
+    pub fn quorum_priority_level(&self, priority: u8) -> u8 {
+        match self.quorum_priority_levels() {
+            1 => 0,
+            2 => u8::from(priority >= QUORUM_HIGH_PRIORITY),
+            _ => priority.min(QUORUM_TOP_PRIORITY),
+        }
+    }
+
+    /// Whether a quorum queue serves a higher priority level strictly
+    /// before a lower one (4.3+); 4.0 to 4.2 let one normal message through
+    /// after two high ones.
+    pub fn quorum_priorities_strict(&self) -> bool {
+        self.at_least(4, 3)
     }
 
     /// Whether quorum queues dead-letter at least once
@@ -324,11 +398,28 @@ mod tests {
     }
 
     #[test]
+    fn priority_levels_and_reply_returns_by_version() {
+        let caps = |v: &str| Capabilities::of(Version::parse(v).unwrap());
+        let levels = |c: Capabilities| [0, 4, 5, 31, 255].map(|p| c.quorum_priority_level(p));
+        assert_eq!(levels(caps("3.10.8")), [0, 0, 0, 0, 0]);
+        assert_eq!(levels(caps("4.0.5")), [0, 0, 1, 1, 1]);
+        assert_eq!(levels(caps("4.3.6")), [0, 4, 5, 31, 31]);
+        assert!(!caps("4.0.5").quorum_priorities_strict());
+        assert!(caps("4.3.6").quorum_priorities_strict());
+        assert!(caps("4.1.4").mandatory_direct_reply_returned());
+        assert!(!caps("4.2.0").mandatory_direct_reply_returned());
+        assert!(!caps("4.0.5").acquired_count_header());
+        assert!(caps("4.3.6").acquired_count_header());
+        assert!(caps("4.3.6").global_qos() != caps("4.0.5").global_qos());
+    }
+
+    #[test]
     fn an_unknown_version_follows_the_newest_rules() {
         let caps = Capabilities::unknown();
         assert_eq!(caps, Capabilities::unknown());
         assert!(!caps.nack_requeue_counts());
         assert!(!caps.global_qos());
+        assert_eq!(caps.quorum_priority_levels(), 32);
         assert_eq!(caps.unlimited_delivery_limit_argument(), Some(-1));
         assert_eq!(caps.to_string(), "RabbitMQ (version unknown)");
     }
