@@ -15,6 +15,7 @@ const LIBRARIES: &[&str] = &[
     "worker-macros",
     "worker-testkit",
     "worker-operator",
+    "worker-devbroker",
 ];
 
 fn metadata() -> Value {
