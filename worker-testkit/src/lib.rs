@@ -25,6 +25,8 @@
 //!   kill under a running worker.
 //! - [`raw`]: messages lapin cannot send (headers nested thousands of
 //!   levels deep), published as raw AMQP frames.
+//! - [`broker`]: connect to the real broker of an integration test
+//!   (`AMQP_URL`), read queue depths, drain and delete queues, read headers.
 //! - [`wait`]: await an effect with a deadline
 //!   ([`wait::eventually`]) instead of sleeping for a guessed time.
 //!
@@ -117,6 +119,7 @@
 // docs.rs (`--cfg docsrs`, nightly) marks what each feature gates.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod broker;
 pub mod fixture;
 /// The in-memory broker, from [`worker_devbroker`] (its own crate, so that
 /// the development broker's binary and the quickstart use it too).
