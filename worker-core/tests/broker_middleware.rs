@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use lapin::options::{BasicGetOptions, BasicNackOptions, BasicRejectOptions, QueueDeclareOptions};
+use lapin::options::{BasicGetOptions, BasicRejectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use support::{header_str, header_u64, Recorder, Script};
 use worker_core::worker::WorkerConfig;
@@ -309,10 +309,30 @@ async fn broker_driven_dead_letter_cycle_is_counted_through_x_death() {
     drop(conn);
 }
 
-/// Deliveries returned without settlement (a crashing consumer) end in
-/// parking through the quorum queue's x-delivery-limit.
+/// Takes one message from `queue` on a connection of its own and closes
+/// that connection without settling it: what the broker sees when a worker
+/// crashes while it holds a delivery. Every supported version counts such
+/// a return toward the delivery limit (`Capabilities::connection_loss_counts`,
+/// pinned in `broker_versions`); a `basic.nack` would not do on 4.3, which
+/// does not count nacks. Whether a message was there to take.
+async fn crash_holding(queue: &str) -> bool {
+    let conn = support::connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let got = ch
+        .basic_get(queue.into(), BasicGetOptions::default())
+        .await
+        .unwrap();
+    conn.close(200, "a crash".into()).await.unwrap();
+    got.is_some()
+}
+
+/// Deliveries returned without settlement (a consumer that crashes with
+/// each) end in parking through the quorum queue's x-delivery-limit, on
+/// every version: after `max_attempts + 1` crashes.
 #[tokio::test]
 async fn quorum_crash_loop_ends_in_parking_through_the_delivery_limit() {
+    let caps = support::capabilities().await;
+    assert!(caps.connection_loss_counts(), "{caps}");
     support::reset(CrashLoop::QUEUE, &[]).await;
     let recorder = Recorder::default();
     worker(&recorder)
@@ -324,31 +344,16 @@ async fn quorum_crash_loop_ends_in_parking_through_the_delivery_limit() {
         .enqueue::<CrashLoop>(&Script::ok("crash"))
         .await
         .unwrap();
-    let (conn, ch) = support::channel().await;
-    let mut deliveries = 0;
+    let (conn, _ch) = support::channel().await;
+    let mut crashes = 0;
     while support::depth(&conn, "it.mw.crashloop.parking").await == 0 {
-        if let Some(m) = ch
-            .basic_get(CrashLoop::QUEUE.into(), BasicGetOptions::default())
-            .await
-            .unwrap()
-        {
-            deliveries += 1;
-            m.delivery
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    multiple: false,
-                })
-                .await
-                .unwrap();
+        if crash_holding(CrashLoop::QUEUE).await {
+            crashes += 1;
         }
-        assert!(
-            deliveries <= 10,
-            "the broker never dead-lettered the message"
-        );
+        assert!(crashes <= 10, "the broker never dead-lettered the message");
     }
     // x-delivery-limit = max_attempts = 3 allows 4 deliveries.
-    assert_eq!(deliveries, 4);
+    assert_eq!(crashes, 4, "{caps}");
     let parked = support::drain(&conn, "it.mw.crashloop.parking").await;
     assert_eq!(
         support::x_death(&parked[0].delivery.properties),
@@ -384,18 +389,14 @@ async fn returned_messages_run_alone_and_quarantine_returns_are_limited() {
         )
         .unwrap();
     publisher.publish(copy).await.unwrap();
-    let (conn, ch) = support::channel().await;
+    let (conn, _ch) = support::channel().await;
+    // Each returned by a consumer that crashed holding it (counted on
+    // every version, unlike a nack on 4.3).
     for queue in [Returned::QUEUE, quarantine, quarantine, quarantine] {
-        support::get_one(&ch, queue, Duration::from_secs(5))
-            .await
-            .delivery
-            .acker
-            .nack(BasicNackOptions {
-                requeue: true,
-                multiple: false,
-            })
-            .await
-            .unwrap();
+        support::eventually(Duration::from_secs(5), "a message to take", || async move {
+            crash_holding(queue).await
+        })
+        .await;
     }
     let running = worker(&recorder).register(Returned).start().await.unwrap();
     wait_parked(&conn, "it.mw.returned.parking", 1).await;

@@ -181,7 +181,7 @@ async fn high_priority_messages_run_before_a_low_priority_backlog_classic() {
 }
 
 #[tokio::test]
-async fn quorum_priorities_serve_high_first_on_4_0_and_are_refused_on_3_x() {
+async fn quorum_priorities_serve_high_first_on_4_x_and_are_refused_on_3_x() {
     let caps = support::capabilities().await;
     support::reset(QuorumPriority::QUEUE, &[]).await;
     if !caps.quorum_priorities() {
@@ -214,13 +214,16 @@ async fn quorum_priorities_serve_high_first_on_4_0_and_are_refused_on_3_x() {
         .await;
     }
     let order = handle_backlog(QuorumPriority, 9).await;
-    // Two high ones, then one normal one, while both wait (see
-    // Capabilities::quorum_priorities): high before the backlog, not strictly.
-    assert_eq!(
-        order[..6],
-        ["high0", "high1", "low0", "high2", "low1", "low2"],
-        "{order:?}"
-    );
+    let expected = if caps.quorum_priorities_strict() {
+        // 4.3+: strict priorities, highest first.
+        ["high0", "high1", "high2", "low0", "low1", "low2"]
+    } else {
+        // 4.0-4.2: two high ones, then one normal one, while both wait (see
+        // Capabilities::quorum_priority_levels): high before the backlog,
+        // not strictly.
+        ["high0", "high1", "low0", "high2", "low1", "low2"]
+    };
+    assert_eq!(order[..6], expected, "{caps}: {order:?}");
 }
 
 #[tokio::test]

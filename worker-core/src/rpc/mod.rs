@@ -20,10 +20,12 @@
 //! - a reply reaches the caller only while the caller's channel is open: a
 //!   caller that gave up (timed out, restarted) never sees it, and the
 //!   broker drops it silently. The request itself is not lost: it ran.
-//! - replies cannot be published `mandatory`: RabbitMQ 3.10 and 4.0 return
+//! - replies are not published `mandatory`: RabbitMQ 3.10 and 4.0 return
 //!   every mandatory publish to a direct reply-to name as `NO_ROUTE`, even
-//!   the ones they delivered (pinned by `tests/broker_rpc.rs`), so a gone
-//!   caller cannot be told apart from a present one.
+//!   the ones they delivered, and from 4.2 none, not even one whose caller
+//!   is gone (`Capabilities::mandatory_direct_reply_returned`, pinned by
+//!   `tests/broker_versions.rs` and `tests/broker_rpc.rs`): on no version
+//!   can `basic.return` tell a gone caller from a present one.
 //!
 //! Any AMQP client can call a task (publish its message with the task's
 //! name in the `type` property, `reply_to` and `correlation_id`) and any

@@ -90,8 +90,8 @@ fn reply_message(
         }
     };
     let mut message = Outgoing::to_queue(reply_to, props, body);
-    // RabbitMQ returns every mandatory publish to a direct reply-to name,
-    // delivered or not (see the module docs).
+    // Before 4.2 RabbitMQ returns every mandatory publish to a direct
+    // reply-to name, delivered or not; from 4.2 none (see the module docs).
     message.mandatory = false;
     Ok(message)
 }
