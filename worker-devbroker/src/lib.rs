@@ -133,7 +133,9 @@
 //!   `reject-publish` (publisher nack; quorum queues use RabbitMQ's soft
 //!   limit: one message over, then refuse until back at 80 %) and, on
 //!   classic queues, `reject-publish-dlx`; `x-delivery-limit` on quorum
-//!   queues; `x-max-priority` on classic queues (highest priority first, a
+//!   queues; `x-single-active-consumer` (only the earliest consumer still
+//!   subscribed is served, and counted in `queue.declare-ok`; the next
+//!   takes over when it leaves); `x-max-priority` on classic queues (highest priority first, a
 //!   priority above the maximum counts as the maximum, first in first out
 //!   within one; refused with 406 on quorum queues), and quorum queues'
 //!   two priority levels where the version has them (4.0: 5 and above is
@@ -183,7 +185,7 @@
 //! `durable` and `delivery_mode` are kept but mean nothing), virtual hosts
 //! other than `/`, users and permissions (any credentials work; `user_id`
 //! is not checked), transactions (`tx.select` is refused with 540),
-//! `channel.flow(active=false)`, lazy queues, streams, single active consumer, consumer priorities, queue
+//! `channel.flow(active=false)`, lazy queues, streams, consumer priorities, queue
 //! expiry (`x-expires`), `x-max-age`, alternate exchanges, the consumer
 //! acknowledgement timeout, memory and disk alarms (`connection.blocked`),
 //! publisher flow control, at-least-once dead-lettering's retries (a

@@ -414,7 +414,7 @@ impl State {
         let reply = AMQPClass::Queue(queue::AMQPMethod::DeclareOk(queue::DeclareOk {
             queue: ss(&name),
             message_count: q.len() as u32,
-            consumer_count: q.consumers.len() as u32,
+            consumer_count: q.servable_consumers() as u32,
         }));
         self.reply(conn, ch, d.nowait, reply);
         Ok(())

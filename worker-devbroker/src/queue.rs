@@ -49,6 +49,9 @@ pub(crate) struct QueueArgs {
     /// Whether a quorum queue serves high-priority messages first (two
     /// levels, [`Capabilities::quorum_priorities`]).
     pub(crate) priority_lanes: bool,
+    /// `x-single-active-consumer`: only the earliest consumer still
+    /// subscribed is served; the next takes over when it leaves.
+    pub(crate) single_active: bool,
 }
 
 /// A quorum queue with priorities serves this many high-priority messages,
@@ -247,6 +250,10 @@ impl QueueArgs {
             },
             max_priority,
             priority_lanes: kind == QueueType::Quorum && caps.quorum_priorities(),
+            single_active: matches!(
+                args.inner().get("x-single-active-consumer"),
+                Some(AMQPValue::Boolean(true))
+            ),
         })
     }
 }
@@ -330,6 +337,16 @@ impl Queue {
             consumers: Vec::new(),
             next_consumer: 0,
             had_consumer: false,
+        }
+    }
+
+    /// Consumers that may be served: with single active consumer only the
+    /// first (RabbitMQ's `queue.declare-ok` counts only that one too).
+    pub(crate) fn servable_consumers(&self) -> usize {
+        if self.args.single_active {
+            self.consumers.len().min(1)
+        } else {
+            self.consumers.len()
         }
     }
 

@@ -235,7 +235,7 @@ impl State {
 
 /// The next consumer of `q` (round robin) that may take a message.
 fn pick(q: &mut Queue, conns: &HashMap<u64, Conn>) -> Option<usize> {
-    let n = q.consumers.len();
+    let n = q.servable_consumers();
     for k in 0..n {
         let at = (q.next_consumer + k) % n;
         let c = &q.consumers[at];
