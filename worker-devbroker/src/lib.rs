@@ -87,24 +87,28 @@
 //!
 //! # What is modelled
 //!
-//! The rules below follow RabbitMQ 3.10 by default; where 4.0 differs,
-//! [`MemoryBroker::start_as`] picks the version (`tests/differential.rs`
-//! runs every scenario on both real versions against a memory broker of the
-//! same version):
+//! The rules below follow RabbitMQ 3.10 by default; where 4.0 or 4.3
+//! differs, [`MemoryBroker::start_as`] picks the version
+//! (`tests/differential.rs` runs every scenario on each real version
+//! against a memory broker of the same version):
 //!
-//! | behaviour | 3.10 | 4.0 | how the memory broker follows it |
-//! |---|---|---|---|
-//! | quorum queue without `x-delivery-limit` | no limit | limit 20 | the version's default from `Capabilities::default_delivery_limit` |
-//! | `x-delivery-limit: -1` | drops at the first return | no limit | negative is none on 4.x, zero on 3.x |
-//! | `x-delivery-count` on a first `basic.get` | `0` | absent | shown on 3.x only (both leave it out on a first consumer delivery) |
-//! | client-set `x-death` on a published message | merged into the history | ignored: dead-lettering starts a new one | dropped on dead-lettering on 4.x unless this broker wrote it |
-//! | `connection.start` `version` | `3.10.8` | `4.0.5` | the modelled version, so the worker reads it as from RabbitMQ |
-//! | dead-lettering headers | `x-first-death-*` | also `x-last-death-*` | added on 4.x |
-//! | `basic.reject(requeue=false)` out of a quorum queue | copy starts at count 0 | counted; the count travels with the copy (redelivered, `x-delivery-count` raised per rejection) | carried on 4.x |
-//! | quorum `basic.get` returns | to the tail | served first, with consumer returns, in return order | by version |
-//! | returns counted toward the limit (nack, reject, closed channel) | all | all | all (4.3 stops counting nacks; not modelled) |
+//! | behaviour | 3.10 | 4.0 | 4.3 | how the memory broker follows it |
+//! |---|---|---|---|---|
+//! | quorum queue without `x-delivery-limit` | no limit | limit 20 | limit 20 | the version's default from `Capabilities::default_delivery_limit` |
+//! | `x-delivery-limit: -1` | drops at the first return | no limit | no limit | negative is none on 4.x, zero on 3.x |
+//! | `x-delivery-count` on a first `basic.get` | `0` | absent | absent | shown on 3.x only (all leave it out on a first consumer delivery) |
+//! | client-set `x-death` on a published message | merged into the history | ignored: dead-lettering starts a new one | ignored | dropped on dead-lettering on 4.x unless this broker wrote it |
+//! | `connection.start` `version` | `3.10.8` | `4.0.5` | `4.3.6` | the modelled version, so the worker reads it as from RabbitMQ |
+//! | dead-lettering headers | `x-first-death-*` | also `x-last-death-*` | also `x-last-death-*` | added on 4.x |
+//! | `basic.reject(requeue=false)` out of a quorum queue | copy starts at count 0 | counted; the count travels with the copy (redelivered, `x-delivery-count` raised per rejection) | the same, and the copy arrives redelivered in a classic queue too | carried on 4.x; `Capabilities::rejected_copies_arrive_redelivered` |
+//! | quorum `basic.get` returns | to the tail | served first, with consumer returns, in return order | as 4.0 | by version |
+//! | returns counted toward the limit (`x-delivery-count`) | nack, reject, closed channel | the same | reject and closed channel; a nack (and `basic.recover`) is not counted | `Capabilities::nack_requeue_counts` |
+//! | `x-acquired-count` (every return, counted or not) | absent | absent | shown once above 0, carried by dead-lettering like the count | `Capabilities::acquired_count_header` |
+//! | quorum priorities | none | two levels, weighted | 32 strict levels, above 31 served as 31 | `Capabilities::quorum_priority_levels` |
+//! | `basic.qos(global = true)` | channel-wide | channel-wide | accepted, applied per consumer | `Capabilities::global_qos` |
+//! | `mandatory` reply to a direct reply-to address | returned `NO_ROUTE` (delivered or not) | the same | never returned | `Capabilities::mandatory_direct_reply_returned` |
 //!
-//! Besides those, the rules are the same on both versions:
+//! Besides those, the rules are the same on every version:
 //!
 //! - Connections: protocol header, PLAIN/AMQPLAIN with any credentials,
 //!   vhost `/` only, `frame_max` 128 KiB, `channel_max` 2047. The broker
@@ -154,7 +158,7 @@
 //!   message; a rejection in the cycle lets it go round), and a missing
 //!   dead-letter exchange dropping the message.
 //! - Consumers: `basic.qos` prefetch per consumer (set before
-//!   `basic.consume`; `global` as a channel-wide limit), `basic.consume`
+//!   `basic.consume`; `global` as a channel-wide limit before 4.3), `basic.consume`
 //!   with server-generated tags (`amq.ctag-*`), exclusive consumers,
 //!   `no_ack`, round-robin between consumers, `basic.cancel`, `basic.get`
 //!   (`get-ok` with the remaining message count, `get-empty`),
@@ -177,7 +181,7 @@
 //!   does not exist"), replies to that address through the default
 //!   exchange delivered straight to the consumer, dropped when its channel
 //!   is gone, and returned as `NO_ROUTE` when `mandatory`, delivered or
-//!   not, as RabbitMQ does.
+//!   not, before 4.2 (never from 4.2), as RabbitMQ does.
 //!
 //! # What is not modelled
 //!
@@ -190,8 +194,7 @@
 //! acknowledgement timeout, memory and disk alarms (`connection.blocked`),
 //! publisher flow control, at-least-once dead-lettering's retries (a
 //! dead-letter target that refuses the message drops it, as at-most-once
-//! does), RabbitMQ 4.3's nacks that do not count toward the delivery limit
-//! (the differences of 4.0 are modelled, see the table above), and the
+//! does), RabbitMQ 4.3's delayed retry (`x-delayed-retry-*`), and the
 //! management HTTP API.
 
 mod clock;
@@ -553,6 +556,7 @@ impl MemoryBroker {
             body: Bytes::from(body.into()),
             broker_deaths: false,
             carried_deliveries: 0,
+            carried_acquired: 0,
         };
         let targets = state.route(
             exchange,

@@ -33,7 +33,7 @@ struct Args {
     #[arg(long)]
     allow_remote: bool,
     /// The RabbitMQ version whose rules to follow where versions differ
-    /// (3.10 or 4.0).
+    /// (3.10, 4.0 or 4.3).
     #[arg(long = "as", value_name = "VERSION", default_value = "4.0", value_parser = parse_version)]
     model: Version,
 }
@@ -42,8 +42,9 @@ fn parse_version(text: &str) -> Result<Version, String> {
     match text {
         "3.10" | "3.10.8" => Ok(Version::new(3, 10, 8)),
         "4.0" | "4.0.5" => Ok(Version::new(4, 0, 5)),
+        "4.3" | "4.3.6" => Ok(Version::new(4, 3, 6)),
         other => Err(format!(
-            "{other:?} is not a modelled version: use 3.10 or 4.0"
+            "{other:?} is not a modelled version: use 3.10, 4.0 or 4.3"
         )),
     }
 }

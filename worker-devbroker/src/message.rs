@@ -22,6 +22,8 @@ pub(crate) struct Message {
     /// The delivery count it carries from quorum queues it was
     /// dead-lettered out of (4.x; always 0 on 3.x).
     pub(crate) carried_deliveries: u64,
+    /// The acquired count it carries likewise (`x-acquired-count`, 4.3+).
+    pub(crate) carried_acquired: u64,
 }
 
 impl Message {
@@ -271,6 +273,7 @@ pub(crate) fn dead_letter_copy(
         body: msg.body.clone(),
         broker_deaths: true,
         carried_deliveries: 0,
+        carried_acquired: 0,
     }
 }
 
@@ -308,6 +311,7 @@ mod tests {
             body: Bytes::from_static(b"x"),
             broker_deaths: false,
             carried_deliveries: 0,
+            carried_acquired: 0,
         }
     }
 

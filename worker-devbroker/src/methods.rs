@@ -96,8 +96,10 @@ impl State {
     fn basic(&mut self, conn: u64, ch: u16, m: basic::AMQPMethod) -> Result<(), AmqpError> {
         match m {
             basic::AMQPMethod::Qos(qos) => {
+                // From 4.3 a global limit is applied per consumer.
+                let global = qos.global && self.caps.global_qos();
                 if let Some(state) = self.channel_mut(conn, ch) {
-                    if qos.global {
+                    if global {
                         state.global_prefetch = qos.prefetch_count;
                     } else {
                         state.prefetch = qos.prefetch_count;
@@ -143,7 +145,9 @@ impl State {
             }
             basic::AMQPMethod::Nack(n) => {
                 let how = if n.requeue {
-                    Settle::Requeue
+                    Settle::Requeue {
+                        counted: self.caps.nack_requeue_counts(),
+                    }
                 } else {
                     Settle::DeadLetter
                 };
@@ -151,7 +155,9 @@ impl State {
             }
             basic::AMQPMethod::Reject(r) => {
                 let how = if r.requeue {
-                    Settle::Requeue
+                    Settle::Requeue {
+                        counted: self.caps.reject_requeue_counts(),
+                    }
                 } else {
                     Settle::DeadLetter
                 };
@@ -179,7 +185,10 @@ impl State {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
-        self.settle(conn, ch, 0, true, Settle::Requeue)
+        // RabbitMQ returns recovered deliveries as it returns nacked ones
+        // (uncounted from 4.3).
+        let counted = self.caps.nack_requeue_counts();
+        self.settle(conn, ch, 0, true, Settle::Requeue { counted })
     }
 
     fn consume(&mut self, conn: u64, ch: u16, c: basic::Consume) -> Result<(), AmqpError> {

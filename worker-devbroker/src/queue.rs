@@ -8,7 +8,7 @@ use super::error::AmqpError;
 use super::message::{as_int, as_text, Message};
 #[cfg(test)]
 use super::DEFAULT_VERSION;
-use worker_core::broker::{Capabilities, DeliveryLimit, QUORUM_HIGH_PRIORITY};
+use worker_core::broker::{Capabilities, DeliveryLimit, QUORUM_HIGH_PRIORITY, QUORUM_TOP_PRIORITY};
 
 /// The order of a ready message: lane, rank, sequence (see `Queue::ready`).
 type Key = (u8, u8, u64);
@@ -47,8 +47,13 @@ pub(crate) struct QueueArgs {
     /// A classic priority queue's highest priority (`x-max-priority`).
     pub(crate) max_priority: Option<u8>,
     /// Whether a quorum queue serves high-priority messages first (two
-    /// levels, [`Capabilities::quorum_priorities`]).
+    /// levels, [`Capabilities::quorum_priority_levels`], weighted).
     pub(crate) priority_lanes: bool,
+    /// Whether a quorum queue has 32 strict priority levels (4.3+).
+    pub(crate) strict_priorities: bool,
+    /// Whether a message carrying a rejection from a dead-letter cycle is
+    /// delivered redelivered ([`Capabilities::rejected_copies_arrive_redelivered`]).
+    pub(crate) redeliver_carried: bool,
     /// `x-single-active-consumer`: only the earliest consumer still
     /// subscribed is served; the next takes over when it leaves.
     pub(crate) single_active: bool,
@@ -249,7 +254,11 @@ impl QueueArgs {
                 QueueType::Classic => None,
             },
             max_priority,
-            priority_lanes: kind == QueueType::Quorum && caps.quorum_priorities(),
+            priority_lanes: kind == QueueType::Quorum
+                && caps.quorum_priorities()
+                && !caps.quorum_priorities_strict(),
+            strict_priorities: kind == QueueType::Quorum && caps.quorum_priorities_strict(),
+            redeliver_carried: caps.rejected_copies_arrive_redelivered(),
             single_active: matches!(
                 args.inner().get("x-single-active-consumer"),
                 Some(AMQPValue::Boolean(true))
@@ -266,8 +275,12 @@ pub(crate) struct Entry {
     pub(crate) seq: u64,
     /// Clock milliseconds at which it expires.
     pub(crate) expires_at: Option<u64>,
-    /// Returns so far (quorum queues count them).
+    /// Counted returns so far (quorum queues count them; from 4.3 a nack
+    /// is not counted, see `Capabilities::nack_requeue_counts`).
     pub(crate) delivery_count: u64,
+    /// Every return so far, counted or not (quorum queues show it as
+    /// `x-acquired-count` from 4.3).
+    pub(crate) acquired_count: u64,
     pub(crate) redelivered: bool,
 }
 
@@ -295,8 +308,9 @@ pub(crate) struct Queue {
     /// Ready messages in delivery order. Keys: `(0, 0, n)` for quorum
     /// returns (served first, in return order), `(1, rank, seq)` for the
     /// rest, where `rank` is 0 except in priority queues: `255 - priority`
-    /// in a classic one (strict order), 0 for high and 1 for normal in a
-    /// quorum one (weighted, see [`Queue::next_key`]).
+    /// in a classic one (strict order), `31 - priority` in a quorum one
+    /// with strict priorities (4.3+), 0 for high and 1 for normal in a
+    /// quorum one with two levels (weighted, see [`Queue::next_key`]).
     ready: BTreeMap<Key, Entry>,
     ready_bytes: u64,
     next_seq: u64,
@@ -402,6 +416,9 @@ impl Queue {
         let priority = msg.properties.priority().unwrap_or(0);
         if let Some(max) = self.args.max_priority {
             u8::MAX - priority.min(max)
+        } else if self.args.strict_priorities {
+            // 31 is served first; anything above 31 counts as 31.
+            QUORUM_TOP_PRIORITY - priority.min(QUORUM_TOP_PRIORITY)
         } else if self.args.priority_lanes && priority < QUORUM_HIGH_PRIORITY {
             NORMAL
         } else {
@@ -418,11 +435,15 @@ impl Queue {
     pub(crate) fn push(&mut self, msg: Message, expires_at: Option<u64>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let carried = if self.is_quorum() {
-            msg.carried_deliveries
+        let (carried, acquired) = if self.is_quorum() {
+            (msg.carried_deliveries, msg.carried_acquired)
         } else {
-            0
+            (0, 0)
         };
+        // 4.3 delivers a copy that carries a rejection as redelivered from
+        // a classic queue too.
+        let redelivered =
+            carried > 0 || (msg.carried_deliveries > 0 && self.args.redeliver_carried);
         let rank = self.rank(&msg);
         self.insert(
             (1, rank, seq),
@@ -431,7 +452,8 @@ impl Queue {
                 seq,
                 expires_at,
                 delivery_count: carried,
-                redelivered: carried > 0,
+                acquired_count: acquired,
+                redelivered,
             },
         );
     }
@@ -521,6 +543,7 @@ mod tests {
             body: Bytes::copy_from_slice(body.as_bytes()),
             broker_deaths: false,
             carried_deliveries: 0,
+            carried_acquired: 0,
         }
     }
 

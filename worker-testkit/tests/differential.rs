@@ -935,8 +935,21 @@ async fn delivery_limit(mut env: Env) -> Env {
 }
 
 #[tokio::test]
-async fn quorum_delivery_limit_dead_letters_after_three_deliveries() {
+async fn quorum_delivery_limit_dead_letters_after_three_counted_deliveries() {
     let events = differential("delivery-limit", delivery_limit).await;
+    let caps = worker_core::broker::Capabilities::of(
+        real_version(&real_url())
+            .await
+            .unwrap_or(worker_testkit::memory::DEFAULT_VERSION),
+    );
+    // The second return is a nack: counted before 4.3, so the third
+    // return passes the limit of 2; from 4.3 not, so a fourth delivery
+    // comes first (and the scenario's channel close, which counts, passes
+    // the limit).
+    assert!(events.contains(&Event::Note(format!(
+        "a fourth delivery: {}",
+        !caps.nack_requeue_counts()
+    ))));
     let counts: Vec<Option<String>> = events
         .iter()
         .filter_map(|e| match e {
@@ -1039,7 +1052,8 @@ async fn classic_priority_queues_serve_the_highest_first() {
 }
 
 /// Quorum queues: two levels on 4.0 (priority 5 and above is high), two
-/// high then one normal while both wait; no priorities on 3.10.
+/// high then one normal while both wait; 32 strict levels on 4.3; no
+/// priorities on 3.10.
 async fn quorum_priorities(mut env: Env) -> Env {
     env.queue("qprio", args(&[("x-queue-type", s("quorum"))]))
         .await;
@@ -1059,7 +1073,10 @@ async fn quorum_priorities_follow_the_broker_version() {
     let version = real_version(&real_url())
         .await
         .unwrap_or(worker_testkit::memory::DEFAULT_VERSION);
-    let expected: &[&str] = if worker_core::broker::Capabilities::of(version).quorum_priorities() {
+    let caps = worker_core::broker::Capabilities::of(version);
+    let expected: &[&str] = if caps.quorum_priorities_strict() {
+        &["high0", "high1", "high2", "low0", "low1", "low2", "low3"]
+    } else if caps.quorum_priorities() {
         &["high0", "high1", "low0", "high2", "low1", "low2", "low3"]
     } else {
         &["low0", "low1", "low2", "low3", "high0", "high1", "high2"]
@@ -1559,4 +1576,162 @@ async fn cc_bcc_exchange_bindings_and_dead_letter_cycles() {
         [death("expiring", "expired", 1)]
     );
     assert!(got(&events, "a").is_empty() && got(&events, "b").is_empty());
+}
+
+/// Direct reply-to: a `mandatory` reply to a waiting caller, and one to a
+/// caller whose channel closed. Before 4.2 both come back as `NO_ROUTE`
+/// (the first is delivered all the same); from 4.2 neither does.
+async fn mandatory_direct_replies(mut env: Env) -> Env {
+    env.queue("requests", FieldTable::default()).await;
+    let requests = env.n("requests");
+    let server = env.conn.create_channel().await.unwrap();
+    server
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    for gone in [false, true] {
+        let caller = env.conn.create_channel().await.unwrap();
+        let mut replies = caller
+            .basic_consume(
+                "amq.rabbitmq.reply-to".into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        caller
+            .basic_publish(
+                "".into(),
+                requests.as_str().into(),
+                BasicPublishOptions::default(),
+                b"?",
+                BasicProperties::default().with_reply_to("amq.rabbitmq.reply-to".into()),
+            )
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let request = loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the request never came"
+            );
+            if let Some(m) = server
+                .basic_get(requests.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+            {
+                break m;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let address = request.delivery.properties.reply_to().clone().unwrap();
+        if gone {
+            caller.close(200, "gone".into()).await.unwrap();
+        }
+        let confirmation = server
+            .basic_publish(
+                "".into(),
+                address.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    immediate: false,
+                },
+                b"reply",
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let acked = confirmation.is_ack();
+        let returned = confirmation.take_message().map(|m| m.reply_code);
+        env.note(format!(
+            "caller gone: {gone}, acked: {acked}, returned: {returned:?}"
+        ));
+        if !gone {
+            let delivered = tokio::time::timeout(Duration::from_secs(5), replies.next())
+                .await
+                .ok()
+                .flatten()
+                .and_then(Result::ok)
+                .map(|d| String::from_utf8_lossy(&d.data).into_owned());
+            env.note(format!("delivered: {delivered:?}"));
+            caller.close(200, "done".into()).await.unwrap();
+        }
+    }
+    env
+}
+
+#[tokio::test]
+async fn mandatory_direct_replies_follow_the_broker_version() {
+    let events = differential("direct-replies", mandatory_direct_replies).await;
+    let version = real_version(&real_url())
+        .await
+        .unwrap_or(worker_testkit::memory::DEFAULT_VERSION);
+    let returned = worker_core::broker::Capabilities::of(version)
+        .mandatory_direct_reply_returned()
+        .then_some(312);
+    for gone in [false, true] {
+        let note = format!("caller gone: {gone}, acked: true, returned: {returned:?}");
+        assert!(events.contains(&Event::Note(note)), "{events:#?}");
+    }
+    assert!(events.contains(&Event::Note("delivered: Some(\"reply\")".into())));
+}
+
+/// `basic.qos(global = true)` with a prefetch of 1 and consumers on two
+/// queues of one channel: honoured (before 4.3), the channel holds one
+/// unacked delivery; applied per consumer (4.3), each consumer holds one.
+async fn global_qos(mut env: Env) -> Env {
+    for q in ["ga", "gb"] {
+        env.queue(q, FieldTable::default()).await;
+        env.send(q, q).await;
+    }
+    let ch = env.conn.create_channel().await.unwrap();
+    ch.basic_qos(1, BasicQosOptions { global: true })
+        .await
+        .unwrap();
+    let mut consumers = Vec::new();
+    for q in ["ga", "gb"] {
+        consumers.push(
+            ch.basic_consume(
+                env.n(q).as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    // Nothing is acked: a second delivery comes only where the limit is
+    // per consumer. A held-back one cannot be awaited, only waited for.
+    let held = futures_util::stream::select_all(consumers)
+        .take(2)
+        .take_until(tokio::time::sleep(Duration::from_millis(500)))
+        .count()
+        .await;
+    env.note(format!("deliveries held: {held}"));
+    let _ = ch.close(200, "done".into()).await;
+    for q in ["ga", "gb"] {
+        env.drain(q).await;
+    }
+    env
+}
+
+#[tokio::test]
+async fn global_qos_follows_the_broker_version() {
+    let events = differential("global-qos", global_qos).await;
+    let version = real_version(&real_url())
+        .await
+        .unwrap_or(worker_testkit::memory::DEFAULT_VERSION);
+    let held = if worker_core::broker::Capabilities::of(version).global_qos() {
+        1
+    } else {
+        2
+    };
+    assert!(events.contains(&Event::Note(format!("deliveries held: {held}"))));
 }

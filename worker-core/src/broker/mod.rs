@@ -263,6 +263,17 @@ impl Capabilities {
         self.at_least(4, 0)
     }
 
+    /// Whether a message dead-lettered after a `basic.reject(requeue =
+    /// false)` carries the rejection as a delivery into a classic queue
+    /// too, which then delivers it with the `redelivered` flag set (no
+    /// `x-delivery-count`: classic queues have none). Seen on 4.3.6 (a
+    /// reject, wait-queue TTL, back cycle on classic queues arrives
+    /// redelivered each time; pinned by worker-testkit's differential
+    /// cycle scenario); 3.10.8 and 4.0.5 deliver it as new.
+    pub fn rejected_copies_arrive_redelivered(&self) -> bool {
+        self.at_least(4, 3)
+    }
+
     /// Whether a quorum queue puts a message returned from `basic.get` at
     /// its tail (seen on 3.10.8) rather than with consumer returns, which
     /// are served before everything else in the order they came back (seen

@@ -163,8 +163,11 @@ impl State {
         for (tag, queue) in consumers {
             self.remove_consumer(conn, ch, &tag, &queue);
         }
+        // A closed channel counts on every version
+        // (`Capabilities::connection_loss_counts`).
+        let counted = self.caps.connection_loss_counts();
         for (_, u) in unacked {
-            self.requeue(u);
+            self.requeue(u, counted);
         }
     }
 

@@ -198,7 +198,7 @@ impl State {
             }
             match how {
                 Settle::Ack => {}
-                Settle::Requeue => self.requeue(u),
+                Settle::Requeue { counted } => self.requeue(u, counted),
                 Settle::DeadLetter => {
                     if self.queues.contains_key(&u.queue) {
                         self.dead_letter(&u.queue, u.entry, Reason::Rejected);
@@ -210,14 +210,21 @@ impl State {
         Ok(())
     }
 
-    /// A delivery goes back to its queue (quorum queues count it, and
-    /// dead-letter it past `x-delivery-limit`).
-    pub(crate) fn requeue(&mut self, u: Unacked) {
+    /// A delivery goes back to its queue (quorum queues count it when
+    /// `counted`, and dead-letter it past `x-delivery-limit`).
+    pub(crate) fn requeue(&mut self, u: Unacked, counted: bool) {
         let Some(q) = self.queues.get_mut(&u.queue) else {
             return;
         };
         let mut entry = u.entry;
         if q.is_quorum() {
+            entry.acquired_count += 1;
+            if !counted {
+                let to_tail = u.consumer.is_none() && self.caps.get_returns_go_to_the_tail();
+                q.requeue(entry, to_tail);
+                self.mark(&u.queue);
+                return;
+            }
             entry.delivery_count += 1;
             if q.args
                 .delivery_limit
@@ -257,7 +264,8 @@ fn pick(q: &mut Queue, conns: &HashMap<u64, Conn>) -> Option<usize> {
 }
 
 /// The properties a delivery shows: quorum queues add `x-delivery-count`
-/// once the message came back, and 3.x also on a first `basic.get`.
+/// once a counted return raised it, and 3.x also on a first `basic.get`;
+/// from 4.3 also `x-acquired-count` once the message came back at all.
 fn delivered_properties(
     entry: &Entry,
     quorum: bool,
@@ -265,14 +273,18 @@ fn delivered_properties(
     caps: Capabilities,
 ) -> BasicProperties {
     let first_get = via_get && caps.delivery_count_on_first_get();
-    if quorum && (first_get || entry.delivery_count > 0) {
-        let mut headers = entry.msg.properties.headers().clone().unwrap_or_default();
-        headers.insert(
-            "x-delivery-count".into(),
-            AMQPValue::LongLongInt(i64::try_from(entry.delivery_count).unwrap_or(i64::MAX)),
-        );
-        entry.msg.properties.clone().with_headers(headers)
-    } else {
-        entry.msg.properties.clone()
+    let delivery_count = quorum && (first_get || entry.delivery_count > 0);
+    let acquired_count = quorum && caps.acquired_count_header() && entry.acquired_count > 0;
+    if !delivery_count && !acquired_count {
+        return entry.msg.properties.clone();
     }
+    let mut headers = entry.msg.properties.headers().clone().unwrap_or_default();
+    let count = |n: u64| AMQPValue::LongLongInt(i64::try_from(n).unwrap_or(i64::MAX));
+    if delivery_count {
+        headers.insert("x-delivery-count".into(), count(entry.delivery_count));
+    }
+    if acquired_count {
+        headers.insert("x-acquired-count".into(), count(entry.acquired_count));
+    }
+    entry.msg.properties.clone().with_headers(headers)
 }

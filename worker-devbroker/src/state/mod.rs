@@ -76,7 +76,11 @@ impl Conn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Settle {
     Ack,
-    Requeue,
+    /// Back to the queue; `counted` when the return counts toward a quorum
+    /// queue's delivery limit (reject, a closed channel; nack before 4.3).
+    Requeue {
+        counted: bool,
+    },
     DeadLetter,
 }
 

@@ -115,11 +115,14 @@ impl State {
             body: Bytes::from(body),
             broker_deaths: false,
             carried_deliveries: 0,
+            carried_acquired: 0,
         };
         if exchange.is_empty() {
             self.deliver_reply(method.routing_key.as_str(), &msg);
         }
-        if targets.is_empty() && method.mandatory {
+        let routed_reply = Self::is_reply_address(exchange, method.routing_key.as_str())
+            && !self.caps.mandatory_direct_reply_returned();
+        if targets.is_empty() && method.mandatory && !routed_reply {
             let frame_max = self.conns.get(&conn).map_or(4096, |c| c.frame_max);
             let ret = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
                 reply_code: 312,

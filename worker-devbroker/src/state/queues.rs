@@ -122,6 +122,7 @@ impl State {
                     seq: 0,
                     expires_at: None,
                     delivery_count: 0,
+                    acquired_count: 0,
                     redelivered: false,
                 };
                 self.dead_letter(name, entry, Reason::MaxLen);
@@ -170,10 +171,18 @@ impl State {
             self.caps,
         );
         if self.caps.delivery_count_survives_dead_lettering() {
+            let rejected = u64::from(reason == Reason::Rejected);
             copy.carried_deliveries = if quorum {
-                entry.delivery_count + u64::from(reason == Reason::Rejected)
+                entry.delivery_count + rejected
+            } else if self.caps.rejected_copies_arrive_redelivered() {
+                entry.msg.carried_deliveries + rejected
             } else {
                 entry.msg.carried_deliveries
+            };
+            copy.carried_acquired = if quorum {
+                entry.acquired_count + rejected
+            } else {
+                entry.msg.carried_acquired
             };
         }
         let mut targets = self.route(&dlx, &copy.routing_keys, copy.properties.headers().as_ref());

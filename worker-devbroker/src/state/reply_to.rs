@@ -4,10 +4,11 @@
 //! address through the default exchange, delivered straight to the
 //! channel's consumer without a queue.
 //!
-//! As on RabbitMQ (3.10 and 4.0): the consumer must be no-ack, a request
-//! naming the pseudo-queue needs that consumer on its channel, a reply to a
-//! channel that is gone is dropped, and a `mandatory` reply is returned as
-//! `NO_ROUTE` even when it was delivered (no queue took it).
+//! As on RabbitMQ: the consumer must be no-ack, a request naming the
+//! pseudo-queue needs that consumer on its channel, a reply to a channel
+//! that is gone is dropped, and a `mandatory` reply is returned as
+//! `NO_ROUTE` even when it was delivered (no queue took it) before 4.2,
+//! and never from 4.2 (`Capabilities::mandatory_direct_reply_returned`).
 
 use amq_protocol::protocol::{basic, AMQPClass, BasicProperties};
 use worker_core::rpc::DIRECT_REPLY_TO;
@@ -26,6 +27,12 @@ impl State {
     /// Whether `queue` names the direct reply-to pseudo-queue.
     pub(crate) fn is_direct_reply_to(queue: &str) -> bool {
         queue == DIRECT_REPLY_TO
+    }
+
+    /// Whether a publish to the default exchange with `routing_key` is a
+    /// reply to a direct reply-to address.
+    pub(crate) fn is_reply_address(exchange: &str, routing_key: &str) -> bool {
+        exchange.is_empty() && routing_key.starts_with(&address_prefix())
     }
 
     /// `basic.consume` of the pseudo-queue; the consumer is kept in the
