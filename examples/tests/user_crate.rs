@@ -84,11 +84,17 @@ fn cargo(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn text(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let hint = if stderr.contains("cannot update the lock file") {
+        "\n(the framework's crates changed their dependencies: refresh the user crate's lock \
+         file with `cargo metadata --format-version 1 >/dev/null` in user-crates/<name>, and commit it)"
+    } else {
+        ""
+    };
     format!(
-        "status {}\n--- stdout\n{}\n--- stderr\n{}",
+        "status {}\n--- stdout\n{}\n--- stderr\n{stderr}{hint}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
     )
 }
 
