@@ -37,11 +37,8 @@ async fn short_soak_on_a_private_node_loses_nothing() {
     };
     let report = match soak(&options).await {
         Ok(report) => report,
-        Err(e)
-            if e.contains("apt-get install rabbitmq-server")
-                && std::env::var("CI").as_deref() != Ok("true") =>
-        {
-            eprintln!("skipped: {e}");
+        Err(e) if e.contains("apt-get install rabbitmq-server") => {
+            worker_testkit::skip::unless_ci(e);
             return;
         }
         Err(e) => panic!("the soak could not run (seed {seed}): {e}"),

@@ -33,11 +33,7 @@ const CERT_FILES: [&str; 5] = [
 ];
 
 fn unavailable(why: &str) -> bool {
-    let message = format!("private-node test cannot run: {why}");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{message}");
-    }
-    eprintln!("skipping: {message}");
+    worker_testkit::skip::unless_ci(format!("private-node test cannot run: {why}"));
     false
 }
 

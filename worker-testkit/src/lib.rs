@@ -1,7 +1,7 @@
 //! Test kit for `worker-core` tasks: unit tests need no broker, flow tests
 //! can use an in-memory one, fault tests a private RabbitMQ node.
 //!
-//! Six pieces:
+//! The pieces:
 //!
 //! - [`mock`]: a recording mock of the broker channel
 //!   ([`Transport`](worker_core::transport::Transport)). `mock::pair()`
@@ -29,6 +29,8 @@
 //!   (`AMQP_URL`), read queue depths, drain and delete queues, read headers.
 //! - [`wait`]: await an effect with a deadline
 //!   ([`wait::eventually`]) instead of sleeping for a guessed time.
+//! - [`skip`]: skip a test for what the machine lacks, visibly, and never
+//!   under CI.
 //!
 //! Tests run on tokio's paused clock (`#[tokio::test(start_paused = true)]`),
 //! so backoff sleeps, delay tiers and timeouts of any length finish at once
@@ -127,6 +129,7 @@ pub use worker_devbroker as memory;
 pub mod mock;
 pub mod node;
 pub mod raw;
+pub mod skip;
 pub mod wait;
 
 mod delivery;
