@@ -147,4 +147,8 @@ pub struct Runtime {
     /// One circuit breaker per task with a `breaker` option, shared by its
     /// consumers in this process.
     pub breakers: Arc<crate::breaker::Breakers>,
+    /// How long one delivery may be held before the worker settles it
+    /// itself ([`hold_budget`](crate::task::hold_budget) of the broker's
+    /// consumer timeout); `None`: no bound.
+    pub hold_limit: Option<std::time::Duration>,
 }

@@ -231,6 +231,73 @@ async fn timeout_is_transient_and_takes_no_wall_clock_time() {
     assert!(report.elapsed() >= secs(2) && report.elapsed() < secs(5));
 }
 
+/// A handler that never returns, on a task with no timeout: the hold
+/// budget (4/5 of the broker's consumer timeout) cuts each delivery's
+/// attempt short before the broker would time the consumer out, starts no
+/// in-process retry it cannot hold, and charges every cut attempt, so the
+/// message is parked within its attempts on every broker version.
+#[tokio::test(start_paused = true)]
+async fn a_handler_that_always_hangs_is_cut_at_the_hold_budget_and_parked_within_its_attempts() {
+    let task = Scripted::new(retry_options(3, &[10], 3), |_, _| {
+        std::future::pending::<Result<(), TaskError>>()
+    });
+    let harness = Harness::new(task).consumer_timeout(secs(60));
+
+    let first = harness.run_payload(&Work { id: 1 }).await;
+    assert_eq!(
+        first.handler_runs(),
+        1,
+        "no retry here after the budget: {first}"
+    );
+    assert_eq!(first.redelivered_to(), Some((secs(10), 1)));
+    assert!(
+        first.elapsed() >= secs(48) && first.elapsed() < secs(49),
+        "cut at 4/5 of the 60 s timeout, not {:?}",
+        first.elapsed()
+    );
+    let copy = first.redelivered_copy().expect("a copy in the tier");
+    assert_eq!(copy.header_str("rw-error-kind").as_deref(), Some("timeout"));
+    assert!(copy
+        .header_str("rw-error-message")
+        .is_some_and(|m| m.contains("hold budget")));
+
+    let second = harness
+        .run(DeliveryBuilder::returned_from_tier(copy, Scripted::QUEUE).build())
+        .await;
+    assert_eq!(second.handler_runs(), 1, "{second}");
+    let copy = second.redelivered_copy().expect("a second trip");
+    let third = harness
+        .run(DeliveryBuilder::returned_from_tier(copy, Scripted::QUEUE).build())
+        .await;
+    let parked = third.parked().expect("parked after its last attempt");
+    assert_eq!(parked.reason, "exhausted");
+    assert_eq!(parked.attempts, 3);
+}
+
+/// Within the hold budget, the task's own timeout and in-process retries
+/// work as before; a retry starts only while the budget can hold it.
+#[tokio::test(start_paused = true)]
+async fn in_process_retries_run_while_the_hold_budget_lasts() {
+    let task = Scripted::new(retry_options(5, &[10], 9), |_, _| async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(())
+    });
+    // 20 s attempts under a 48 s budget: two fit, the third is cut at 48 s.
+    let harness = Harness::new(task)
+        .timeout(secs(20))
+        .consumer_timeout(secs(60));
+
+    let report = harness.run_payload(&Work { id: 1 }).await;
+
+    assert_eq!(report.handler_runs(), 3, "{report}");
+    assert_eq!(report.redelivered_to(), Some((secs(10), 3)));
+    assert!(report.elapsed() < secs(49), "held {:?}", report.elapsed());
+    let copy = report.redelivered_copy().expect("copy");
+    assert!(copy
+        .header_str("rw-error-message")
+        .is_some_and(|m| m.contains("hold budget")));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_long_retry_after_skips_in_process_retries_and_picks_a_tier_at_least_that_long() {
     let ask = || TaskError::retry_after(Duration::from_secs(3600), "rate limited");
@@ -662,6 +729,9 @@ async fn a_one_hour_backoff_finishes_instantly_on_the_paused_clock() {
     let seen = calls.clone();
     let mut options = retry_options(2, &[], 2);
     options.retry.backoff = Backoff::new(secs(3600), secs(3600));
+    // An hour's wait in process needs a broker whose consumer timeout
+    // lets the worker hold the delivery that long (the default 30 minutes
+    // does not: the retry would go to a tier instead).
     let harness = Harness::new(Scripted::new(options, move |_, _| {
         let first = seen.fetch_add(1, Ordering::SeqCst) == 0;
         async move {
@@ -671,7 +741,8 @@ async fn a_one_hour_backoff_finishes_instantly_on_the_paused_clock() {
                 Ok(())
             }
         }
-    }));
+    }))
+    .consumer_timeout(secs(3 * 3600));
     let wall = std::time::Instant::now();
 
     let report = harness.run_payload(&Work { id: 1 }).await;

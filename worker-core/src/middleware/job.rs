@@ -34,6 +34,8 @@ struct JobShared {
     unknown_task: Option<String>,
     quarantined: bool,
     reply: ReplySlot,
+    /// When the worker took the delivery: the start of its hold budget.
+    taken: tokio::time::Instant,
 }
 
 impl std::fmt::Debug for Job {
@@ -81,6 +83,7 @@ impl Job {
                 unknown_task: None,
                 quarantined,
                 reply: ReplySlot::default(),
+                taken: tokio::time::Instant::now(),
             }),
         }
     }
@@ -118,6 +121,14 @@ impl Job {
     /// The counts read from the delivery's headers.
     pub fn attempts(&self) -> Attempts {
         self.shared.attempts
+    }
+
+    /// What is left of the delivery's hold budget
+    /// ([`Runtime::hold_limit`], counted from when the worker took the
+    /// delivery); `None` when the worker sets no bound.
+    pub fn hold_left(&self) -> Option<Duration> {
+        let limit = self.shared.runtime.hold_limit?;
+        Some(limit.saturating_sub(self.shared.taken.elapsed()))
     }
 
     /// The 1-based number of the attempt about to run (or that just ran).

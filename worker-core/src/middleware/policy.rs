@@ -126,7 +126,8 @@ pub struct Progress {
     pub tries_here: u32,
     /// Trips through the delay tiers so far.
     pub redeliveries: u32,
-    /// Whether the worker is stopping (no more in-process retries).
+    /// No more in-process retries: the worker is stopping, or the
+    /// delivery's hold budget would end before the retry starts.
     pub stopping: bool,
 }
 

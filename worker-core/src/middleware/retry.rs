@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tower::{Service, ServiceExt};
 
-use super::policy::{after_failure, Step};
+use super::policy::{after_failure, Progress, Step};
 use super::{config_layer, job_service_header, take_ready, Job, JobService, Outcome};
 
 /// Asks the failure policy what follows each failed attempt: it runs the
@@ -60,6 +60,16 @@ impl<S: JobService> Service<Job> for Retry<S> {
                     failure.next = Some(step);
                     return Ok(Outcome::Failed(failure));
                 };
+                if job.hold_left().is_some_and(|left| left <= after) {
+                    // The hold budget ends before the retry would start: no
+                    // more runs here; the policy says where it waits.
+                    let progress = Progress {
+                        stopping: true,
+                        ..job.progress()
+                    };
+                    failure.next = Some(decide(progress));
+                    return Ok(Outcome::Failed(failure));
+                }
                 tracing::debug!(attempt = job.attempt(), ?after, error = %failure.message, "retrying in process");
                 metrics::counter!(
                     crate::metric_names::OUTCOMES,

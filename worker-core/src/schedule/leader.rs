@@ -7,7 +7,7 @@
 //! message (each candidate publishes one; `x-max-length: 1` with
 //! `reject-publish` keeps it to one, and a refused extra is fine). The
 //! active consumer takes the token with prefetch 1 and never acks it:
-//! holding it is leading. No other store is needed.
+//! holding it (or having just handed it back to take it again) is leading. No other store is needed.
 //!
 //! How leadership changes: when the leader's connection closes (a clean
 //! stop, a crash, SIGKILL: the kernel closes the socket and the broker sees
@@ -20,13 +20,23 @@
 //! Meanwhile the old leader may still enqueue a tick the new one enqueues
 //! too: both carry the same message id (`tick:<entry>:<secs>`).
 //!
+//! The leader hands the token back and takes it again well within the
+//! broker's consumer timeout ([`Lease::lost`]), so the broker never times
+//! the leader out: holding a delivery unacked for 30 minutes (RabbitMQ's
+//! default `consumer_timeout`) would close its channel (before 4.3) or
+//! cancel its consumer (4.3), move leadership and write a channel error
+//! into the broker's log every 30 minutes.
+//!
 //! The token's returns are deliveries the quorum queue counts, so the
 //! queue is declared with no delivery limit, said as the broker's version
 //! needs ([`Capabilities::unlimited_delivery_limit_argument`]).
 
 use futures_util::StreamExt;
+use std::time::Duration;
+
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
@@ -65,6 +75,8 @@ pub fn scheduler_arguments(caps: Capabilities) -> Headers {
 pub struct Lease {
     channel: Channel,
     consumer: lapin::Consumer,
+    /// The delivery tag of the token this process holds.
+    token: u64,
 }
 
 impl Lease {
@@ -73,9 +85,37 @@ impl Lease {
         self.channel.status().connected()
     }
 
-    /// Resolves when leadership is lost: the channel or the connection closed.
-    pub async fn lost(&mut self) {
-        while let Some(Ok(_)) = self.consumer.next().await {}
+    /// Resolves when leadership is lost: the channel or the connection
+    /// closed, or the broker cancelled the consumer.
+    ///
+    /// Meanwhile, every `refresh` the token is handed back
+    /// (`basic.nack`, requeue) and taken again: the single active consumer
+    /// stays active, so the token comes straight back to this process,
+    /// and no delivery is ever held unacknowledged long enough for the
+    /// broker's consumer timeout (which would close the channel before
+    /// RabbitMQ 4.3 and cancel the consumer from 4.3, and hand leadership
+    /// to another process either way). Keep `refresh` well below the
+    /// broker's `consumer_timeout`.
+    pub async fn lost(&mut self, refresh: Duration) {
+        loop {
+            let next = tokio::select! {
+                next = self.consumer.next() => next,
+                () = tokio::time::sleep(refresh) => {
+                    let handed_back = self
+                        .channel
+                        .basic_nack(self.token, BasicNackOptions { multiple: false, requeue: true })
+                        .await;
+                    if handed_back.is_err() {
+                        return;
+                    }
+                    self.consumer.next().await
+                }
+            };
+            match next {
+                Some(Ok(token)) => self.token = token.delivery_tag,
+                Some(Err(_)) | None => return,
+            }
+        }
     }
 
     /// Gives leadership up at once (the token goes back to the queue).
@@ -119,7 +159,11 @@ pub async fn acquire(conn: &Connection, caps: Capabilities, queue: &str) -> Resu
         .await
         .map_err(|e| Error::broker("basic.consume scheduler", e))?;
     match consumer.next().await {
-        Some(Ok(_token)) => Ok(Lease { channel, consumer }),
+        Some(Ok(token)) => Ok(Lease {
+            channel,
+            consumer,
+            token: token.delivery_tag,
+        }),
         Some(Err(e)) => Err(Error::broker("scheduler token", e)),
         None => Err(Error::ConsumerStopped(
             "the scheduler queue's consumer was cancelled".into(),

@@ -49,6 +49,9 @@ pub(crate) struct Scheduler {
     pub(crate) publisher: Publisher,
     pub(crate) entry: Periodic,
     pub(crate) shutdown: Shutdown,
+    /// How often the leader hands its token back and takes it again
+    /// (see [`leader::Lease::lost`]).
+    pub(crate) token_refresh: Duration,
 }
 
 impl Scheduler {
@@ -89,7 +92,7 @@ impl Scheduler {
         self.leading(true);
         let result = tokio::select! {
             r = self.lead(&conn) => r,
-            () = lease.lost() => Err(Error::ConsumerStopped("scheduler leadership lost (its channel closed)".into())),
+            () = lease.lost(self.token_refresh) => Err(Error::ConsumerStopped("scheduler leadership lost (its channel closed)".into())),
             () = self.shutdown.triggered() => Ok(()),
         };
         self.leading(false);

@@ -11,8 +11,8 @@ mod reply;
 pub use context::{State, StateMap, TaskContext};
 pub use error::{FailureKind, TaskError};
 pub use options::{
-    default_tiers, ExchangeBinding, ExchangeKind, QueueType, Rate, RetryPolicy, TaskOptions,
-    BROKER_ACK_TIMEOUT,
+    default_tiers, hold_budget, ExchangeBinding, ExchangeKind, QueueType, Rate, RetryPolicy,
+    TaskOptions, BROKER_ACK_TIMEOUT,
 };
 pub use queue_options::{Overflow, QueueLimits};
 pub use reply::{Callable, ReplySlot};

@@ -13,6 +13,31 @@ use crate::backoff::Backoff;
 /// requeue everything on it; task timeouts beyond it are warned about.
 pub const BROKER_ACK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// How long the worker holds one delivery before it settles it itself,
+/// under a broker whose consumer timeout is `consumer_timeout`: four
+/// fifths of it, leaving the rest for the settlement (a confirmed copy to
+/// a delay tier or to parking, then the ack) and for a wait in the
+/// prefetch window before the delivery started.
+///
+/// The broker never has to time the worker out, which would cost more
+/// than the one delivery: before RabbitMQ 4.3 it closes the channel and
+/// requeues everything on it, and from 4.3 it cancels the consumer and
+/// requeues the delivery without charging it (a handler that always hangs
+/// would run forever). Instead, an attempt still running at the end of
+/// the budget is cut short as timed out, like an attempt past the task's
+/// `timeout`, and charged by the framework's own count; no in-process retry
+/// starts that the budget cannot hold.
+///
+/// ```
+/// use std::time::Duration;
+/// use worker_core::task::hold_budget;
+///
+/// assert_eq!(hold_budget(Duration::from_secs(30 * 60)), Duration::from_secs(24 * 60));
+/// ```
+pub fn hold_budget(consumer_timeout: Duration) -> Duration {
+    consumer_timeout - consumer_timeout / 5
+}
+
 /// Which kind of RabbitMQ queue holds a task's work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum QueueType {

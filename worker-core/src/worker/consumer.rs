@@ -261,7 +261,11 @@ impl Run {
                         self.start(Delivery::from_lapin(raw), Some(permit), Role::Consumed);
                     }
                     Some(Err(e)) => break Ended::Lost(Error::broker(format!("consuming {queue}"), e)),
-                    None => break Ended::Lost(Error::ConsumerStopped(format!("the broker cancelled the consumer of {queue}"))),
+                    None => break Ended::Lost(Error::ConsumerStopped(format!(
+                        "the broker cancelled the consumer of {queue} (the queue was deleted, or, from RabbitMQ 4.3, \
+                         a delivery was held past the broker's consumer timeout: tell the worker the broker's \
+                         consumer_timeout in WorkerConfig::consumer_timeout); consuming again"
+                    ))),
                 },
             }
         };

@@ -30,7 +30,7 @@ use crate::error::{redact_url, Error};
 use crate::middleware::{default_stack, BoxJobService, HandlerService, RetryLayer};
 use crate::publisher::Publisher;
 use crate::runtime::{Health, Runtime, Shutdown, ShutdownTrigger};
-use crate::task::{StateMap, Task, BROKER_ACK_TIMEOUT};
+use crate::task::{hold_budget, StateMap, Task, BROKER_ACK_TIMEOUT};
 use crate::topology::declare_all;
 use crate::topology::TaskSpec;
 
@@ -53,6 +53,15 @@ pub struct WorkerConfig {
     /// (one passive `queue.declare` per queue; see [`depth`]); `None`
     /// turns the sampling off.
     pub depth_interval: Option<Duration>,
+    /// The broker's consumer timeout (RabbitMQ's `consumer_timeout`, 30
+    /// minutes by default): how long it lets a consumer hold a delivery
+    /// unacknowledged. The worker settles a delivery itself within
+    /// [`hold_budget`] of it (an attempt still running then is cut short as
+    /// timed out and charged), and the elected scheduler hands its token
+    /// back and takes it again at a third of it, so the broker never times
+    /// the worker out. Set it to the broker's value when that is not the
+    /// default.
+    pub consumer_timeout: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -64,6 +73,7 @@ impl Default for WorkerConfig {
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(30),
             depth_interval: Some(Duration::from_secs(15)),
+            consumer_timeout: BROKER_ACK_TIMEOUT,
         }
     }
 }
@@ -358,6 +368,7 @@ impl Worker {
             health: Arc::new(Health::default()),
             rates: Arc::default(),
             breakers: self.breakers.clone(),
+            hold_limit: Some(hold_budget(self.config.consumer_timeout)),
         });
         let ready = runtime.health.subscribe();
         let schedulers = self
@@ -369,6 +380,7 @@ impl Worker {
                     publisher: self.publisher.clone(),
                     entry,
                     shutdown: shutdown.clone(),
+                    token_refresh: self.config.consumer_timeout / 3,
                 };
                 tokio::spawn(scheduler.run())
             })

@@ -43,7 +43,7 @@ use worker_core::breaker::Breakers;
 use worker_core::middleware::{
     default_stack, BoxJobService, HandlerService, RateLimiters, RetryLayer,
 };
-use worker_core::task::StateMap;
+use worker_core::task::{hold_budget, StateMap, BROKER_ACK_TIMEOUT};
 use worker_core::topology::TaskSpec;
 use worker_core::transport::Transport;
 use worker_core::{Delivery, Job, Publisher, RetryPolicy, Task, TaskOptions};
@@ -116,6 +116,8 @@ pub struct Harness<T: Task> {
     /// The circuit breakers, shared by every run of this harness like a
     /// worker process shares them between deliveries.
     breakers: Arc<Breakers>,
+    /// The broker's consumer timeout the worker is told about.
+    consumer_timeout: Duration,
     next_tag: AtomicU64,
 }
 
@@ -164,6 +166,7 @@ impl<T: Task> Harness<T> {
             health: Arc::new(Health::default()),
             rates: Arc::default(),
             breakers: Arc::default(),
+            consumer_timeout: BROKER_ACK_TIMEOUT,
             next_tag: AtomicU64::new(1),
         }
     }
@@ -246,6 +249,28 @@ impl<T: Task> Harness<T> {
     /// ```
     pub fn seed(mut self, seed: u64) -> Self {
         self.retry = RetryLayer::seeded(seed);
+        self
+    }
+
+    /// The broker's consumer timeout, as `WorkerConfig::consumer_timeout`
+    /// tells the worker (30 minutes by default): a delivery is held at
+    /// most [`hold_budget`] of it before the worker settles it itself.
+    ///
+    /// ```
+    /// # use worker_core::{Task, TaskContext, TaskError};
+    /// # struct Noop;
+    /// # impl Task for Noop {
+    /// #     type Payload = ();
+    /// #     const NAME: &'static str = "noop";
+    /// #     const QUEUE: &'static str = "noop";
+    /// #     async fn run(&self, _: TaskContext, _: ()) -> Result<(), TaskError> { Ok(()) }
+    /// # }
+    /// use std::time::Duration;
+    /// let harness = worker_testkit::Harness::new(Noop).consumer_timeout(Duration::from_secs(60));
+    /// # drop(harness);
+    /// ```
+    pub fn consumer_timeout(mut self, timeout: Duration) -> Self {
+        self.consumer_timeout = timeout;
         self
     }
 
@@ -562,6 +587,7 @@ impl<T: Task> Harness<T> {
             health: self.health.clone(),
             rates: self.rates.clone(),
             breakers: self.breakers.clone(),
+            hold_limit: Some(hold_budget(self.consumer_timeout)),
         });
         (transport, runtime)
     }

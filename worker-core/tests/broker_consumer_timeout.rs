@@ -1,0 +1,257 @@
+//! The broker's consumer timeout never has to fire: the worker settles a
+//! delivery itself within its hold budget, and the elected scheduler hands
+//! its token back and takes it again, on every broker version. Each test
+//! runs a private node (from the leg's server) whose consumer timeout is
+//! 2 s, checked every 500 ms (before 4.3 a channel checks it on its tick,
+//! every 60 s by default); what the broker does when it fires differs by
+//! version (before 4.3 it closes the channel, from 4.3 it cancels the
+//! consumer and requeues the delivery uncharged).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::BasicGetOptions;
+use worker_core::backoff::Backoff;
+use worker_core::headers::{ATTEMPTS, ERROR_MESSAGE, PARK_REASON};
+use worker_core::schedule::leader;
+use worker_core::worker::WorkerConfig;
+use worker_core::{
+    ConnectionConfig, Connector, RetryPolicy, Task, TaskContext, TaskError, TaskOptions, Worker,
+};
+use worker_testkit::broker::{header_str, header_u64};
+use worker_testkit::node::RabbitNode;
+
+/// The private node's consumer timeout.
+const CONSUMER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A private node whose consumer timeout is `timeout`, checked every
+/// 500 ms; `None` (skipped) where no server is installed, outside CI.
+async fn node_with_consumer_timeout(timeout: Duration) -> Option<RabbitNode> {
+    let node = match RabbitNode::start().await {
+        Ok(node) => node,
+        Err(e) if e.is_not_installed() => {
+            worker_testkit::skip::unless_ci(e);
+            return None;
+        }
+        Err(e) => panic!("cannot start a private RabbitMQ node: {e}"),
+    };
+    let set = format!(
+        "application:set_env(rabbit, consumer_timeout, {}), \
+         application:set_env(rabbit, channel_tick_interval, 500).",
+        timeout.as_millis()
+    );
+    let out = node
+        .rabbitmqctl()
+        .args(["eval", &set])
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl eval: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(node)
+}
+
+/// Never returns: a handler stuck on a call with no timeout of its own.
+struct Hang;
+
+impl Task for Hang {
+    type Payload = u32;
+    const NAME: &'static str = "consumer-timeout.hang";
+    const QUEUE: &'static str = "consumer-timeout.hang";
+
+    fn options(&self) -> TaskOptions {
+        TaskOptions {
+            retry: RetryPolicy::default()
+                .in_process(2)
+                .backoff(Backoff::new(
+                    Duration::from_millis(100),
+                    Duration::from_millis(200),
+                ))
+                .tiers([Duration::from_secs(1)])
+                .max_attempts(3),
+            ..TaskOptions::default()
+        }
+    }
+
+    async fn run(&self, _: TaskContext, _: u32) -> Result<(), TaskError> {
+        std::future::pending().await
+    }
+}
+
+/// A handler that always hangs, on a task with no timeout, ends in parking
+/// after exactly its three attempts, each cut at the hold budget (4/5 of
+/// the consumer timeout the worker is told) and charged by the framework;
+/// the broker never times the consumer out. Without the budget the broker
+/// does, every 2 s: before 4.3 it closes the channel (and the message comes
+/// back charged by the broker, parked for its delivery limit), on 4.3 it
+/// requeues it uncharged and the handler would hang forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_always_hangs_is_parked_within_its_attempts_before_any_consumer_timeout() {
+    let Some(node) = node_with_consumer_timeout(CONSUMER_TIMEOUT).await else {
+        return;
+    };
+    let connector = Connector::new(ConnectionConfig::new(node.url()));
+    let running = Worker::new(connector.clone())
+        .config(WorkerConfig {
+            consumer_timeout: CONSUMER_TIMEOUT,
+            ..WorkerConfig::default()
+        })
+        .register(Hang)
+        .start()
+        .await
+        .expect("the worker starts");
+    worker_core::Publisher::new(connector.clone())
+        .enqueue::<Hang>(&7)
+        .await
+        .expect("enqueued with a confirm");
+
+    let conn = lapin::Connection::connect(&node.url(), lapin::ConnectionProperties::default())
+        .await
+        .expect("connects");
+    let ch = conn.create_channel().await.expect("a channel");
+    let parking = format!("{}.parking", Hang::QUEUE);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let parked = loop {
+        if let Some(m) = ch
+            .basic_get(parking.as_str().into(), BasicGetOptions::default())
+            .await
+            .expect("basic.get")
+        {
+            break m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hanging message was not parked within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let props = &parked.delivery.properties;
+    assert_eq!(header_str(props, PARK_REASON).as_deref(), Some("exhausted"));
+    assert_eq!(header_u64(props, ATTEMPTS), Some(3));
+    let error = header_str(props, ERROR_MESSAGE);
+    assert!(
+        error.as_deref().is_some_and(|m| m.contains("hold budget")),
+        "{error:?}"
+    );
+    running.shutdown().await.expect("a clean stop");
+}
+
+/// Runs of [`HangOnce`] so far.
+#[derive(Clone, Default)]
+struct Runs(Arc<AtomicU32>);
+
+/// Hangs on its first run, succeeds on every later one.
+struct HangOnce;
+
+impl Task for HangOnce {
+    type Payload = u32;
+    const NAME: &'static str = "consumer-timeout.hang-once";
+    const QUEUE: &'static str = "consumer-timeout.hang-once";
+
+    async fn run(&self, ctx: TaskContext, _: u32) -> Result<(), TaskError> {
+        let runs = ctx.state::<Runs>().expect("Runs state");
+        if runs.0 .0.fetch_add(1, Ordering::SeqCst) == 0 {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+/// When the broker does time a consumer out (the worker was told a longer
+/// consumer timeout than the broker's), the worker consumes again and the
+/// message is handled: before 4.3 after the broker closed the channel, on
+/// 4.3 after it cancelled the consumer with the channel still open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_the_broker_times_out_consumes_again_and_the_message_is_handled() {
+    let Some(node) = node_with_consumer_timeout(CONSUMER_TIMEOUT).await else {
+        return;
+    };
+    let connector = Connector::new(ConnectionConfig::new(node.url()));
+    let runs = Runs::default();
+    let running = Worker::new(connector.clone())
+        .config(WorkerConfig {
+            consumer_timeout: Duration::from_secs(3600),
+            grace_period: Duration::from_millis(200),
+            reconnect_min: Duration::from_millis(50),
+            ..WorkerConfig::default()
+        })
+        .register(HangOnce)
+        .state(runs.clone())
+        .start()
+        .await
+        .expect("the worker starts");
+    worker_core::Publisher::new(connector.clone())
+        .enqueue::<HangOnce>(&1)
+        .await
+        .expect("enqueued with a confirm");
+    worker_testkit::wait::eventually(
+        Duration::from_secs(30),
+        "the message handled after the broker timed the consumer out",
+        || {
+            let n = runs.0.load(Ordering::SeqCst);
+            async move { n >= 2 }
+        },
+    )
+    .await;
+    running.shutdown().await.expect("a clean stop");
+}
+
+/// The broker's consumer timeout never ends a term: the leader hands its
+/// token back and takes it again well within the timeout, keeps it through
+/// several timeouts, and another candidate never gets it. Without the hand
+/// back the broker does time the leader out (closing its channel before
+/// 4.3, cancelling its consumer on 4.3) and the other candidate leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_keeps_its_token_through_the_broker_s_consumer_timeout() {
+    let Some(node) = node_with_consumer_timeout(CONSUMER_TIMEOUT).await else {
+        return;
+    };
+    let queue = "broker-periodic.consumer-timeout";
+    let leading = Connector::new(ConnectionConfig::new(node.url()));
+    let conn = leading.connection().await.expect("connects");
+    let mut lease = leader::acquire(&conn, leading.capabilities(), queue)
+        .await
+        .expect("the only candidate leads");
+    let waiting = Connector::new(ConnectionConfig::new(node.url()));
+    let other = waiting.connection().await.expect("connects");
+    let caps = waiting.capabilities();
+    let candidate = tokio::spawn(async move {
+        leader::acquire(&other, caps, queue)
+            .await
+            .map(|lease| (lease, other))
+    });
+
+    let kept = tokio::time::timeout(
+        Duration::from_secs(8),
+        lease.lost(Duration::from_millis(500)),
+    )
+    .await
+    .is_err();
+    assert!(kept, "the leader lost its token to the consumer timeout");
+    assert!(lease.held(), "the leader's channel is still open");
+    assert!(
+        !candidate.is_finished(),
+        "the other candidate got the token while the leader held it"
+    );
+
+    // The control: a lease that never hands its token back is timed out.
+    let lost = tokio::time::timeout(
+        Duration::from_secs(30),
+        lease.lost(Duration::from_secs(3600)),
+    )
+    .await
+    .is_ok();
+    assert!(
+        lost,
+        "the broker's consumer timeout did not end a lease holding its token for 30 s"
+    );
+    let (next, _conn) = tokio::time::timeout(Duration::from_secs(30), candidate)
+        .await
+        .expect("the other candidate leads once the leader is timed out")
+        .expect("the candidate's task")
+        .expect("the candidate acquires the token");
+    assert!(next.held());
+}
