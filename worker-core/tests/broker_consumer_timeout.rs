@@ -54,6 +54,135 @@ async fn node_with_consumer_timeout(timeout: Duration) -> Option<RabbitNode> {
     Some(node)
 }
 
+/// What a consumer timeout did to a consumer holding one delivery.
+#[derive(Debug, PartialEq, Eq)]
+enum Fired {
+    /// The broker closed the channel.
+    ChannelClosed,
+    /// The broker cancelled the consumer; the channel stayed open.
+    ConsumerCancelled,
+    /// Nothing, through three timeouts.
+    Nothing,
+}
+
+/// Holds one delivery from a fresh `kind` queue unacked and reports what
+/// the consumer timeout did, with the delivery's headers when it is next
+/// taken from the queue (`None` if it never came back).
+async fn hold_one(url: &str, kind: &str) -> (Fired, Option<lapin::BasicProperties>) {
+    use futures_util::StreamExt;
+    use lapin::options::{
+        BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions,
+    };
+    use lapin::types::{AMQPValue, FieldTable};
+
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .expect("connects");
+    let ch = conn.create_channel().await.expect("a channel");
+    let queue = format!("consumer-timeout.facts.{kind}");
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString(kind.into()));
+    ch.queue_declare(
+        queue.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        args,
+    )
+    .await
+    .expect("queue.declare");
+    ch.basic_publish(
+        "".into(),
+        queue.as_str().into(),
+        BasicPublishOptions::default(),
+        b"held",
+        lapin::BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+    ch.basic_qos(1, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = ch
+        .basic_consume(
+            queue.as_str().into(),
+            "holder".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("basic.consume");
+    let first = consumer.next().await;
+    assert!(
+        matches!(first, Some(Ok(_))),
+        "the first delivery: {first:?}"
+    );
+    let event = tokio::time::timeout(CONSUMER_TIMEOUT * 3, consumer.next()).await;
+    let fired = if !ch.status().connected() {
+        Fired::ChannelClosed
+    } else {
+        match event {
+            Ok(None) => Fired::ConsumerCancelled,
+            Err(_) => Fired::Nothing,
+            Ok(other) => panic!("{kind}: an unexpected consumer event {other:?}"),
+        }
+    };
+    let reader = conn.create_channel().await.expect("a second channel");
+    let mut back = None;
+    for _ in 0..50 {
+        if let Some(m) = reader
+            .basic_get(queue.as_str().into(), BasicGetOptions::default())
+            .await
+            .expect("basic.get")
+        {
+            back = Some(m.delivery.properties.clone());
+            break;
+        }
+        if fired == Fired::Nothing {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = conn.close(200, "done".into()).await;
+    (fired, back)
+}
+
+/// The broker facts the hold budget guards against, as `Capabilities`
+/// says for the version: before 4.3 the consumer timeout closes the
+/// channel on quorum and classic queues alike, and the quorum delivery
+/// comes back counted; from 4.3 it cancels a quorum consumer (channel
+/// open) and the delivery comes back with `x-acquired-count` but no
+/// `x-delivery-count` (uncharged), and it does nothing on a classic queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_consumer_timeout_does_is_what_capabilities_say() {
+    let Some(node) = node_with_consumer_timeout(CONSUMER_TIMEOUT).await else {
+        return;
+    };
+    let connector = Connector::new(ConnectionConfig::new(node.url()));
+    connector.connection().await.expect("connects");
+    let caps = connector.capabilities();
+
+    let (quorum, back) = hold_one(&node.url(), "quorum").await;
+    let back = back.expect("the quorum delivery is back in its queue");
+    if caps.consumer_timeout_closes_channel() {
+        assert_eq!(quorum, Fired::ChannelClosed, "{caps}");
+        assert_eq!(header_u64(&back, "x-delivery-count"), Some(1), "{caps}");
+    } else {
+        assert_eq!(quorum, Fired::ConsumerCancelled, "{caps}");
+        assert_eq!(header_u64(&back, "x-delivery-count"), None, "{caps}");
+        assert_eq!(header_u64(&back, "x-acquired-count"), Some(1), "{caps}");
+    }
+
+    let (classic, _) = hold_one(&node.url(), "classic").await;
+    let expected = if caps.consumer_timeout_on_classic_queues() {
+        Fired::ChannelClosed
+    } else {
+        Fired::Nothing
+    };
+    assert_eq!(classic, expected, "{caps}");
+}
+
 /// Never returns: a handler stuck on a call with no timeout of its own.
 struct Hang;
 

@@ -217,6 +217,30 @@ impl Capabilities {
         self.at_least(4, 3)
     }
 
+    /// Whether the broker's consumer timeout closes the consumer's channel
+    /// (`PRECONDITION_FAILED`, every unacked delivery on it returned and,
+    /// on a quorum queue, counted) rather than cancelling the consumer with
+    /// `basic.cancel` and returning only the timed-out deliveries, with
+    /// `x-acquired-count` raised and `x-delivery-count` not (so the delivery
+    /// limit never stops a delivery that always times out). Closes before
+    /// 4.3, cancels from 4.3 (seen on 3.10.8, 4.0.5 and 4.3.6 on quorum
+    /// queues: `broker_consumer_timeout`). The worker settles every
+    /// delivery within its hold budget so that neither happens
+    /// ([`hold_budget`](crate::task::hold_budget)).
+    pub fn consumer_timeout_closes_channel(&self) -> bool {
+        !self.at_least(4, 3)
+    }
+
+    /// Whether the consumer timeout applies to deliveries from classic
+    /// queues: before 4.3 it does (it is the channel's); from 4.3 only
+    /// quorum queues evaluate it (seen on 4.3.6: a classic delivery held
+    /// unacked for three timeouts stays with its consumer). On classic
+    /// queues the worker's own task timeout and hold budget are then the
+    /// only bound.
+    pub fn consumer_timeout_on_classic_queues(&self) -> bool {
+        !self.at_least(4, 3)
+    }
+
     /// Whether `basic.qos` with `global = true` is honoured as a limit
     /// shared by the channel's consumers. Seen: it is on 3.10.8 and 4.0.5;
     /// on 4.3.6 it is accepted (`qos-ok`) but applied per consumer, as if
@@ -422,6 +446,14 @@ mod tests {
         assert!(!caps("4.0.5").acquired_count_header());
         assert!(caps("4.3.6").acquired_count_header());
         assert!(caps("4.3.6").global_qos() != caps("4.0.5").global_qos());
+        for (v, before_4_3) in [("3.10.8", true), ("4.0.5", true), ("4.3.6", false)] {
+            assert_eq!(caps(v).consumer_timeout_closes_channel(), before_4_3, "{v}");
+            assert_eq!(
+                caps(v).consumer_timeout_on_classic_queues(),
+                before_4_3,
+                "{v}"
+            );
+        }
     }
 
     #[test]
