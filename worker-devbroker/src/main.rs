@@ -71,6 +71,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let stop = StopSignals::listen();
     let host = match args.bind {
         IpAddr::V6(ip) => format!("[{ip}]"),
         IpAddr::V4(ip) => ip.to_string(),
@@ -84,30 +85,42 @@ async fn main() -> ExitCode {
         args.model,
         broker.port()
     );
-    wait_for_stop().await;
+    stop.wait().await;
     let _ = writeln!(std::io::stdout(), "{PRODUCT} stopped");
     ExitCode::SUCCESS
 }
 
-/// Ctrl-C or SIGTERM.
-async fn wait_for_stop() {
+/// Ctrl-C or SIGTERM, listened for from its creation on: made before the
+/// ready line is printed, so a stop sent as soon as that line is read is
+/// never missed (an unhandled SIGTERM would end the process uncleanly).
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signals = signal(SignalKind::interrupt())
+                .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                .ok();
+            StopSignals { signals }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut int, mut term)) = self.signals {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }
