@@ -1,6 +1,6 @@
 //! A short chaos soak on a private node of the broker version under test
 //! (the runner runs it once per version): two demo workers, the mixed
-//! workload, a fault every three to six seconds for 80 s (`SOAK_DURATION`
+//! workload, a fault every three to six seconds for 45 s (`SOAK_DURATION`
 //! changes it), then the drain and the exact account. `SOAK_SEED` replays
 //! a seed; a failing run prints the seed and the command that replays it.
 
@@ -18,7 +18,7 @@ async fn short_soak_on_a_private_node_loses_nothing() {
     let duration = std::env::var("SOAK_DURATION")
         .ok()
         .and_then(|d| worker_core::parse_duration(&d).ok())
-        .unwrap_or(Duration::from_secs(80));
+        .unwrap_or(Duration::from_secs(45));
     let broker = std::env::var("RABBIT_WORKER_TEST_BROKER").unwrap_or_else(|_| "3.10".into());
     println!("soak seed {seed} on RabbitMQ {broker}");
     let options = SoakOptions {
