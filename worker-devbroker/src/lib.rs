@@ -571,6 +571,22 @@ impl MemoryBroker {
         taken
     }
 
+    /// Acts as RabbitMQ's consumer timeout at this moment of the broker's
+    /// clock: every delivery a consumer has held unacknowledged for
+    /// `timeout` or longer is timed out as the modelled version does.
+    /// Before 4.3 the channel holding it is closed with
+    /// `PRECONDITION_FAILED`, and every unacked delivery on it goes back,
+    /// counted. From 4.3 only quorum queues time out: the delivery goes back
+    /// uncounted (`x-acquired-count` raised, `x-delivery-count` not), its
+    /// consumer gets `basic.cancel`, the channel stays open, and a later ack
+    /// of its tag is accepted and does nothing. Returns how many deliveries
+    /// timed out. (The broker never runs the timeout by itself: a test says
+    /// when.)
+    pub fn time_out_consumers(&self, timeout: Duration) -> usize {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.shared.lock().time_out_consumers(ms)
+    }
+
     /// Arms a fault: the next `queue.declare` is not carried out but
     /// closes its connection with 320 CONNECTION_FORCED, as when a node
     /// goes away while a client declares its topology. One-shot.

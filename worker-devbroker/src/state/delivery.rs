@@ -56,6 +56,7 @@ impl State {
     }
 
     fn deliver(&mut self, name: &str, at: usize, entry: Entry) {
+        let now = self.clock.now_ms();
         let Some(q) = self.queues.get_mut(name) else {
             return;
         };
@@ -92,6 +93,7 @@ impl State {
                     queue: name.to_owned(),
                     entry,
                     consumer: Some(c.tag.clone()),
+                    taken_at: now,
                 },
             );
         }
@@ -107,6 +109,7 @@ impl State {
     ) -> Result<(), AmqpError> {
         self.expire_heads(name, true);
         let caps = self.caps;
+        let now = self.clock.now_ms();
         let Some(q) = self.queues.get_mut(name) else {
             return Err(no_queue(name));
         };
@@ -147,6 +150,7 @@ impl State {
                             queue: name.to_owned(),
                             entry,
                             consumer: None,
+                            taken_at: now,
                         },
                     );
                 }
@@ -169,6 +173,9 @@ impl State {
         let Some(state) = self.channel_mut(conn, ch) else {
             return Ok(());
         };
+        if !multiple && state.released.remove(&tag) {
+            return Ok(());
+        }
         let taken: Vec<Unacked> = if multiple && tag == 0 {
             std::mem::take(&mut state.unacked).into_values().collect()
         } else if !state.unacked.contains_key(&tag) {

@@ -14,6 +14,7 @@
 //! publishing) and `reply_to` (RabbitMQ's direct reply-to).
 
 mod connections;
+mod consumer_timeout;
 mod delivery;
 mod publish;
 mod queues;
@@ -39,6 +40,8 @@ pub(crate) struct Unacked {
     pub(crate) entry: Entry,
     /// The consumer's tag, or `None` for `basic.get`.
     pub(crate) consumer: Option<String>,
+    /// When it was delivered, on the broker's clock (ms).
+    pub(crate) taken_at: u64,
 }
 
 /// A channel's state.
@@ -54,6 +57,10 @@ pub(crate) struct ChannelState {
     pub(crate) unacked: BTreeMap<u64, Unacked>,
     /// Consumer tag -> queue.
     pub(crate) consumers: BTreeMap<String, String>,
+    /// Tags of deliveries a consumer timeout gave back to their queue
+    /// from 4.3, with the channel open: settling one is accepted and does
+    /// nothing, as on RabbitMQ.
+    pub(crate) released: BTreeSet<u64>,
 }
 
 /// A client connection.
