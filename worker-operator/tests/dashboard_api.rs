@@ -328,7 +328,11 @@ async fn api_lists_filters_pages_shows_replays_and_deletes() {
 async fn beyond_loopback_the_token_is_required_and_actions_need_csrf() {
     let server = serve(
         "0.0.0.0:0",
-        Access::for_address("0.0.0.0:0".parse().unwrap(), Some(Secret::new("tok-123"))).unwrap(),
+        Access::for_address(
+            "0.0.0.0:0".parse().unwrap(),
+            Some(Secret::new("tok-123-of-16-bytes")),
+        )
+        .unwrap(),
         false,
     )
     .await;
@@ -361,7 +365,7 @@ async fn beyond_loopback_the_token_is_required_and_actions_need_csrf() {
         addr,
         "GET",
         "/api/session",
-        &[("Authorization", "Basic eDp0b2stMTIz")],
+        &[("Authorization", "Basic eDp0b2stMTIzLW9mLTE2LWJ5dGVz")],
         "",
     )
     .await;
@@ -376,7 +380,7 @@ async fn beyond_loopback_the_token_is_required_and_actions_need_csrf() {
         "{session:?}"
     );
     // Basic auth is ambient: an action needs the CSRF token too.
-    let basic = [("Authorization", "Basic eDp0b2stMTIz")];
+    let basic = [("Authorization", "Basic eDp0b2stMTIzLW9mLTE2LWJ5dGVz")];
     let no_csrf = request(addr, "POST", &replay, &basic, r#"{"ids":["x"]}"#).await;
     assert_eq!(no_csrf.status, 403, "{no_csrf:?}");
     // Cross-site requests are refused whatever they carry.
@@ -390,7 +394,7 @@ async fn beyond_loopback_the_token_is_required_and_actions_need_csrf() {
             "POST",
             &replay,
             &[
-                ("Authorization", "Bearer tok-123"),
+                ("Authorization", "Bearer tok-123-of-16-bytes"),
                 ("X-CSRF-Token", &csrf),
                 ("Host", &host),
                 cross,
@@ -406,7 +410,7 @@ async fn beyond_loopback_the_token_is_required_and_actions_need_csrf() {
         "POST",
         &format!("/tasks/{}/parked/act", Pay::NAME),
         &[
-            ("Authorization", "Bearer tok-123"),
+            ("Authorization", "Bearer tok-123-of-16-bytes"),
             ("Content-Type", "application/x-www-form-urlencoded"),
         ],
         "action=delete&ids=x",
@@ -591,7 +595,7 @@ impl Task for Pay3 {
 #[tokio::test]
 async fn run_beyond_loopback_needs_a_token_for_the_dashboard_not_for_the_probes() {
     let url = worker_core::connection::default_url();
-    for token in [None, Some("run-token")] {
+    for token in [None, Some("run-token-of-16-bytes")] {
         let port = dashboard_support::free_port();
         let bind = format!("0.0.0.0:{port}");
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();

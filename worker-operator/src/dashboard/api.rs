@@ -200,7 +200,7 @@ async fn action(
     kind: Kind,
 ) -> Response {
     let given = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
-    if !super::auth::csrf_ok(&shared.csrf, given, &headers) {
+    if !super::auth::csrf_ok(&shared.access, &shared.csrf, given, &headers) {
         return failure(
             StatusCode::FORBIDDEN,
             "missing or wrong X-CSRF-Token (GET /api/session tells it)",

@@ -23,8 +23,10 @@
 //!   `Origin` header must name the host the request was sent to;
 //! - it must carry the process's CSRF token, in the `X-CSRF-Token` header
 //!   (the API; `GET /api/session` tells it) or the form's `csrf` field (the
-//!   pages embed it), unless it authenticates with `Authorization: Bearer`,
-//!   which a browser never adds by itself.
+//!   pages embed it), unless it authenticates with the configured token as
+//!   `Authorization: Bearer`, which a browser never adds by itself. On a
+//!   dashboard without a token a bearer header proves nothing, so the CSRF
+//!   token is required there whatever the request carries.
 //!
 //! In read-only mode every `POST` is refused with `403`.
 
@@ -35,6 +37,9 @@ use base64::Engine as _;
 
 use worker_core::connection::Secret;
 use worker_core::error::Error;
+
+/// The shortest dashboard token accepted, in bytes.
+pub const MIN_TOKEN_BYTES: usize = 16;
 
 /// Who may use the dashboard.
 #[derive(Debug, Clone)]
@@ -57,9 +62,12 @@ impl Access {
     /// ```
     pub fn for_address(addr: SocketAddr, token: Option<Secret>) -> Result<Access, Error> {
         match token {
-            Some(t) if t.expose().trim().is_empty() => Err(Error::Config(
-                "the dashboard token is empty; set RABBIT_WORKER_DASHBOARD_TOKEN or --dashboard-token-file to a long random value".to_owned(),
-            )),
+            Some(t) if t.expose().trim().len() < MIN_TOKEN_BYTES => Err(Error::Config(format!(
+                "the dashboard token is {} bytes long; it must be at least {MIN_TOKEN_BYTES} \
+                 (set RABBIT_WORKER_DASHBOARD_TOKEN or --dashboard-token-file to a long random \
+                 value, for example the output of `openssl rand -hex 32`)",
+                t.expose().trim().len()
+            ))),
             Some(t) => Ok(Access::Token(Secret::new(t.expose().trim()))),
             None if addr.ip().is_loopback() => Ok(Access::Loopback),
             None => Err(Error::Config(format!(
@@ -100,9 +108,17 @@ pub(crate) enum Verdict {
     Forbidden(&'static str),
 }
 
-/// Whether the request authenticates with `Authorization: Bearer`.
-pub(crate) fn is_bearer(headers: &HeaderMap) -> bool {
-    presented_token(headers).is_some_and(|(_, bearer)| bearer)
+impl Access {
+    /// Whether the request authenticates with this dashboard's token as
+    /// `Authorization: Bearer` (never on a dashboard without a token).
+    fn bearer_authenticated(&self, headers: &HeaderMap) -> bool {
+        match self {
+            Access::Loopback => false,
+            Access::Token(token) => presented_token(headers).is_some_and(|(given, bearer)| {
+                bearer && same(given.as_bytes(), token.expose().as_bytes())
+            }),
+        }
+    }
 }
 
 /// The token a request presents, and whether as a bearer token.
@@ -165,9 +181,15 @@ pub(crate) fn cross_site(method: &Method, headers: &HeaderMap) -> Option<&'stati
 }
 
 /// Whether `given` is the process's CSRF token, or the request needs none
-/// (bearer authentication).
-pub(crate) fn csrf_ok(expected: &str, given: Option<&str>, headers: &HeaderMap) -> bool {
-    is_bearer(headers) || given.is_some_and(|g| same(g.as_bytes(), expected.as_bytes()))
+/// (it authenticated with the configured token as a bearer).
+pub(crate) fn csrf_ok(
+    access: &Access,
+    expected: &str,
+    given: Option<&str>,
+    headers: &HeaderMap,
+) -> bool {
+    access.bearer_authenticated(headers)
+        || given.is_some_and(|g| same(g.as_bytes(), expected.as_bytes()))
 }
 
 #[cfg(test)]
@@ -269,16 +291,49 @@ mod tests {
         );
     }
 
+    const TOKEN: &str = "a-token-of-24-characters";
+
     #[test]
-    fn csrf_token_or_bearer() {
+    fn csrf_token_or_the_configured_bearer_token() {
         let h = HeaderMap::new();
-        assert!(csrf_ok("abc", Some("abc"), &h));
-        assert!(!csrf_ok("abc", Some("abd"), &h));
-        assert!(!csrf_ok("abc", None, &h));
-        assert!(csrf_ok(
+        let token = Access::Token(Secret::new(TOKEN));
+        for access in [&Access::Loopback, &token] {
+            assert!(csrf_ok(access, "abc", Some("abc"), &h));
+            assert!(!csrf_ok(access, "abc", Some("abd"), &h));
+            assert!(!csrf_ok(access, "abc", None, &h));
+        }
+        let bearer = |t: &str| headers(&[("authorization", &format!("Bearer {t}"))]);
+        assert!(csrf_ok(&token, "abc", None, &bearer(TOKEN)));
+        assert!(!csrf_ok(
+            &token,
             "abc",
             None,
-            &headers(&[("authorization", "Bearer t")])
+            &bearer("another-token-entirely")
         ));
+    }
+
+    /// On a dashboard without a token any bearer header used to skip the
+    /// CSRF check: a local page or process could delete every parked
+    /// message with `Authorization: Bearer x`.
+    #[test]
+    fn without_a_token_a_bearer_header_does_not_replace_the_csrf_token() {
+        let any = headers(&[("authorization", "Bearer anything")]);
+        assert!(!csrf_ok(&Access::Loopback, "abc", None, &any));
+        assert!(!csrf_ok(&Access::Loopback, "abc", Some("wrong"), &any));
+    }
+
+    #[test]
+    fn a_token_shorter_than_16_bytes_is_refused_with_how_to_make_one() {
+        let wide: SocketAddr = "0.0.0.0:1".parse().unwrap();
+        let e = Access::for_address(wide, Some(Secret::new("x")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("1 bytes long") && e.contains("at least 16"),
+            "{e}"
+        );
+        assert!(e.contains("openssl rand"), "{e}");
+        assert!(Access::for_address(wide, Some(Secret::new("fifteen-bytes!!"))).is_err());
+        assert!(Access::for_address(wide, Some(Secret::new("sixteen-bytes!!!"))).is_ok());
     }
 }
