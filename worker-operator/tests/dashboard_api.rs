@@ -649,3 +649,82 @@ async fn run_beyond_loopback_needs_a_token_for_the_dashboard_not_for_the_probes(
         let _ = std::fs::remove_file(&dir);
     }
 }
+
+#[derive(Clone)]
+struct OddIds;
+
+impl Task for OddIds {
+    type Payload = Payment;
+    const NAME: &'static str = "dash_api.odd_ids";
+    const QUEUE: &'static str = "dash.api.odd_ids";
+
+    fn options(&self) -> TaskOptions {
+        TaskOptions {
+            retry: RetryPolicy::none(),
+            ..TaskOptions::default()
+        }
+    }
+
+    async fn run(&self, _: TaskContext, p: Payment) -> Result<(), TaskError> {
+        verdict(&p)
+    }
+}
+
+/// The HTML text of `s`, as the templates escape it.
+fn html(s: &str) -> String {
+    s.replace('&', "&#38;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+}
+
+/// Every message id is percent-encoded in its link: an id with `/`, `..`,
+/// `?`, `&` or `#` opens its own detail page (ids used to go into a path
+/// segment half-encoded: `a/b` linked to a 404, `../x` to another page).
+#[tokio::test]
+async fn each_message_link_opens_its_own_message_whatever_its_id() {
+    let odd = ["a/b", "../x", "..", "q?x=1&y=2", "h#1", "50% off"];
+    let payments: Vec<(String, Payment)> = odd
+        .iter()
+        .map(|id| ((*id).to_owned(), failing(id, false, "odd")))
+        .collect();
+    park_through_worker(OddIds, &payments, odd.len() as u32).await;
+    let connector = worker_core::Connector::new(worker_core::ConnectionConfig::from_env());
+    let spec = Arc::new(TaskSpec::new(OddIds::NAME, OddIds::QUEUE, OddIds.options()));
+    let routes = Dashboard::new(connector, vec![spec], Access::Loopback).router();
+    let server = worker_operator::http::serve_router("127.0.0.1:0".parse().unwrap(), routes, "ids")
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+
+    let page = request(
+        addr,
+        "GET",
+        &format!("/tasks/{}/parked", OddIds::NAME),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(page.status, 200, "{page:?}");
+    let links: Vec<String> = page
+        .body
+        .split("class=\"msg\" href=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().replace("&amp;", "&"))
+        .collect();
+    assert_eq!(links.len(), odd.len(), "a link per message: {links:?}");
+    for (link, id) in links.iter().zip(odd) {
+        let detail = request(addr, "GET", link, &[], "").await;
+        assert_eq!(detail.status, 200, "{id:?} via {link}: {detail:?}");
+        assert!(
+            detail.body.contains(&html(&format!("\"order\": \"{id}\""))),
+            "{id:?}: the page shows this message's body: {}",
+            detail.body
+        );
+    }
+    server.shutdown().await;
+    let names = dashboard_support::queues(&OddIds);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    support::delete_queues(&names).await;
+}

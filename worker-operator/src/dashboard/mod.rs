@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | `/` | overview: every task's queue, depth, consumers, in-flight, rates, wait tiers, parked count; refreshes itself |
 //! | `/tasks/{task}/parked` | parked messages of a task: filter, page, select, replay or delete |
-//! | `/tasks/{task}/parked/messages/{id}` | one parked message: every header and the body |
+//! | `/tasks/{task}/parked/message?id={id}` | one parked message: every header and the body (what the pages link to; `/tasks/{task}/parked/messages/{id}` also works for ids a path segment can hold) |
 //! | `/api/...` | the JSON API the pages use (see [`api`]) |
 //!
 //! It is a [`Router`] ([`Dashboard::router`]) that `run --http` merges with
@@ -119,6 +119,7 @@ impl Dashboard {
             .route("/tasks/{task}/parked/confirm", post(pages::confirm))
             .route("/tasks/{task}/parked/act", post(pages::act))
             .route("/tasks/{task}/parked/messages/{id}", get(pages::message))
+            .route("/tasks/{task}/parked/message", get(pages::message_by_query))
             .route("/api/session", get(api::session))
             .route("/api/tasks", get(api::tasks))
             .route("/api/tasks/{task}/parked", get(api::list))

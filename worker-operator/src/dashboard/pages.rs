@@ -412,6 +412,25 @@ struct MessagePage {
     body_hex: String,
 }
 
+/// One parked message, named by the `id` query parameter: the form every
+/// page links to, since any id (`a/b`, `..`, `?`, `#`) survives a query
+/// parameter percent-encoded, while a browser resolves a path segment of
+/// `..` (even written `%2E%2E`) before sending it.
+pub(crate) async fn message_by_query(
+    shared: State<Arc<Shared>>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = Params::parse(query.unwrap_or_default().as_bytes());
+    let Some(id) = params.get("id").map(str::to_owned) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "which message? add ?id=MESSAGE_ID".to_owned(),
+        );
+    };
+    message(shared, Path((name, id))).await
+}
+
 pub(crate) async fn message(
     State(shared): State<Arc<Shared>>,
     Path((name, id)): Path<(String, String)>,
