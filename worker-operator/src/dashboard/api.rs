@@ -16,13 +16,13 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::body::Limited;
 use super::params::Params;
 use super::views::{self, Kind};
 use super::Shared;
@@ -177,35 +177,25 @@ impl ActionBody {
 pub(crate) async fn replay(
     state: State<Arc<Shared>>,
     path: Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Limited(body): Limited,
 ) -> Response {
-    action(state, path, headers, body, Kind::Replay).await
+    action(state, path, body, Kind::Replay).await
 }
 
 pub(crate) async fn delete(
     state: State<Arc<Shared>>,
     path: Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Limited(body): Limited,
 ) -> Response {
-    action(state, path, headers, body, Kind::Delete).await
+    action(state, path, body, Kind::Delete).await
 }
 
 async fn action(
     State(shared): State<Arc<Shared>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    body: Vec<u8>,
     kind: Kind,
 ) -> Response {
-    let given = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
-    if !super::auth::csrf_ok(&shared.access, &shared.csrf, given, &headers) {
-        return failure(
-            StatusCode::FORBIDDEN,
-            "missing or wrong X-CSRF-Token (GET /api/session tells it)",
-        );
-    }
     let spec = match task(&shared, &name) {
         Ok(s) => s.clone(),
         Err(e) => return failure(StatusCode::NOT_FOUND, e),

@@ -22,11 +22,15 @@
 //! - a browser's `Sec-Fetch-Site` must be `same-origin` (or `none`), and an
 //!   `Origin` header must name the host the request was sent to;
 //! - it must carry the process's CSRF token, in the `X-CSRF-Token` header
-//!   (the API; `GET /api/session` tells it) or the form's `csrf` field (the
-//!   pages embed it), unless it authenticates with the configured token as
+//!   (the API; `GET /api/session` tells it) or the `csrf` query parameter
+//!   of the form's action (the pages embed it), unless it authenticates with the configured token as
 //!   `Authorization: Bearer`, which a browser never adds by itself. On a
 //!   dashboard without a token a bearer header proves nothing, so the CSRF
 //!   token is required there whatever the request carries.
+//!
+//! All of it is read from the request's head: a request that fails any
+//! check is refused before its body is read. A body is then read within a
+//! size cap and a deadline (see `body`).
 //!
 //! In read-only mode every `POST` is refused with `403`.
 

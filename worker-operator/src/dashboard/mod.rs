@@ -28,6 +28,7 @@
 
 pub mod api;
 pub mod auth;
+mod body;
 mod pages;
 mod params;
 pub mod rates;
@@ -49,9 +50,6 @@ use auth::Verdict;
 use rates::Rates;
 use worker_core::connection::Connector;
 use worker_core::topology::TaskSpec;
-
-/// The largest request body taken (a form or JSON with ids).
-const MAX_BODY: usize = 256 * 1024;
 
 /// A dashboard over some tasks; [`router`](Dashboard::router) makes it servable.
 ///
@@ -127,7 +125,7 @@ impl Dashboard {
             .route("/api/tasks/{task}/parked/replay", post(api::replay))
             .route("/api/tasks/{task}/parked/delete", post(api::delete))
             .fallback(pages::not_found)
-            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .layer(DefaultBodyLimit::max(body::MAX_BODY))
             .layer(middleware::from_fn_with_state(shared.clone(), guard))
             .with_state(shared)
     }
@@ -183,8 +181,31 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
                     .into_response(),
             );
         }
-        auth::cross_site(method, headers)
-            .map(|why| (StatusCode::FORBIDDEN, format!("{why}\n")).into_response())
+        if let Some(why) = auth::cross_site(method, headers) {
+            return Some((StatusCode::FORBIDDEN, format!("{why}\n")).into_response());
+        }
+        // The CSRF token comes with the head (a header, or the query of the
+        // form's action), so a request without it is refused before a byte
+        // of its body is read.
+        let acts = method != axum::http::Method::GET && method != axum::http::Method::HEAD;
+        let given = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| {
+                let query = request.uri().query().unwrap_or_default();
+                params::Params::parse(query.as_bytes())
+                    .get("csrf")
+                    .map(str::to_owned)
+            });
+        (acts && !auth::csrf_ok(&shared.access, &shared.csrf, given.as_deref(), headers)).then(|| {
+            (
+                StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token: scripts send X-CSRF-Token (GET /api/session tells it); \
+                 a page form that is out of date needs a reload\n",
+            )
+                .into_response()
+        })
     });
     let mut response = match refused {
         Some(r) => r,

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::api::task;
+use super::body::Limited;
 use super::params::{filter_query, Params};
 use super::views::{self, Kind, Overview};
 use super::Shared;
@@ -241,22 +241,17 @@ struct ConfirmPage {
     back: String,
 }
 
-/// The form's action: `action`, `scope` (`selected` or `matching`), `ids`,
-/// the filter, and the CSRF token.
+/// The form's action: `action`, `scope` (`selected` or `matching`), `ids`
+/// and the filter (the CSRF token comes in the action's query, checked by
+/// the guard before the body is read).
 struct Requested {
     kind: Kind,
     selection: Selection,
     params: Params,
 }
 
-fn requested(shared: &Shared, body: &[u8]) -> Result<Requested, (StatusCode, &'static str)> {
+fn requested(body: &[u8]) -> Result<Requested, (StatusCode, &'static str)> {
     let params = Params::parse(body);
-    if params.get("csrf") != Some(shared.csrf.as_str()) {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "this form is out of date or did not come from this dashboard (CSRF token); reload the page",
-        ));
-    }
     let Some(kind) = params.get("action").and_then(Kind::parse) else {
         return Err((StatusCode::BAD_REQUEST, "unknown action"));
     };
@@ -292,13 +287,13 @@ fn requested(shared: &Shared, body: &[u8]) -> Result<Requested, (StatusCode, &'s
 pub(crate) async fn confirm(
     State(shared): State<Arc<Shared>>,
     Path(name): Path<String>,
-    body: Bytes,
+    Limited(body): Limited,
 ) -> Response {
     let spec = match task(&shared, &name) {
         Ok(s) => s.clone(),
         Err(e) => return error(StatusCode::NOT_FOUND, e),
     };
-    let req = match requested(&shared, &body) {
+    let req = match requested(&body) {
         Ok(r) => r,
         Err((status, why)) => return error(status, why),
     };
@@ -368,13 +363,13 @@ struct ResultPage {
 pub(crate) async fn act(
     State(shared): State<Arc<Shared>>,
     Path(name): Path<String>,
-    body: Bytes,
+    Limited(body): Limited,
 ) -> Response {
     let spec = match task(&shared, &name) {
         Ok(s) => s.clone(),
         Err(e) => return error(StatusCode::NOT_FOUND, e),
     };
-    let req = match requested(&shared, &body) {
+    let req = match requested(&body) {
         Ok(r) => r,
         Err((status, why)) => return error(status, why),
     };
