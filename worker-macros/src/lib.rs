@@ -107,7 +107,7 @@ use proc_macro::TokenStream;
 /// | `in_process = 3` | 3 | attempts per delivery, in process, before the message goes to a delay tier (1 = none in process) |
 /// | `backoff = "200ms..5s"` | `"200ms..5s"` | the wait between in-process attempts: exponential from MIN to MAX, with jitter |
 /// | `tiers = ["1s", "10s", "1m"]` | 1s, 10s, 1m, 10m, 1h | the broker-side delay tiers, shortest first; `tiers = []` for none |
-/// | `timeout = "30s"` | none | the longest one attempt may run |
+/// | `timeout = "30s"` | none | the longest one attempt may run; every attempt also ends with the delivery's hold budget, 4/5 of the broker's consumer timeout (`WorkerConfig::consumer_timeout`, 30 minutes by default) |
 /// | `rate = "100/s"` | none | the most handler starts per second (`/s`) or minute (`/m`) **in one worker process**, evenly spaced; N processes start up to N times as many, so give each the fleet's limit divided by N. A delivery waiting for its start holds its prefetch slot |
 /// | `breaker = "50%/20"` | none | a circuit breaker: stop consuming the task's queue once at least 50% of the last 20 counted outcomes failed (`"5 in a row"`: the last 5 all failed). Transient failures, timeouts and panics count as failures; permanent failures and bad payloads count as neither. The messages stay in the broker; after the cool-down one probe runs, and success resumes consuming. The task must have its queue to itself |
 /// | `breaker_cooldown = "30s"` | `"30s"` | how long the breaker stays open before its probe (only with `breaker`) |
@@ -116,7 +116,7 @@ use proc_macro::TokenStream;
 /// | `queue_type = "classic"` | `"quorum"` | `"quorum"` or `"classic"` |
 /// | `unclassified = "permanent"` | `"transient"` | how errors converted with `?` are treated: `"transient"` retries, `"permanent"` parks at once |
 /// | `max_body = 1048576` | 16 MiB | the largest body, in bytes, accepted for decoding |
-/// | `priority = 10` | none | a priority queue: messages enqueued with a higher priority (`EnqueueOptions::with_priority`) run first. 1..=255, the highest priority of a classic queue (`x-max-priority`); on a quorum queue it needs RabbitMQ 4.0+ (two levels: 5 and above is high, served two to one before normal) and is refused when the worker declares it on 3.x |
+/// | `priority = 10` | none | a priority queue: messages enqueued with a higher priority (`EnqueueOptions::with_priority`) run first. 1..=255, the highest priority of a classic queue (`x-max-priority`); on a quorum queue it needs RabbitMQ 4.0+ (4.0 to 4.2: two levels, 5 and above is high, served two to one before normal; 4.3: 32 strict levels, 31 and above served as 31) and is refused when the worker declares it on 3.x |
 /// | `max_length = 10000` | none | the most ready messages in the work queue (`x-max-length`) |
 /// | `max_length_bytes = 104857600` | none | the most bytes of ready bodies in the work queue (`x-max-length-bytes`) |
 /// | `overflow = "drop-head"` | `"reject-publish"` | with `max_length` or `max_length_bytes`: `"reject-publish"` makes an enqueue to a full queue fail (`Error::Nacked`); `"drop-head"` parks the oldest message (reason `maxlen`) to make room, classic queues only. A classic queue with a limit needs `"drop-head"` or `tiers = []` (retries coming back from a tier into a full classic queue would be dropped) |
