@@ -7,11 +7,12 @@
 //! version (before 4.3 it closes the channel, from 4.3 it cancels the
 //! consumer and requeues the delivery uncharged).
 
+mod support;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lapin::options::BasicGetOptions;
 use worker_core::backoff::Backoff;
 use worker_core::headers::{ATTEMPTS, ERROR_MESSAGE, PARK_REASON};
 use worker_core::schedule::leader;
@@ -128,22 +129,14 @@ async fn hold_one(url: &str, kind: &str) -> (Fired, Option<lapin::BasicPropertie
             Ok(other) => panic!("{kind}: an unexpected consumer event {other:?}"),
         }
     };
-    let reader = conn.create_channel().await.expect("a second channel");
-    let mut back = None;
-    for _ in 0..50 {
-        if let Some(m) = reader
-            .basic_get(queue.as_str().into(), BasicGetOptions::default())
-            .await
-            .expect("basic.get")
-        {
-            back = Some(m.delivery.properties.clone());
-            break;
-        }
-        if fired == Fired::Nothing {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Nothing fired: the delivery is still with its consumer.
+    let back = if fired == Fired::Nothing {
+        None
+    } else {
+        let reader = conn.create_channel().await.expect("a second channel");
+        let m = support::get_one(&reader, &queue, Duration::from_secs(5)).await;
+        Some(m.delivery.properties.clone())
+    };
     let _ = conn.close(200, "done".into()).await;
     (fired, back)
 }
@@ -242,21 +235,7 @@ async fn a_handler_that_always_hangs_is_parked_within_its_attempts_before_any_co
         .expect("connects");
     let ch = conn.create_channel().await.expect("a channel");
     let parking = format!("{}.parking", Hang::QUEUE);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let parked = loop {
-        if let Some(m) = ch
-            .basic_get(parking.as_str().into(), BasicGetOptions::default())
-            .await
-            .expect("basic.get")
-        {
-            break m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the hanging message was not parked within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let parked = support::get_one(&ch, &parking, Duration::from_secs(30)).await;
     let props = &parked.delivery.properties;
     assert_eq!(header_str(props, PARK_REASON).as_deref(), Some("exhausted"));
     assert_eq!(header_u64(props, ATTEMPTS), Some(3));

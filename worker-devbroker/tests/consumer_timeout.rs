@@ -125,7 +125,13 @@ async fn each_version_times_consumers_out_as_capabilities_say() {
                 .basic_ack(1, BasicAckOptions::default())
                 .await
                 .unwrap();
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // A round trip after the ack: had the ack closed the channel,
+            // this would fail.
+            quorum
+                .holder
+                .basic_qos(1, BasicQosOptions::default())
+                .await
+                .unwrap_or_else(|e| panic!("{version}: the channel closed on the stale ack: {e}"));
             assert!(quorum.holder.status().connected(), "{version}");
         }
 

@@ -22,38 +22,51 @@ use worker_operator::http::HttpServer;
 
 const QUEUE: &str = "dash.api.payments";
 
-#[derive(Clone)]
-struct Pay;
+/// A payment task with no retries (a failure parks at once), on its own
+/// queue so that the tests do not share messages.
+macro_rules! payment_task {
+    ($task:ident, $name:literal, $queue:expr) => {
+        #[derive(Clone)]
+        struct $task;
 
-impl Task for Pay {
-    type Payload = Payment;
-    const NAME: &'static str = "dash_api.pay";
-    const QUEUE: &'static str = QUEUE;
+        impl Task for $task {
+            type Payload = Payment;
+            const NAME: &'static str = $name;
+            const QUEUE: &'static str = $queue;
 
-    fn options(&self) -> TaskOptions {
-        TaskOptions {
-            retry: RetryPolicy::none(),
-            ..TaskOptions::default()
+            fn options(&self) -> TaskOptions {
+                TaskOptions {
+                    retry: RetryPolicy::none(),
+                    ..TaskOptions::default()
+                }
+            }
+
+            async fn run(&self, _: TaskContext, p: Payment) -> Result<(), TaskError> {
+                verdict(&p)
+            }
         }
-    }
-
-    async fn run(&self, _: TaskContext, p: Payment) -> Result<(), TaskError> {
-        verdict(&p)
-    }
+    };
 }
 
-fn spec() -> Arc<TaskSpec> {
-    Arc::new(TaskSpec::new(Pay::NAME, QUEUE, Pay.options()))
-}
+payment_task!(Pay, "dash_api.pay", QUEUE);
+payment_task!(Pay2, "dash_api.pay_ro", "dash.api.payments_ro");
+payment_task!(OddIds, "dash_api.odd_ids", "dash.api.odd_ids");
 
-async fn serve(addr: &str, access: Access, read_only: bool) -> HttpServer {
+/// Serves a dashboard of `task` on `addr`.
+async fn serve_task<T: Task>(task: &T, addr: &str, access: Access, read_only: bool) -> HttpServer {
     let connector = worker_core::Connector::new(worker_core::ConnectionConfig::from_env());
-    let routes = Dashboard::new(connector, vec![spec()], access)
+    let spec = Arc::new(TaskSpec::new(T::NAME, T::QUEUE, task.options()));
+    let routes = Dashboard::new(connector, vec![spec], access)
         .read_only(read_only)
         .router();
     worker_operator::http::serve_router(addr.parse().unwrap(), routes, "test dashboard")
         .await
         .unwrap()
+}
+
+/// Serves a dashboard of [`Pay`] on `addr`.
+async fn serve(addr: &str, access: Access, read_only: bool) -> HttpServer {
+    serve_task(&Pay, addr, access, read_only).await
 }
 
 fn failing(order: &str, transient: bool, msg: &str) -> Payment {
@@ -466,14 +479,7 @@ async fn read_only_refuses_every_action_and_hides_the_buttons() {
         1,
     )
     .await;
-    let connector = worker_core::Connector::new(worker_core::ConnectionConfig::from_env());
-    let spec = Arc::new(TaskSpec::new(Pay2::NAME, Pay2::QUEUE, Pay2.options()));
-    let routes = Dashboard::new(connector, vec![spec], Access::Loopback)
-        .read_only(true)
-        .router();
-    let server = worker_operator::http::serve_router("127.0.0.1:0".parse().unwrap(), routes, "ro")
-        .await
-        .unwrap();
+    let server = serve_task(&Pay2, "127.0.0.1:0", Access::Loopback, true).await;
     let addr = server.local_addr();
     let session = request(addr, "GET", "/api/session", &[], "").await.json();
     assert_eq!(session["read_only"], true);
@@ -511,26 +517,6 @@ async fn read_only_refuses_every_action_and_hides_the_buttons() {
         "nothing taken"
     );
     server.shutdown().await;
-}
-
-#[derive(Clone)]
-struct Pay2;
-
-impl Task for Pay2 {
-    type Payload = Payment;
-    const NAME: &'static str = "dash_api.pay_ro";
-    const QUEUE: &'static str = "dash.api.payments_ro";
-
-    fn options(&self) -> TaskOptions {
-        TaskOptions {
-            retry: RetryPolicy::none(),
-            ..TaskOptions::default()
-        }
-    }
-
-    async fn run(&self, _: TaskContext, p: Payment) -> Result<(), TaskError> {
-        verdict(&p)
-    }
 }
 
 /// The `dashboard` command serves until stopped and answers the API.
@@ -651,26 +637,6 @@ async fn run_beyond_loopback_needs_a_token_for_the_dashboard_not_for_the_probes(
     }
 }
 
-#[derive(Clone)]
-struct OddIds;
-
-impl Task for OddIds {
-    type Payload = Payment;
-    const NAME: &'static str = "dash_api.odd_ids";
-    const QUEUE: &'static str = "dash.api.odd_ids";
-
-    fn options(&self) -> TaskOptions {
-        TaskOptions {
-            retry: RetryPolicy::none(),
-            ..TaskOptions::default()
-        }
-    }
-
-    async fn run(&self, _: TaskContext, p: Payment) -> Result<(), TaskError> {
-        verdict(&p)
-    }
-}
-
 /// The HTML text of `s`, as the templates escape it.
 fn html(s: &str) -> String {
     s.replace('&', "&#38;")
@@ -691,12 +657,7 @@ async fn each_message_link_opens_its_own_message_whatever_its_id() {
         .map(|id| ((*id).to_owned(), failing(id, false, "odd")))
         .collect();
     park_through_worker(OddIds, &payments, odd.len() as u32).await;
-    let connector = worker_core::Connector::new(worker_core::ConnectionConfig::from_env());
-    let spec = Arc::new(TaskSpec::new(OddIds::NAME, OddIds::QUEUE, OddIds.options()));
-    let routes = Dashboard::new(connector, vec![spec], Access::Loopback).router();
-    let server = worker_operator::http::serve_router("127.0.0.1:0".parse().unwrap(), routes, "ids")
-        .await
-        .unwrap();
+    let server = serve_task(&OddIds, "127.0.0.1:0", Access::Loopback, false).await;
     let addr = server.local_addr();
 
     let page = request(
