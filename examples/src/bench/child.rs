@@ -258,7 +258,17 @@ async fn lapin_side(spec: &ChildSpec, naive: bool) -> Result<ChildResult, BenchE
 }
 
 async fn consume_loop(mut consumer: lapin::Consumer, side: Arc<LapinSide>, naive: bool) {
-    while let Some(Ok(delivery)) = consumer.next().await {
+    while let Some(next) = consumer.next().await {
+        let delivery = match next {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("  lapin consumer stopped: {e}");
+                break;
+            }
+        };
+        if delivery.redelivered {
+            side.counters.saw_redelivery();
+        }
         let job: BenchJob = match serde_json::from_slice(&delivery.data) {
             Ok(job) => job,
             Err(_) => {

@@ -167,6 +167,9 @@ pub(crate) struct Counters {
     runs: AtomicU64,
     dups: AtomicU64,
     strays: AtomicU64,
+    /// Deliveries the broker flagged as redelivered (a channel or
+    /// connection closed, or a nack): what explains duplicates.
+    redelivered: AtomicU64,
     bits: Vec<AtomicU64>,
     latencies: Vec<AtomicU64>,
     /// Time the simulated I/O took, summed over its runs, and the runs.
@@ -192,6 +195,7 @@ impl Counters {
             runs: AtomicU64::new(0),
             dups: AtomicU64::new(0),
             strays: AtomicU64::new(0),
+            redelivered: AtomicU64::new(0),
             bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
             latencies: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             io_ns: AtomicU64::new(0),
@@ -224,6 +228,11 @@ impl Counters {
             }
         }
         self.mode.fails(job.seq, attempt)
+    }
+
+    /// Counts a delivery the broker flagged as redelivered.
+    pub(crate) fn saw_redelivery(&self) {
+        self.redelivered.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The simulated I/O of one handler run: a tokio sleep of `work`,
@@ -306,6 +315,7 @@ impl Counters {
             expected_runs: self.mode.expected_runs(self.expected),
             dups: self.dups.load(Ordering::Relaxed),
             strays: self.strays.load(Ordering::Relaxed),
+            redelivered: self.redelivered.load(Ordering::Relaxed),
             missing: self.expected.saturating_sub(seen),
             elapsed_s,
             cpu_s,
@@ -367,6 +377,9 @@ pub(crate) struct ChildResult {
     pub(crate) dups: u64,
     /// Sequence numbers outside the expected range.
     pub(crate) strays: u64,
+    /// Deliveries flagged redelivered (counted by the raw lapin sides).
+    #[serde(default)]
+    pub(crate) redelivered: u64,
     /// Sequence numbers never resolved.
     pub(crate) missing: u64,
     /// From the first handler run to the last resolution.
@@ -393,6 +406,7 @@ impl ChildResult {
             expected_runs: n,
             dups: 0,
             strays: 0,
+            redelivered: 0,
             missing: 0,
             elapsed_s,
             cpu_s,
@@ -413,8 +427,8 @@ impl ChildResult {
             Ok(())
         } else {
             Err(format!(
-                "counting failed: expected {} resolved and {} runs, got {} resolved, {} runs, {} duplicates, {} strays, {} missing",
-                self.expected, self.expected_runs, self.resolved, self.runs, self.dups, self.strays, self.missing
+                "counting failed: expected {} resolved and {} runs, got {} resolved, {} runs, {} duplicates, {} strays, {} missing ({} deliveries flagged redelivered)",
+                self.expected, self.expected_runs, self.resolved, self.runs, self.dups, self.strays, self.missing, self.redelivered
             ))
         }
     }
