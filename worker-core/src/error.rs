@@ -93,6 +93,15 @@ pub enum Error {
         /// The longest delay ([`MAX_LADDER_DELAY`](crate::topology::ladder::MAX_LADDER_DELAY)).
         max: Duration,
     },
+    /// Another operation (in this process or another) kept a parking
+    /// queue for longer than an operation waits for it.
+    #[error("parking queue {queue} is being read or changed by another operation (waited {waited:?}); try again in a moment")]
+    Busy {
+        /// The parking queue.
+        queue: String,
+        /// How long this operation waited.
+        waited: Duration,
+    },
     /// A replayed message's copy reached the work queue but its parked
     /// original could not be removed: it is now in both places.
     #[error("message {message_id} was replayed, but its parked original could not be removed from {queue} ({source}); it is in both queues: purge or ignore the parked one")]

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashboard_support::{park_through_worker, request, verdict, Payment};
+use dashboard_support::{park_more, park_through_worker, request, verdict, Payment};
 use serde_json::{json, Value};
 use worker_core::connection::Secret;
 use worker_core::topology::TaskSpec;
@@ -51,6 +51,7 @@ macro_rules! payment_task {
 payment_task!(Pay, "dash_api.pay", QUEUE);
 payment_task!(Pay2, "dash_api.pay_ro", "dash.api.payments_ro");
 payment_task!(OddIds, "dash_api.odd_ids", "dash.api.odd_ids");
+payment_task!(Bound, "dash_api.bound", "dash.api.bound");
 
 /// Serves a dashboard of `task` on `addr`.
 async fn serve_task<T: Task>(task: &T, addr: &str, access: Access, read_only: bool) -> HttpServer {
@@ -260,7 +261,7 @@ async fn api_lists_filters_pages_shows_replays_and_deletes() {
         confirm.body.contains("Delete 2 message(s)?")
             && confirm
                 .body
-                .contains("all 2 message(s) matching the filter"),
+                .contains("the 2 message(s) matching the filter now"),
         "{}",
         confirm.body
     );
@@ -741,4 +742,108 @@ async fn an_action_is_judged_on_its_head_and_its_body_has_a_deadline() {
         "not before the deadline"
     );
     server.shutdown().await;
+}
+
+/// A bulk action acts on what the operator confirmed: matches parked after
+/// the confirmation page was drawn are left alone (and counted), and when
+/// the last confirmed message went away meanwhile nothing is done.
+#[tokio::test]
+async fn a_confirmed_bulk_action_touches_exactly_what_was_confirmed() {
+    let declined = |n: u32| {
+        (
+            format!("b-{n}"),
+            failing(&format!("B-{n}"), false, "card declined"),
+        )
+    };
+    park_through_worker(Bound, &[declined(1), declined(2)], 2).await;
+    let server = serve_task(&Bound, "127.0.0.1:0", Access::Loopback, false).await;
+    let addr = server.local_addr();
+    let token = csrf(addr).await;
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let page = format!("/tasks/{}/parked", Bound::NAME);
+    let confirm = |action: &'static str| {
+        let path = format!("{page}/confirm?csrf={token}");
+        async move {
+            let body = format!("action={action}&scope=matching&text=declined");
+            request(addr, "POST", &path, &form, &body).await
+        }
+    };
+    let asked = confirm("delete").await;
+    assert_eq!(asked.status, 200, "{asked:?}");
+    assert!(
+        asked.body.contains("Delete 2 message(s)?"),
+        "{}",
+        asked.body
+    );
+    assert!(
+        asked.body.contains("name=\"through\" value=\"b-2\""),
+        "the form names the last message confirmed: {}",
+        asked.body
+    );
+
+    // Three more matches are parked before the click.
+    park_more(Bound, &[declined(3), declined(4), declined(5)], 5).await;
+    let clicked = request(
+        addr,
+        "POST",
+        &format!("{page}/act?csrf={token}"),
+        &form,
+        "action=delete&scope=matching&text=declined&through=b-2",
+    )
+    .await;
+    assert!(
+        clicked.body.contains("2 message(s) deleted")
+            && clicked.body.contains("3 further matching message(s)"),
+        "{}",
+        clicked.body
+    );
+    let base = format!("/api/tasks/{}/parked", Bound::NAME);
+    let left = request(addr, "GET", &base, &[], "").await.json();
+    assert_eq!(ids(&left), ["b-3", "b-4", "b-5"]);
+
+    // Confirmed, then a colleague deletes the last confirmed one: nothing happens.
+    let asked = confirm("replay").await;
+    assert!(asked.body.contains("value=\"b-5\""), "{}", asked.body);
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-CSRF-Token", token.as_str()),
+    ];
+    request(
+        addr,
+        "POST",
+        &format!("{base}/delete"),
+        &headers,
+        r#"{"ids":["b-5"]}"#,
+    )
+    .await;
+    let stale = request(
+        addr,
+        "POST",
+        &format!("{page}/act?csrf={token}"),
+        &form,
+        "action=replay&scope=matching&text=declined&through=b-5",
+    )
+    .await;
+    assert!(
+        stale.body.contains("0 message(s) replayed") && stale.body.contains("Nothing was done"),
+        "{}",
+        stale.body
+    );
+    let left = request(addr, "GET", &base, &[], "").await.json();
+    assert_eq!(ids(&left), ["b-3", "b-4"]);
+
+    // The JSON API binds the same way, with a listing's last_match.
+    assert_eq!(left["last_match"], "b-4", "{left}");
+    park_more(Bound, &[declined(6)], 3).await;
+    let bound = request(
+        addr,
+        "POST",
+        &format!("{base}/delete"),
+        &headers,
+        r#"{"all":true,"through":"b-4"}"#,
+    )
+    .await
+    .json();
+    assert_eq!(bound["done"], json!(["b-3", "b-4"]), "{bound}");
+    assert_eq!(bound["left_alone"], json!(1), "{bound}");
 }

@@ -414,9 +414,9 @@ async fn parked_list(
     let matching = if filter.is_empty() {
         String::new()
     } else {
-        format!(", {} matching", listing.matching_or_total())
+        format!(", {} matching", listing.matching)
     };
-    let more = (args.offset + shown) < listing.matching_or_total() as usize;
+    let more = (args.offset + shown) < listing.matching as usize;
     let mut out = format!(
         "{} parked in {}{matching}{}\n",
         listing.total,

@@ -101,6 +101,7 @@ pub fn listing_json(listing: &parked::Listing) -> Value {
         "exists": listing.exists,
         "total": listing.total,
         "matching": listing.matching,
+        "last_match": listing.last_match,
         "offset": listing.page.offset,
         "limit": listing.page.limit,
         "messages": listing.messages.iter().map(|m| m.to_json(false)).collect::<Vec<_>>(),
@@ -132,6 +133,9 @@ struct ActionBody {
     ids: Vec<String>,
     filter: Option<FilterBody>,
     all: bool,
+    /// With `filter` or `all`: the id of the last match the caller saw
+    /// (a listing's `last_match`); later matches are left alone.
+    through: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,8 +149,17 @@ struct FilterBody {
 
 impl ActionBody {
     fn selection(self) -> Result<parked::Selection, String> {
+        let through = self.through.filter(|t| !t.is_empty());
+        let bound = |filter: parked::Filter| match &through {
+            Some(t) => parked::Selection::Confirmed {
+                filter,
+                through: t.clone(),
+            },
+            None if filter.is_empty() => parked::Selection::All,
+            None => parked::Selection::Matching(filter),
+        };
         match (self.ids.is_empty(), self.filter, self.all) {
-            (false, None, false) => Ok(parked::Selection::Ids(self.ids)),
+            (false, None, false) if through.is_none() => Ok(parked::Selection::Ids(self.ids)),
             (true, Some(f), false) => {
                 let now = std::time::SystemTime::now();
                 let time = |t: Option<String>| t.map(|t| parked::parse_time(&t, now)).transpose();
@@ -163,9 +176,9 @@ impl ActionBody {
                             .to_owned(),
                     );
                 }
-                Ok(parked::Selection::Matching(filter))
+                Ok(bound(filter))
             }
-            (true, None, true) => Ok(parked::Selection::All),
+            (true, None, true) => Ok(bound(parked::Filter::default())),
             _ => Err(
                 "send exactly one of {\"ids\": [...]}, {\"filter\": {...}} or {\"all\": true}"
                     .to_owned(),

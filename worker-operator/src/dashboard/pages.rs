@@ -12,6 +12,7 @@ use super::body::Limited;
 use super::params::{filter_query, Params};
 use super::views::{self, Kind, Overview};
 use super::Shared;
+use crate::ops;
 use crate::ops::parked::{self, BodyView, Filter, Listing, Row, Selection};
 use worker_core::topology::TaskSpec;
 
@@ -191,7 +192,7 @@ fn parked_page(
         format!("?{fq}{sep}offset={offset}&limit={}", page.limit)
     };
     let shown = listing.messages.len();
-    let more = page.offset + shown < listing.matching_or_total() as usize;
+    let more = page.offset + shown < listing.matching as usize;
     // Suggestions for the reason field: the reasons on this page.
     let reasons: Vec<String> = listing
         .messages
@@ -213,7 +214,7 @@ fn parked_page(
         until: params.get("until").unwrap_or_default().to_owned(),
         reasons,
         total: listing.total,
-        matching: listing.matching_or_total().to_string(),
+        matching: listing.matching.to_string(),
         first: if shown == 0 { 0 } else { page.offset + 1 },
         last: page.offset + shown,
         rows: listing.messages.iter().map(|m| m.row()).collect(),
@@ -234,6 +235,7 @@ struct ConfirmPage {
     csrf: String,
     ids: Vec<String>,
     scope: String,
+    through: String,
     reason: String,
     text: String,
     since: String,
@@ -241,9 +243,10 @@ struct ConfirmPage {
     back: String,
 }
 
-/// The form's action: `action`, `scope` (`selected` or `matching`), `ids`
-/// and the filter (the CSRF token comes in the action's query, checked by
-/// the guard before the body is read).
+/// The form's action: `action`, `scope` (`selected` or `matching`), `ids`,
+/// the filter and `through`, the last match the operator confirmed (the
+/// CSRF token comes in the action's query, checked by the guard before the
+/// body is read).
 struct Requested {
     kind: Kind,
     selection: Selection,
@@ -255,8 +258,13 @@ fn requested(body: &[u8]) -> Result<Requested, (StatusCode, &'static str)> {
     let Some(kind) = params.get("action").and_then(Kind::parse) else {
         return Err((StatusCode::BAD_REQUEST, "unknown action"));
     };
+    let through = params.get("through").filter(|t| !t.is_empty());
     let selection = match params.get("scope") {
         Some("matching") => match params.filter() {
+            Ok(filter) if through.is_some() => Selection::Confirmed {
+                filter,
+                through: through.unwrap_or_default().to_owned(),
+            },
             Ok(f) if f.is_empty() => Selection::All,
             Ok(f) => Selection::Matching(f),
             Err(_) => {
@@ -297,15 +305,16 @@ pub(crate) async fn confirm(
         Ok(r) => r,
         Err((status, why)) => return error(status, why),
     };
-    let (what, count, ids) = match &req.selection {
+    let (what, count, ids, through) = match &req.selection {
         Selection::Ids(ids) => (
             format!("the {} selected message(s)", ids.len()),
             ids.len().to_string(),
             ids.clone(),
+            String::new(),
         ),
-        Selection::All | Selection::Matching(_) => {
+        Selection::All | Selection::Matching(_) | Selection::Confirmed { .. } => {
             let filter = match &req.selection {
-                Selection::Matching(f) => f.clone(),
+                Selection::Matching(f) | Selection::Confirmed { filter: f, .. } => f.clone(),
                 _ => Filter::default(),
             };
             let listing = match parked::list(
@@ -319,17 +328,32 @@ pub(crate) async fn confirm(
                 Ok(l) => l,
                 Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             };
-            let n = listing.matching_or_total();
+            let n = listing.matching;
+            if n == 0 {
+                return error(
+                    StatusCode::CONFLICT,
+                    "no parked message matches now: nothing to confirm",
+                );
+            }
             let what = if filter.is_empty() {
-                format!("all {n} parked message(s)")
+                format!("the {n} message(s) parked now")
             } else {
-                format!("all {n} message(s) matching the filter")
+                format!("the {n} message(s) matching the filter now")
             };
-            (what, n.to_string(), Vec::new())
+            (
+                what,
+                n.to_string(),
+                Vec::new(),
+                listing.last_match.unwrap_or_default(),
+            )
         }
     };
     let p = &req.params;
     let field = |name: &str| p.get(name).unwrap_or_default().to_owned();
+    // Times as the absolute times they meant when confirmed ("1h" would
+    // move on by the time of the click).
+    let time = |name: &str, t: Option<u64>| t.map_or_else(|| field(name), ops::format_time);
+    let filter = p.filter().unwrap_or_default();
     render(
         StatusCode::OK,
         &ConfirmPage {
@@ -342,10 +366,11 @@ pub(crate) async fn confirm(
             csrf: shared.csrf.clone(),
             ids,
             scope: field("scope"),
+            through,
             reason: field("reason"),
             text: field("text"),
-            since: field("since"),
-            until: field("until"),
+            since: time("since", filter.since),
+            until: time("until", filter.until),
             back: format!("/tasks/{}/parked", spec.name),
         },
     )

@@ -133,6 +133,10 @@ pub(crate) struct ActionResult {
     pub(crate) done: Vec<String>,
     /// Requested ids that were not parked.
     pub(crate) not_found: Vec<String>,
+    /// Matches parked after the operator confirmed, left parked.
+    pub(crate) left_alone: u32,
+    /// The last confirmed message was no longer parked: nothing was done.
+    pub(crate) stale: bool,
     /// Why it stopped early; messages not yet handled stay parked.
     pub(crate) error: Option<String>,
 }
@@ -153,6 +157,8 @@ pub(crate) async fn act(
                 to: Some(spec.queue.to_string()),
                 done: r.replayed,
                 not_found: r.not_found,
+                left_alone: r.left_alone,
+                stale: r.stale,
                 error: r.error.map(|e| e.to_string()),
             }
         }
@@ -164,6 +170,8 @@ pub(crate) async fn act(
                 to: None,
                 done: r.deleted,
                 not_found: r.not_found,
+                left_alone: r.left_alone,
+                stale: r.stale,
                 error: r.error.map(|e| e.to_string()),
             }
         }

@@ -47,6 +47,15 @@ where
     let names = queues(&task);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     crate::support::delete_queues(&names).await;
+    park_more(task, payments, parked).await;
+}
+
+/// Enqueues `payments` of `task` (its queues declared) and runs a worker
+/// until its parking queue holds `parked` messages.
+pub async fn park_more<T>(task: T, payments: &[(String, Payment)], parked: u32)
+where
+    T: Task<Payload = Payment> + Clone,
+{
     let worker = Worker::from_env().register(task.clone());
     worker.declare_topology().await.expect("declare");
     let publisher = worker.publisher().clone();

@@ -2,37 +2,43 @@
 //!
 //! # Reading without taking
 //!
-//! AMQP 0-9-1 has no "peek". To list a parking queue we take messages with
-//! `basic.get` *without* acking them, so they stay owned by the broker, and
-//! at the end return them all with one `basic.nack(multiple, requeue)`. If
-//! the tool dies half way, the broker requeues them when the channel
-//! closes: listing can never lose a message. Parking queues have no
-//! consumer, so holding their messages for a moment hurts nobody, and
-//! requeued messages keep their place.
+//! AMQP 0-9-1 has no "peek". To read a parking queue we take *every*
+//! message with `basic.get` without acking it, so it stays owned by the
+//! broker, and at the end return what we keep with one
+//! `basic.nack(multiple, requeue)`. If the tool dies half way, the broker
+//! requeues them when the channel closes: reading can never lose a
+//! message. Taking the whole queue, not just the part a page needs, is
+//! what keeps its order: RabbitMQ 4.0's quorum queues put returned
+//! messages at the tail, so returning the first three would move them
+//! behind the rest (3.10 and 4.3, and classic queues, put them back in
+//! place).
 //!
-//! Alternatives considered: the management plugin's "get messages" does the
-//! same thing over HTTP but needs the plugin, its port and separate
-//! credentials; a stream queue would allow real peeking but the parking
-//! queue must be a plain queue so that the work queue can dead-letter into
-//! it.
+//! While one operation holds the queue's messages, another would find them
+//! missing: every operation (listing, opening a message, replay, delete)
+//! first takes the queue's lock, one holder at a time across every process
+//! (an exclusive queue named `<parking queue>.lock`; see [`lock`]). An
+//! operation that waits longer than [`LOCK_WAIT`] gives up with
+//! [`Error::Busy`]. The cost is one pass over the whole queue per
+//! operation, one at a time: see BENCHMARKS.md for the figures with
+//! 100,000 parked messages.
 //!
-//! The one cost: on a quorum queue every requeue raises the message's
+//! On a quorum queue every requeue raises the message's
 //! `x-delivery-count`. The topology declares parking queues without a
 //! delivery limit on every version, so that costs nothing. A parking queue
 //! declared by an older version of the framework on RabbitMQ 4.0-4.2 has
 //! the broker's default limit (20) and those versions count the requeue
 //! (4.3 no longer counts a multiple nack): there a message returned half
 //! its limit is *refreshed* instead of returned, a confirmed copy published
-//! to the same queue before the original is acked, so a listing can never
+//! to the same queue before the original is acked, so a read can never
 //! lose it (the copy moves to the queue's tail; nothing else changes).
 //!
 //! # Filtering and paging
 //!
-//! [`list`] reads the queue in order and keeps the messages a [`Filter`]
-//! lets through; a [`Page`] picks some of them. Without a filter it stops
-//! reading at the page's end; with one it reads the whole queue once, to
-//! count the matches. [`replay`] and [`delete`] take a [`Selection`]: every
-//! message, some ids, or every message a filter lets through.
+//! [`list`] reads the whole queue in order and keeps the messages a
+//! [`Filter`] lets through; a [`Page`] picks some of them, and the totals
+//! are exact. [`replay`] and [`delete`] take a [`Selection`]: every
+//! message, some ids, or every message a filter lets through, optionally
+//! [bound](Bound) to what an operator confirmed.
 //!
 //! # Replaying
 //!
@@ -46,17 +52,16 @@
 //! that fails again and is parked anew is not replayed twice in one run.
 
 mod filter;
+mod lock;
 mod message;
 mod peek;
 
 pub use filter::{parse_time, Filter, Page};
+pub use lock::LOCK_WAIT;
 pub use message::{BodyView, ParkedMessage, Row};
 
 use std::collections::HashSet;
 
-use lapin::options::QueuePurgeOptions;
-
-use super::inspect_queue;
 use super::progress::{NoProgress, Progress};
 use peek::Peek;
 use worker_core::connection::Connector;
@@ -133,23 +138,17 @@ pub struct Listing {
     pub queue: String,
     /// Whether the parking queue exists at all.
     pub exists: bool,
-    /// Messages in the queue when the listing started.
+    /// Messages in the queue when it was read.
     pub total: u32,
-    /// Messages the filter let through (all of them when the filter is
-    /// empty); `None` when the listing stopped before the queue's end (no
-    /// filter, or the queue grew meanwhile).
-    pub matching: Option<u32>,
+    /// Messages the filter let through (all of them when the filter is empty).
+    pub matching: u32,
     /// The page asked for.
     pub page: Page,
     /// The page's messages, oldest first.
     pub messages: Vec<ParkedMessage>,
-}
-
-impl Listing {
-    /// How many messages match: counted, or the queue's depth without a filter.
-    pub fn matching_or_total(&self) -> u32 {
-        self.matching.unwrap_or(self.total)
-    }
+    /// The id of the last matching message that has one: what a
+    /// confirmation binds a bulk action to ([`Selection::Confirmed`]).
+    pub last_match: Option<String>,
 }
 
 /// Which parked messages to replay or delete.
@@ -161,6 +160,17 @@ pub enum Selection {
     Ids(Vec<String>),
     /// Every message parked when the operation starts that the filter lets through.
     Matching(Filter),
+    /// What an operator confirmed: the messages the filter lets through
+    /// (every message with an empty filter) from the queue's head up to and
+    /// including the one with id `through`, the last match when they
+    /// confirmed. Matches parked later are left alone and counted; if
+    /// `through` is no longer parked, nothing is done.
+    Confirmed {
+        /// The filter the operator confirmed.
+        filter: Filter,
+        /// The id of the last message that matched when they confirmed.
+        through: String,
+    },
 }
 
 /// What a replay did.
@@ -172,6 +182,13 @@ pub struct ReplayReport {
     pub replayed: Vec<String>,
     /// Requested ids that were not in the parking queue.
     pub not_found: Vec<String>,
+    /// With [`Selection::Confirmed`]: matches parked after the
+    /// confirmation, left parked.
+    pub left_alone: u32,
+    /// With [`Selection::Confirmed`]: the last confirmed message is no
+    /// longer parked (someone replayed or deleted it meanwhile), so nothing
+    /// was done.
+    pub stale: bool,
     /// Why the replay stopped early; messages not yet replayed stay parked.
     pub error: Option<Error>,
 }
@@ -185,6 +202,12 @@ pub struct DeleteReport {
     pub deleted: Vec<String>,
     /// Requested ids that were not in the parking queue.
     pub not_found: Vec<String>,
+    /// With [`Selection::Confirmed`]: matches parked after the
+    /// confirmation, left parked.
+    pub left_alone: u32,
+    /// With [`Selection::Confirmed`]: the last confirmed message is no
+    /// longer parked, so nothing was done.
+    pub stale: bool,
     /// Why the delete stopped early; messages not yet deleted stay parked.
     pub error: Option<Error>,
 }
@@ -201,61 +224,48 @@ pub async fn list(
     page: Page,
 ) -> Result<Listing, Error> {
     let conn = connector.connection().await?;
-    let Some(depth) = inspect_queue(&conn, queue).await? else {
-        return Ok(Listing {
-            queue: queue.to_owned(),
-            exists: false,
-            total: 0,
-            matching: Some(0),
-            page,
-            messages: Vec::new(),
-        });
+    let mut listing = Listing {
+        queue: queue.to_owned(),
+        exists: false,
+        total: 0,
+        matching: 0,
+        page,
+        messages: Vec::new(),
+        last_match: None,
     };
+    let Some(mut peek) = Peek::open(connector, &conn, queue).await? else {
+        return Ok(listing);
+    };
+    listing.exists = true;
     let end = page.offset.saturating_add(page.limit);
-    let mut peek = Peek::open(connector, &conn, queue, depth.messages).await?;
-    let mut messages = Vec::new();
     let mut matching = 0usize;
-    let mut read = 0u32;
-    let mut failure = None;
-    while read < depth.messages {
-        if filter.is_empty() && matching >= end {
-            break;
-        }
+    let read = loop {
         match peek.next().await {
             Ok(Some(d)) => {
-                read += 1;
+                listing.total += 1;
                 let message = ParkedMessage::from_delivery(queue, &d);
                 if filter.matches(&message) {
+                    if let Some(id) = d.properties.message_id() {
+                        listing.last_match = Some(id.to_owned());
+                    }
                     if (page.offset..end).contains(&matching) {
-                        messages.push(message);
+                        listing.messages.push(message);
                     }
                     matching += 1;
                 }
             }
-            Ok(None) => break,
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
         }
-    }
+    };
     peek.finish().await;
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(Listing {
-            queue: queue.to_owned(),
-            exists: true,
-            total: depth.messages,
-            matching: (read == depth.messages || !filter.is_empty())
-                .then(|| u32::try_from(matching).unwrap_or(u32::MAX)),
-            page,
-            messages,
-        }),
-    }
+    read?;
+    listing.matching = u32::try_from(matching).unwrap_or(u32::MAX);
+    Ok(listing)
 }
 
 /// Finds a message by `message_id` in the given parking queues, without
-/// removing anything; scans each queue once.
+/// removing or reordering anything.
 pub async fn find(
     connector: &Connector,
     queues: &[String],
@@ -263,32 +273,22 @@ pub async fn find(
 ) -> Result<Option<ParkedMessage>, Error> {
     let conn = connector.connection().await?;
     for queue in queues {
-        let Some(depth) = inspect_queue(&conn, queue).await? else {
+        let Some(mut peek) = Peek::open(connector, &conn, queue).await? else {
             continue;
         };
-        let mut peek = Peek::open(connector, &conn, queue, depth.messages).await?;
-        let mut found = None;
-        let mut failure = None;
-        for _ in 0..depth.messages {
+        let found = loop {
             match peek.next().await {
                 Ok(Some(d)) if d.properties.message_id() == Some(message_id) => {
-                    found = Some(ParkedMessage::from_delivery(queue, &d));
-                    break;
+                    break Ok(Some(ParkedMessage::from_delivery(queue, &d)));
                 }
                 Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
+                Ok(None) => break Ok(None),
+                Err(e) => break Err(e),
             }
-        }
+        };
         peek.finish().await;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        if found.is_some() {
-            return Ok(found);
+        if let Some(found) = found? {
+            return Ok(Some(found));
         }
     }
     Ok(None)
@@ -347,6 +347,8 @@ pub async fn replay_with_progress(
         queue: spec.parking.clone(),
         replayed: taken.done,
         not_found: taken.not_found,
+        left_alone: taken.left_alone,
+        stale: taken.stale,
         error: taken.error,
     })
 }
@@ -367,6 +369,8 @@ pub async fn delete(
         queue: queue.to_owned(),
         deleted: taken.done,
         not_found: taken.not_found,
+        left_alone: taken.left_alone,
+        stale: taken.stale,
         error: taken.error,
     })
 }
@@ -383,14 +387,17 @@ enum Action<'a> {
 }
 
 /// What [`take_selected`] did.
+#[derive(Default)]
 struct Taken {
     done: Vec<String>,
     not_found: Vec<String>,
+    left_alone: u32,
+    stale: bool,
     error: Option<Error>,
 }
 
 /// Walks the messages parked in `queue` when it starts, once, and applies
-/// `action` to each one `selection` picks; returns the others in order.
+/// `action` to each one `selection` picks; gives the others back in order.
 async fn take_selected(
     connector: &Connector,
     queue: &str,
@@ -398,29 +405,39 @@ async fn take_selected(
     progress: &dyn Progress,
     action: Action<'_>,
 ) -> Result<Taken, Error> {
-    let mut taken = Taken {
-        done: Vec::new(),
-        not_found: Vec::new(),
-        error: None,
-    };
+    let mut taken = Taken::default();
     let mut wanted: Option<HashSet<&str>> = match selection {
         Selection::Ids(ids) => Some(ids.iter().map(String::as_str).collect()),
-        Selection::All | Selection::Matching(_) => None,
+        _ => None,
     };
     let conn = connector.connection().await?;
-    let Some(depth) = inspect_queue(&conn, queue).await? else {
-        if let Some(w) = wanted {
-            taken.not_found = w.into_iter().map(str::to_owned).collect();
-            taken.not_found.sort();
-        }
+    let Some(mut peek) = Peek::open(connector, &conn, queue).await? else {
+        taken.not_found = leftover(wanted);
+        taken.stale = matches!(selection, Selection::Confirmed { .. });
         return Ok(taken);
     };
-    let mut peek = Peek::open(connector, &conn, queue, depth.messages).await?;
-    progress.start(u64::from(depth.messages));
-    for _ in 0..depth.messages {
-        if wanted.as_ref().is_some_and(HashSet::is_empty) {
-            break;
+    let mut pick = Pick::new(queue, selection);
+    if let Selection::Confirmed { through, .. } = selection {
+        let present = holds(&mut peek, through).await;
+        if let Err(e) = peek.rewind().await {
+            peek.finish().await;
+            return Err(e);
         }
+        match present {
+            Ok(true) => {}
+            Ok(false) => {
+                taken.stale = true;
+                peek.finish().await;
+                return Ok(taken);
+            }
+            Err(e) => {
+                peek.finish().await;
+                return Err(e);
+            }
+        }
+    }
+    progress.start(u64::from(peek.depth()));
+    for _ in 0..peek.depth() {
         let delivery = match peek.next().await {
             Ok(Some(d)) => d,
             Ok(None) => break,
@@ -430,79 +447,154 @@ async fn take_selected(
             }
         };
         let id = delivery.properties.message_id().map(str::to_owned);
-        let selected = match (selection, wanted.as_mut()) {
-            (_, Some(w)) => id.as_deref().is_some_and(|i| w.remove(i)),
-            (Selection::Matching(filter), None) => {
-                filter.matches(&ParkedMessage::from_delivery(queue, &delivery))
-            }
-            (_, None) => true,
+        let selected = match wanted.as_mut() {
+            Some(w) => id.as_deref().is_some_and(|i| w.remove(i)),
+            None => pick.picks(&delivery),
         };
         if !selected {
             progress.advance(1);
             continue;
         }
-        let shown = id.clone().unwrap_or_else(|| NO_ID.into());
-        if let Action::Replay { publisher, spec } = &action {
-            connector.wait_until_unblocked().await;
-            if let Err(e) = publisher.publish(replay_copy(&delivery, &spec.queue)).await {
-                taken.error = Some(e);
-                break;
+        if let Err(e) = act(connector, &mut peek, &action, &delivery, &mut taken).await {
+            if matches!(e, Error::ReplayLeftOriginal { .. }) {
+                progress.advance(1);
             }
-        }
-        if let Err(e) = peek.ack(delivery.tag).await {
-            taken.error = Some(match action {
-                // The copy is in the work queue and the original stays parked:
-                // a duplicate, reported so a person can purge or ignore it.
-                Action::Replay { .. } => {
-                    taken.done.push(shown.clone());
-                    progress.advance(1);
-                    Error::ReplayLeftOriginal {
-                        message_id: shown,
-                        queue: queue.to_owned(),
-                        source: Box::new(e),
-                    }
-                }
-                Action::Delete => e,
-            });
+            taken.error = Some(e);
             break;
         }
-        match &action {
-            Action::Replay { spec, .. } => {
-                metrics::counter!(worker_core::metric_names::REPLAYED, "task" => spec.name)
-                    .increment(1);
-                tracing::info!(task = spec.name, message_id = ?id, "replayed parked message to {}", spec.queue);
-            }
-            Action::Delete => {
-                tracing::warn!(queue, message_id = ?id, "deleted parked message");
-            }
-        }
-        taken.done.push(shown);
         progress.advance(1);
     }
-    peek.finish().await;
-    if let Some(w) = wanted {
-        taken.not_found = w.into_iter().map(str::to_owned).collect();
-        taken.not_found.sort();
+    if taken.error.is_none() {
+        // Matches parked since the operation started.
+        while let Ok(Some(d)) = peek.next().await {
+            pick.picks(&d);
+        }
     }
+    taken.left_alone = pick.left_alone;
+    peek.finish().await;
+    taken.not_found = leftover(wanted);
     Ok(taken)
+}
+
+/// The ids asked for and not found, sorted.
+fn leftover(wanted: Option<HashSet<&str>>) -> Vec<String> {
+    let mut ids: Vec<String> = wanted.into_iter().flatten().map(str::to_owned).collect();
+    ids.sort();
+    ids
+}
+
+/// Whether a message with id `id` is in the queue `peek` reads.
+async fn holds(peek: &mut Peek, id: &str) -> Result<bool, Error> {
+    while let Some(d) = peek.next().await? {
+        if d.properties.message_id() == Some(id) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Which messages a filter-based selection picks, in queue order.
+struct Pick<'a> {
+    queue: &'a str,
+    filter: Option<&'a Filter>,
+    /// With [`Selection::Confirmed`]: the last confirmed id, until passed.
+    through: Option<&'a str>,
+    fenced: bool,
+    left_alone: u32,
+}
+
+impl<'a> Pick<'a> {
+    fn new(queue: &'a str, selection: &'a Selection) -> Pick<'a> {
+        let (filter, through) = match selection {
+            Selection::Matching(f) => (Some(f), None),
+            Selection::Confirmed { filter, through } => (Some(filter), Some(through.as_str())),
+            Selection::All | Selection::Ids(_) => (None, None),
+        };
+        Pick {
+            queue,
+            filter,
+            through,
+            fenced: false,
+            left_alone: 0,
+        }
+    }
+
+    /// Whether `delivery` is picked; counts matches past the fence.
+    fn picks(&mut self, delivery: &Delivery) -> bool {
+        let matches = self.filter.is_none_or(|f| {
+            f.is_empty() || f.matches(&ParkedMessage::from_delivery(self.queue, delivery))
+        });
+        if !matches {
+            return false;
+        }
+        if self.fenced {
+            self.left_alone += 1;
+            return false;
+        }
+        if self.through.is_some() && self.through == delivery.properties.message_id() {
+            self.fenced = true;
+        }
+        true
+    }
+}
+
+/// Applies `action` to one selected message and acks it.
+async fn act(
+    connector: &Connector,
+    peek: &mut Peek,
+    action: &Action<'_>,
+    delivery: &Delivery,
+    taken: &mut Taken,
+) -> Result<(), Error> {
+    let id = delivery.properties.message_id().map(str::to_owned);
+    let shown = id.clone().unwrap_or_else(|| NO_ID.into());
+    let queue = peek.queue().to_owned();
+    if let Action::Replay { publisher, spec } = action {
+        connector.wait_until_unblocked().await;
+        publisher
+            .publish(replay_copy(delivery, &spec.queue))
+            .await?;
+    }
+    if let Err(e) = peek.ack(delivery.tag).await {
+        return Err(match action {
+            // The copy is in the work queue and the original stays parked:
+            // a duplicate, reported so a person can purge or ignore it.
+            Action::Replay { .. } => {
+                taken.done.push(shown.clone());
+                Error::ReplayLeftOriginal {
+                    message_id: shown,
+                    queue,
+                    source: Box::new(e),
+                }
+            }
+            Action::Delete => e,
+        });
+    }
+    match action {
+        Action::Replay { spec, .. } => {
+            metrics::counter!(worker_core::metric_names::REPLAYED, "task" => spec.name)
+                .increment(1);
+            tracing::info!(task = spec.name, message_id = ?id, "replayed parked message to {}", spec.queue);
+        }
+        Action::Delete => {
+            tracing::warn!(queue, message_id = ?id, "deleted parked message");
+        }
+    }
+    taken.done.push(shown);
+    Ok(())
 }
 
 /// Deletes every message of a parking queue; returns how many there were
 /// (`None` when the queue does not exist).
+///
+/// It waits for the queue's lock like every other operation: a purge while
+/// a listing holds the messages would leave those behind.
 pub async fn purge(connector: &Connector, queue: &str) -> Result<Option<u32>, Error> {
     let conn = connector.connection().await?;
-    if inspect_queue(&conn, queue).await?.is_none() {
+    let Some(peek) = Peek::open(connector, &conn, queue).await? else {
         return Ok(None);
-    }
-    let channel = conn
-        .create_channel()
-        .await
-        .map_err(|e| Error::broker("channel.open", e))?;
-    let count = channel
-        .queue_purge(queue.into(), QueuePurgeOptions::default())
-        .await
-        .map_err(|e| Error::broker(format!("queue.purge {queue}"), e))?;
-    let _ = channel.close(200, "purged".into()).await;
+    };
+    let count = peek.purge().await?;
     tracing::warn!(queue, count, "purged parking queue");
     Ok(Some(count))
 }
