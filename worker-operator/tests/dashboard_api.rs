@@ -847,3 +847,47 @@ async fn a_confirmed_bulk_action_touches_exactly_what_was_confirmed() {
     assert_eq!(bound["done"], json!(["b-3", "b-4"]), "{bound}");
     assert_eq!(bound["left_alone"], json!(1), "{bound}");
 }
+
+payment_task!(BigBody, "dash_api.big_body", "dash.api.big_body");
+
+/// A large body is shown in part (its first 64 KiB, with its full size)
+/// and the whole of it is a download, never rendered.
+#[tokio::test]
+async fn a_large_body_is_shown_in_part_and_downloaded_whole() {
+    let order = "x".repeat(4 << 20);
+    park_through_worker(
+        BigBody,
+        &[("big".to_owned(), failing(&order, false, "too big"))],
+        1,
+    )
+    .await;
+    let server = serve_task(&BigBody, "127.0.0.1:0", Access::Loopback, false).await;
+    let addr = server.local_addr();
+    let page = format!("/tasks/{}/parked/message", BigBody::NAME);
+    let shown = request(addr, "GET", &format!("{page}?id=big"), &[], "").await;
+    assert_eq!(shown.status, 200, "{}", shown.head);
+    let size = order.len() + r#"{"order":"","fail":[false,"too big"]}"#.len();
+    assert!(
+        shown
+            .body
+            .contains(&format!("The first 64 KiB of {size} bytes")),
+        "{}",
+        &shown.body[..2000.min(shown.body.len())]
+    );
+    assert!(
+        shown.body.len() < 400 << 10,
+        "a 4 MiB body makes a page of {} bytes",
+        shown.body.len()
+    );
+    let whole = request(addr, "GET", &format!("{page}/body?id=big"), &[], "").await;
+    assert_eq!(whole.status, 200, "{}", whole.head);
+    assert!(
+        whole
+            .head
+            .contains("content-type: application/octet-stream")
+            && whole.head.contains("content-disposition: attachment"),
+        "{}",
+        whole.head
+    );
+    assert_eq!(whole.body.len(), size, "the whole body");
+}

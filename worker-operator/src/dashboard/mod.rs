@@ -118,6 +118,10 @@ impl Dashboard {
             .route("/tasks/{task}/parked/act", post(pages::act))
             .route("/tasks/{task}/parked/messages/{id}", get(pages::message))
             .route("/tasks/{task}/parked/message", get(pages::message_by_query))
+            .route(
+                "/tasks/{task}/parked/message/body",
+                get(pages::body_download),
+            )
             .route("/api/session", get(api::session))
             .route("/api/tasks", get(api::tasks))
             .route("/api/tasks/{task}/parked", get(api::list))

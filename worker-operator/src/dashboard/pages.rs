@@ -427,9 +427,50 @@ struct MessagePage {
     properties: Vec<(String, String)>,
     headers: Vec<(String, String)>,
     body_bytes: usize,
+    /// Whether only the first [`BODY_SHOWN`] bytes are shown.
+    body_cut: bool,
     body_json: Option<String>,
     body_text: String,
     body_hex: String,
+}
+
+/// How much of a body a message page shows; the rest is a download.
+const BODY_SHOWN: usize = 64 << 10;
+
+/// A parked message's whole body, as a download (never rendered: served as
+/// bytes, with no type a browser would run).
+pub(crate) async fn body_download(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = Params::parse(query.unwrap_or_default().as_bytes());
+    let Some(id) = params.get("id").map(str::to_owned) else {
+        return error(StatusCode::BAD_REQUEST, "which message? add ?id=MESSAGE_ID");
+    };
+    let spec = match task(&shared, &name) {
+        Ok(s) => s.clone(),
+        Err(e) => return error(StatusCode::NOT_FOUND, e),
+    };
+    match parked::find(&shared.connector, std::slice::from_ref(&spec.parking), &id).await {
+        Ok(Some(m)) => (
+            [
+                (axum::http::header::CONTENT_TYPE, "application/octet-stream"),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"parked-body.bin\"",
+                ),
+                (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            m.body.to_vec(),
+        )
+            .into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no parked message with id {id:?} in {}", spec.parking),
+        ),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
 }
 
 /// One parked message, named by the `id` query parameter: the form every
@@ -478,7 +519,7 @@ pub(crate) async fn message(
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value))
         .collect();
-    let (body_json, body_text, body_hex) = match m.body_view() {
+    let (body_json, body_text, body_hex) = match m.body_view(BODY_SHOWN) {
         BodyView::Json(pretty) => (Some(pretty), String::new(), String::new()),
         BodyView::Raw { text, hex } => (None, text, hex),
     };
@@ -494,6 +535,7 @@ pub(crate) async fn message(
             properties,
             headers: m.header_lines(),
             body_bytes: m.body.len(),
+            body_cut: m.body.len() > BODY_SHOWN,
             body_json,
             body_text,
             body_hex,

@@ -198,17 +198,35 @@ impl ParkedMessage {
         v
     }
 
-    /// The body for a person: pretty-printed JSON when it parses as JSON,
-    /// else its text (invalid UTF-8 replaced) and its bytes in hex.
-    pub fn body_view(&self) -> BodyView {
-        match serde_json::from_slice::<Value>(&self.body) {
-            Ok(json) => BodyView::Json(
-                serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string()),
-            ),
-            Err(_) => BodyView::Raw {
-                text: String::from_utf8_lossy(&self.body).into_owned(),
-                hex: hex(&self.body),
-            },
+    /// The body for a person, at most its first `max` bytes:
+    /// pretty-printed JSON when the whole body fits and parses as JSON,
+    /// else the text of those bytes (invalid UTF-8 replaced) and their hex.
+    ///
+    /// ```
+    /// # use worker_operator::ops::parked::{BodyView, ParkedMessage};
+    /// # fn with_body(body: &[u8]) -> ParkedMessage {
+    /// #     let delivery = worker_core::message::Delivery {
+    /// #         tag: 1, exchange: String::new(), routing_key: "q.parking".into(), redelivered: false,
+    /// #         properties: worker_core::Properties::default(), body: body.to_vec().into(),
+    /// #     };
+    /// #     ParkedMessage::from_delivery("q.parking", &delivery)
+    /// # }
+    /// assert_eq!(with_body(b"{\"a\":1}").body_view(64), BodyView::Json("{\n  \"a\": 1\n}".into()));
+    /// let BodyView::Raw { text, hex } = with_body(b"abcdef").body_view(3) else { panic!() };
+    /// assert_eq!((text.as_str(), hex.as_str()), ("abc", "616263"));
+    /// ```
+    pub fn body_view(&self, max: usize) -> BodyView {
+        if self.body.len() <= max {
+            if let Ok(json) = serde_json::from_slice::<Value>(&self.body) {
+                return BodyView::Json(
+                    serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string()),
+                );
+            }
+        }
+        let part = &self.body[..self.body.len().min(max)];
+        BodyView::Raw {
+            text: String::from_utf8_lossy(part).into_owned(),
+            hex: hex(part),
         }
     }
 
