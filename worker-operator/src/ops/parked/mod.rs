@@ -16,7 +16,8 @@
 //! While one operation holds the queue's messages, another would find them
 //! missing: every operation (listing, opening a message, replay, delete)
 //! first takes the queue's lock, one holder at a time across every process
-//! (an exclusive queue named `<parking queue>.lock`; see [`lock`]). An
+//! (an exclusive queue named `<parking queue>.lock`, which the broker frees
+//! when its holder's connection closes). An
 //! operation that waits longer than [`LOCK_WAIT`] gives up with
 //! [`Error::Busy`]. The cost is one pass over the whole queue per
 //! operation, one at a time: see BENCHMARKS.md for the figures with
@@ -38,7 +39,7 @@
 //! [`Filter`] lets through; a [`Page`] picks some of them, and the totals
 //! are exact. [`replay`] and [`delete`] take a [`Selection`]: every
 //! message, some ids, or every message a filter lets through, optionally
-//! [bound](Bound) to what an operator confirmed.
+//! [bound](Selection::Confirmed) to what an operator confirmed.
 //!
 //! # Replaying
 //!
