@@ -193,6 +193,10 @@ async fn listed(client: &Client) -> Vec<String> {
     ids
 }
 
+/// A message id a link must carry whole: a path step up, a query, an
+/// ampersand, a fragment and an encoded slash.
+const ODD_ID: &str = "../cap-6?x&y#z%2F";
+
 async fn parked_now(conn: &lapin::Connection) -> u32 {
     support::depth(conn, PARKING).await
 }
@@ -218,7 +222,7 @@ async fn operators_filter_replay_and_delete_in_a_real_browser() {
         ("cap-4", "O-1004", Some((true, "gateway timeout after 30s"))),
         ("cap-5", "O-1005", None),
         (
-            "cap-6",
+            ODD_ID,
             "O-1006",
             Some((false, "card declined: expired card")),
         ),
@@ -319,7 +323,7 @@ async fn operators_filter_replay_and_delete_in_a_real_browser() {
         .for_element(Locator::Id("parked"))
         .await
         .unwrap();
-    assert_eq!(listed(&client).await, ["cap-1", "cap-3", "cap-4", "cap-6"]);
+    assert_eq!(listed(&client).await, ["cap-1", "cap-3", "cap-4", ODD_ID]);
     client
         .find(Locator::Id("f-text"))
         .await
@@ -334,7 +338,7 @@ async fn operators_filter_replay_and_delete_in_a_real_browser() {
         .for_element(Locator::XPath("//span[@id='matching']/strong[.='3']"))
         .await
         .expect("3 matching");
-    assert_eq!(listed(&client).await, ["cap-1", "cap-3", "cap-6"]);
+    assert_eq!(listed(&client).await, ["cap-1", "cap-3", ODD_ID]);
     screenshot(&client, "parked").await;
 
     // The box in the header ticks every message on the page, and unticks them.
@@ -359,6 +363,26 @@ async fn operators_filter_replay_and_delete_in_a_real_browser() {
         "the page fits 375px: {overflow}"
     );
     client.set_window_size(1280, 860).await.unwrap();
+
+    // The odd id's link opens its own page.
+    let links = client.find_all(Locator::Css("a.msg")).await.unwrap();
+    let mut odd = None;
+    for link in links {
+        if link.text().await.unwrap() == ODD_ID {
+            odd = Some(link);
+        }
+    }
+    odd.expect("a link for the odd id").click().await.unwrap();
+    assert_eq!(
+        text_of(&client, "h1").await,
+        format!("Parked message {ODD_ID}")
+    );
+    assert!(
+        text_of(&client, "#body").await.contains("O-1006"),
+        "its own body"
+    );
+    client.back().await.unwrap();
+    text_of(&client, "#parked").await;
 
     // Replay cap-3 (its cause is fixed): tick it, confirm, read the result.
     fixed.0.lock().unwrap().insert("O-1003".into());
@@ -427,7 +451,7 @@ async fn operators_filter_replay_and_delete_in_a_real_browser() {
         .collect();
     let mut ids = ids;
     ids.sort_unstable();
-    assert_eq!(ids, ["cap-1", "cap-6"]);
+    assert_eq!(ids, [ODD_ID, "cap-1"]);
 
     // Bound beyond loopback, an action without the token is refused and
     // takes nothing.
